@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: ca.proto
+// source: api/ca.proto
 
 package api
 
@@ -29,7 +29,7 @@ type GetRootCACertificateRequest struct {
 
 func (x *GetRootCACertificateRequest) Reset() {
 	*x = GetRootCACertificateRequest{}
-	mi := &file_ca_proto_msgTypes[0]
+	mi := &file_api_ca_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -41,7 +41,7 @@ func (x *GetRootCACertificateRequest) String() string {
 func (*GetRootCACertificateRequest) ProtoMessage() {}
 
 func (x *GetRootCACertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[0]
+	mi := &file_api_ca_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -54,7 +54,7 @@ func (x *GetRootCACertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRootCACertificateRequest.ProtoReflect.Descriptor instead.
 func (*GetRootCACertificateRequest) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{0}
+	return file_api_ca_proto_rawDescGZIP(), []int{0}
 }
 
 type GetRootCACertificateResponse struct {
@@ -66,7 +66,7 @@ type GetRootCACertificateResponse struct {
 
 func (x *GetRootCACertificateResponse) Reset() {
 	*x = GetRootCACertificateResponse{}
-	mi := &file_ca_proto_msgTypes[1]
+	mi := &file_api_ca_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -78,7 +78,7 @@ func (x *GetRootCACertificateResponse) String() string {
 func (*GetRootCACertificateResponse) ProtoMessage() {}
 
 func (x *GetRootCACertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[1]
+	mi := &file_api_ca_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -91,7 +91,7 @@ func (x *GetRootCACertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRootCACertificateResponse.ProtoReflect.Descriptor instead.
 func (*GetRootCACertificateResponse) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{1}
+	return file_api_ca_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *GetRootCACertificateResponse) GetCertificate() []byte {
@@ -109,7 +109,7 @@ type GetUnlockKeyRequest struct {
 
 func (x *GetUnlockKeyRequest) Reset() {
 	*x = GetUnlockKeyRequest{}
-	mi := &file_ca_proto_msgTypes[2]
+	mi := &file_api_ca_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -121,7 +121,7 @@ func (x *GetUnlockKeyRequest) String() string {
 func (*GetUnlockKeyRequest) ProtoMessage() {}
 
 func (x *GetUnlockKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[2]
+	mi := &file_api_ca_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -134,7 +134,7 @@ func (x *GetUnlockKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUnlockKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetUnlockKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{2}
+	return file_api_ca_proto_rawDescGZIP(), []int{2}
 }
 
 type GetUnlockKeyResponse struct {
@@ -147,7 +147,7 @@ type GetUnlockKeyResponse struct {
 
 func (x *GetUnlockKeyResponse) Reset() {
 	*x = GetUnlockKeyResponse{}
-	mi := &file_ca_proto_msgTypes[3]
+	mi := &file_api_ca_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -159,7 +159,7 @@ func (x *GetUnlockKeyResponse) String() string {
 func (*GetUnlockKeyResponse) ProtoMessage() {}
 
 func (x *GetUnlockKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[3]
+	mi := &file_api_ca_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -172,7 +172,7 @@ func (x *GetUnlockKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUnlockKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetUnlockKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{3}
+	return file_api_ca_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetUnlockKeyResponse) GetUnlockKey() []byte {
@@ -201,7 +201,7 @@ type IssueNodeCertificateRequest struct {
 
 func (x *IssueNodeCertificateRequest) Reset() {
 	*x = IssueNodeCertificateRequest{}
-	mi := &file_ca_proto_msgTypes[4]
+	mi := &file_api_ca_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +213,7 @@ func (x *IssueNodeCertificateRequest) String() string {
 func (*IssueNodeCertificateRequest) ProtoMessage() {}
 
 func (x *IssueNodeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[4]
+	mi := &file_api_ca_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +226,7 @@ func (x *IssueNodeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{4}
+	return file_api_ca_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *IssueNodeCertificateRequest) GetRole() NodeRole {
@@ -267,7 +267,7 @@ type IssueNodeCertificateResponse struct {
 
 func (x *IssueNodeCertificateResponse) Reset() {
 	*x = IssueNodeCertificateResponse{}
-	mi := &file_ca_proto_msgTypes[5]
+	mi := &file_api_ca_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +279,7 @@ func (x *IssueNodeCertificateResponse) String() string {
 func (*IssueNodeCertificateResponse) ProtoMessage() {}
 
 func (x *IssueNodeCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[5]
+	mi := &file_api_ca_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +292,7 @@ func (x *IssueNodeCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{5}
+	return file_api_ca_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *IssueNodeCertificateResponse) GetNodeId() string {
@@ -318,7 +318,7 @@ type NodeCertificateStatusRequest struct {
 
 func (x *NodeCertificateStatusRequest) Reset() {
 	*x = NodeCertificateStatusRequest{}
-	mi := &file_ca_proto_msgTypes[6]
+	mi := &file_api_ca_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +330,7 @@ func (x *NodeCertificateStatusRequest) String() string {
 func (*NodeCertificateStatusRequest) ProtoMessage() {}
 
 func (x *NodeCertificateStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[6]
+	mi := &file_api_ca_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +343,7 @@ func (x *NodeCertificateStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCertificateStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeCertificateStatusRequest) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{6}
+	return file_api_ca_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NodeCertificateStatusRequest) GetNodeId() string {
@@ -363,7 +363,7 @@ type NodeCertificateStatusResponse struct {
 
 func (x *NodeCertificateStatusResponse) Reset() {
 	*x = NodeCertificateStatusResponse{}
-	mi := &file_ca_proto_msgTypes[7]
+	mi := &file_api_ca_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -375,7 +375,7 @@ func (x *NodeCertificateStatusResponse) String() string {
 func (*NodeCertificateStatusResponse) ProtoMessage() {}
 
 func (x *NodeCertificateStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[7]
+	mi := &file_api_ca_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -388,7 +388,7 @@ func (x *NodeCertificateStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCertificateStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeCertificateStatusResponse) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{7}
+	return file_api_ca_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NodeCertificateStatusResponse) GetCertificate() *Certificate {
@@ -405,12 +405,12 @@ func (x *NodeCertificateStatusResponse) GetRootCa() *RootCA {
 	return nil
 }
 
-var File_ca_proto protoreflect.FileDescriptor
+var File_api_ca_proto protoreflect.FileDescriptor
 
-const file_ca_proto_rawDesc = "" +
+const file_api_ca_proto_rawDesc = "" +
 	"\n" +
-	"\bca.proto\x12\n" +
-	"swarmd.api\x1a\vtypes.proto\x1a\robjects.proto\"\x1d\n" +
+	"\fapi/ca.proto\x12\n" +
+	"swarmd.api\x1a\x0fapi/types.proto\x1a\x11api/objects.proto\"\x1d\n" +
 	"\x1bGetRootCACertificateRequest\"@\n" +
 	"\x1cGetRootCACertificateResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"\x15\n" +
@@ -440,19 +440,19 @@ const file_ca_proto_rawDesc = "" +
 	"\x15NodeCertificateStatus\x12(.swarmd.api.NodeCertificateStatusRequest\x1a).swarmd.api.NodeCertificateStatusResponseB!Z\x1fgithub.com/openswarm/swarmd/apib\x06proto3"
 
 var (
-	file_ca_proto_rawDescOnce sync.Once
-	file_ca_proto_rawDescData []byte
+	file_api_ca_proto_rawDescOnce sync.Once
+	file_api_ca_proto_rawDescData []byte
 )
 
-func file_ca_proto_rawDescGZIP() []byte {
-	file_ca_proto_rawDescOnce.Do(func() {
-		file_ca_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_ca_proto_rawDesc), len(file_ca_proto_rawDesc)))
+func file_api_ca_proto_rawDescGZIP() []byte {
+	file_api_ca_proto_rawDescOnce.Do(func() {
+		file_api_ca_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_api_ca_proto_rawDesc), len(file_api_ca_proto_rawDesc)))
 	})
-	return file_ca_proto_rawDescData
+	return file_api_ca_proto_rawDescData
 }
 
-var file_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
-var file_ca_proto_goTypes = []any{
+var file_api_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_api_ca_proto_goTypes = []any{
 	(*GetRootCACertificateRequest)(nil),   // 0: swarmd.api.GetRootCACertificateRequest
 	(*GetRootCACertificateResponse)(nil),  // 1: swarmd.api.GetRootCACertificateResponse
 	(*GetUnlockKeyRequest)(nil),           // 2: swarmd.api.GetUnlockKeyRequest
@@ -467,7 +467,7 @@ var file_ca_proto_goTypes = []any{
 	(*Certificate)(nil),                   // 11: swarmd.api.Certificate
 	(*RootCA)(nil),                        // 12: swarmd.api.RootCA
 }
-var file_ca_proto_depIdxs = []int32{
+var file_api_ca_proto_depIdxs = []int32{
 	8,  // 0: swarmd.api.GetUnlockKeyResponse.version:type_name -> swarmd.api.Version
 	9,  // 1: swarmd.api.IssueNodeCertificateRequest.role:type_name -> swarmd.api.NodeRole
 	10, // 2: swarmd.api.IssueNodeCertificateRequest.availability:type_name -> swarmd.api.NodeMembership
@@ -489,28 +489,28 @@ var file_ca_proto_depIdxs = []int32{
 	0,  // [0:6] is the sub-list for field type_name
 }
 
-func init() { file_ca_proto_init() }
-func file_ca_proto_init() {
-	if File_ca_proto != nil {
+func init() { file_api_ca_proto_init() }
+func file_api_ca_proto_init() {
+	if File_api_ca_proto != nil {
 		return
 	}
-	file_types_proto_init()
-	file_objects_proto_init()
+	file_api_types_proto_init()
+	file_api_objects_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ca_proto_rawDesc), len(file_ca_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_ca_proto_rawDesc), len(file_api_ca_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
-		GoTypes:           file_ca_proto_goTypes,
-		DependencyIndexes: file_ca_proto_depIdxs,
-		MessageInfos:      file_ca_proto_msgTypes,
+		GoTypes:           file_api_ca_proto_goTypes,
+		DependencyIndexes: file_api_ca_proto_depIdxs,
+		MessageInfos:      file_api_ca_proto_msgTypes,
 	}.Build()
-	File_ca_proto = out.File
-	file_ca_proto_goTypes = nil
-	file_ca_proto_depIdxs = nil
+	File_api_ca_proto = out.File
+	file_api_ca_proto_goTypes = nil
+	file_api_ca_proto_depIdxs = nil
 }

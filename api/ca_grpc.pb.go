@@ -2,7 +2,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.2
 // - protoc             v3.21.12
-// source: ca.proto
+// source: api/ca.proto
 
 package api
 
@@ -159,7 +159,7 @@ var CA_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "ca.proto",
+	Metadata: "api/ca.proto",
 }
 
 const (
@@ -305,5 +305,5 @@ var NodeCA_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "ca.proto",
+	Metadata: "api/ca.proto",
 }

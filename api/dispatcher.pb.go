@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: dispatcher.proto
+// source: api/dispatcher.proto
 
 package api
 
@@ -52,11 +52,11 @@ func (x AssignmentChange_Action) String() string {
 }
 
 func (AssignmentChange_Action) Descriptor() protoreflect.EnumDescriptor {
-	return file_dispatcher_proto_enumTypes[0].Descriptor()
+	return file_api_dispatcher_proto_enumTypes[0].Descriptor()
 }
 
 func (AssignmentChange_Action) Type() protoreflect.EnumType {
-	return &file_dispatcher_proto_enumTypes[0]
+	return &file_api_dispatcher_proto_enumTypes[0]
 }
 
 func (x AssignmentChange_Action) Number() protoreflect.EnumNumber {
@@ -65,7 +65,7 @@ func (x AssignmentChange_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AssignmentChange_Action.Descriptor instead.
 func (AssignmentChange_Action) EnumDescriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{8, 0}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type AssignmentsMessage_Type int32
@@ -98,11 +98,11 @@ func (x AssignmentsMessage_Type) String() string {
 }
 
 func (AssignmentsMessage_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_dispatcher_proto_enumTypes[1].Descriptor()
+	return file_api_dispatcher_proto_enumTypes[1].Descriptor()
 }
 
 func (AssignmentsMessage_Type) Type() protoreflect.EnumType {
-	return &file_dispatcher_proto_enumTypes[1]
+	return &file_api_dispatcher_proto_enumTypes[1]
 }
 
 func (x AssignmentsMessage_Type) Number() protoreflect.EnumNumber {
@@ -111,7 +111,7 @@ func (x AssignmentsMessage_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AssignmentsMessage_Type.Descriptor instead.
 func (AssignmentsMessage_Type) EnumDescriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{9, 0}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{9, 0}
 }
 
 type SessionRequest struct {
@@ -124,7 +124,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_dispatcher_proto_msgTypes[0]
+	mi := &file_api_dispatcher_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -136,7 +136,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[0]
+	mi := &file_api_dispatcher_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -149,7 +149,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{0}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *SessionRequest) GetDescription() *NodeDescription {
@@ -179,7 +179,7 @@ type SessionMessage struct {
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_dispatcher_proto_msgTypes[1]
+	mi := &file_api_dispatcher_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -191,7 +191,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[1]
+	mi := &file_api_dispatcher_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -204,7 +204,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{1}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *SessionMessage) GetSessionId() string {
@@ -251,7 +251,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_dispatcher_proto_msgTypes[2]
+	mi := &file_api_dispatcher_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +263,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[2]
+	mi := &file_api_dispatcher_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +276,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{2}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *HeartbeatRequest) GetSessionId() string {
@@ -295,7 +295,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_dispatcher_proto_msgTypes[3]
+	mi := &file_api_dispatcher_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +307,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[3]
+	mi := &file_api_dispatcher_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +320,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{3}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HeartbeatResponse) GetPeriod() *durationpb.Duration {
@@ -340,7 +340,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_dispatcher_proto_msgTypes[4]
+	mi := &file_api_dispatcher_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +352,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[4]
+	mi := &file_api_dispatcher_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +365,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{4}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UpdateTaskStatusRequest) GetSessionId() string {
@@ -390,7 +390,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_dispatcher_proto_msgTypes[5]
+	mi := &file_api_dispatcher_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +402,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[5]
+	mi := &file_api_dispatcher_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +415,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{5}
 }
 
 type AssignmentsRequest struct {
@@ -427,7 +427,7 @@ type AssignmentsRequest struct {
 
 func (x *AssignmentsRequest) Reset() {
 	*x = AssignmentsRequest{}
-	mi := &file_dispatcher_proto_msgTypes[6]
+	mi := &file_api_dispatcher_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +439,7 @@ func (x *AssignmentsRequest) String() string {
 func (*AssignmentsRequest) ProtoMessage() {}
 
 func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[6]
+	mi := &file_api_dispatcher_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +452,7 @@ func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*AssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AssignmentsRequest) GetSessionId() string {
@@ -476,7 +476,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_dispatcher_proto_msgTypes[7]
+	mi := &file_api_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +488,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[7]
+	mi := &file_api_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +501,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Assignment) GetItem() isAssignment_Item {
@@ -570,7 +570,7 @@ type AssignmentChange struct {
 
 func (x *AssignmentChange) Reset() {
 	*x = AssignmentChange{}
-	mi := &file_dispatcher_proto_msgTypes[8]
+	mi := &file_api_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +582,7 @@ func (x *AssignmentChange) String() string {
 func (*AssignmentChange) ProtoMessage() {}
 
 func (x *AssignmentChange) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[8]
+	mi := &file_api_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +595,7 @@ func (x *AssignmentChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentChange.ProtoReflect.Descriptor instead.
 func (*AssignmentChange) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AssignmentChange) GetAssignment() *Assignment {
@@ -626,7 +626,7 @@ type AssignmentsMessage struct {
 
 func (x *AssignmentsMessage) Reset() {
 	*x = AssignmentsMessage{}
-	mi := &file_dispatcher_proto_msgTypes[9]
+	mi := &file_api_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +638,7 @@ func (x *AssignmentsMessage) String() string {
 func (*AssignmentsMessage) ProtoMessage() {}
 
 func (x *AssignmentsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[9]
+	mi := &file_api_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +651,7 @@ func (x *AssignmentsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentsMessage.ProtoReflect.Descriptor instead.
 func (*AssignmentsMessage) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AssignmentsMessage) GetType() AssignmentsMessage_Type {
@@ -699,7 +699,7 @@ type UpdateTaskStatusRequest_TaskStatusUpdate struct {
 
 func (x *UpdateTaskStatusRequest_TaskStatusUpdate) Reset() {
 	*x = UpdateTaskStatusRequest_TaskStatusUpdate{}
-	mi := &file_dispatcher_proto_msgTypes[10]
+	mi := &file_api_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +711,7 @@ func (x *UpdateTaskStatusRequest_TaskStatusUpdate) String() string {
 func (*UpdateTaskStatusRequest_TaskStatusUpdate) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest_TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[10]
+	mi := &file_api_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +724,7 @@ func (x *UpdateTaskStatusRequest_TaskStatusUpdate) ProtoReflect() protoreflect.M
 
 // Deprecated: Use UpdateTaskStatusRequest_TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest_TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{4, 0}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{4, 0}
 }
 
 func (x *UpdateTaskStatusRequest_TaskStatusUpdate) GetTaskId() string {
@@ -741,12 +741,12 @@ func (x *UpdateTaskStatusRequest_TaskStatusUpdate) GetStatus() *TaskStatus {
 	return nil
 }
 
-var File_dispatcher_proto protoreflect.FileDescriptor
+var File_api_dispatcher_proto protoreflect.FileDescriptor
 
-const file_dispatcher_proto_rawDesc = "" +
+const file_api_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x10dispatcher.proto\x12\n" +
-	"swarmd.api\x1a\x1egoogle/protobuf/duration.proto\x1a\vtypes.proto\x1a\robjects.proto\"n\n" +
+	"\x14api/dispatcher.proto\x12\n" +
+	"swarmd.api\x1a\x1egoogle/protobuf/duration.proto\x1a\x0fapi/types.proto\x1a\x11api/objects.proto\"n\n" +
 	"\x0eSessionRequest\x12=\n" +
 	"\vdescription\x18\x01 \x01(\v2\x1b.swarmd.api.NodeDescriptionR\vdescription\x12\x1d\n" +
 	"\n" +
@@ -809,20 +809,20 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\vAssignments\x12\x1e.swarmd.api.AssignmentsRequest\x1a\x1e.swarmd.api.AssignmentsMessage0\x01B!Z\x1fgithub.com/openswarm/swarmd/apib\x06proto3"
 
 var (
-	file_dispatcher_proto_rawDescOnce sync.Once
-	file_dispatcher_proto_rawDescData []byte
+	file_api_dispatcher_proto_rawDescOnce sync.Once
+	file_api_dispatcher_proto_rawDescData []byte
 )
 
-func file_dispatcher_proto_rawDescGZIP() []byte {
-	file_dispatcher_proto_rawDescOnce.Do(func() {
-		file_dispatcher_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_dispatcher_proto_rawDesc), len(file_dispatcher_proto_rawDesc)))
+func file_api_dispatcher_proto_rawDescGZIP() []byte {
+	file_api_dispatcher_proto_rawDescOnce.Do(func() {
+		file_api_dispatcher_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_api_dispatcher_proto_rawDesc), len(file_api_dispatcher_proto_rawDesc)))
 	})
-	return file_dispatcher_proto_rawDescData
+	return file_api_dispatcher_proto_rawDescData
 }
 
-var file_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
-var file_dispatcher_proto_goTypes = []any{
+var file_api_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_api_dispatcher_proto_goTypes = []any{
 	(AssignmentChange_Action)(0),                     // 0: swarmd.api.AssignmentChange.Action
 	(AssignmentsMessage_Type)(0),                     // 1: swarmd.api.AssignmentsMessage.Type
 	(*SessionRequest)(nil),                           // 2: swarmd.api.SessionRequest
@@ -846,7 +846,7 @@ var file_dispatcher_proto_goTypes = []any{
 	(*Config)(nil),                                   // 20: swarmd.api.Config
 	(*TaskStatus)(nil),                               // 21: swarmd.api.TaskStatus
 }
-var file_dispatcher_proto_depIdxs = []int32{
+var file_api_dispatcher_proto_depIdxs = []int32{
 	13, // 0: swarmd.api.SessionRequest.description:type_name -> swarmd.api.NodeDescription
 	14, // 1: swarmd.api.SessionMessage.node:type_name -> swarmd.api.Node
 	15, // 2: swarmd.api.SessionMessage.managers:type_name -> swarmd.api.WeightedPeer
@@ -876,14 +876,14 @@ var file_dispatcher_proto_depIdxs = []int32{
 	0,  // [0:14] is the sub-list for field type_name
 }
 
-func init() { file_dispatcher_proto_init() }
-func file_dispatcher_proto_init() {
-	if File_dispatcher_proto != nil {
+func init() { file_api_dispatcher_proto_init() }
+func file_api_dispatcher_proto_init() {
+	if File_api_dispatcher_proto != nil {
 		return
 	}
-	file_types_proto_init()
-	file_objects_proto_init()
-	file_dispatcher_proto_msgTypes[7].OneofWrappers = []any{
+	file_api_types_proto_init()
+	file_api_objects_proto_init()
+	file_api_dispatcher_proto_msgTypes[7].OneofWrappers = []any{
 		(*Assignment_Task)(nil),
 		(*Assignment_Secret)(nil),
 		(*Assignment_Config)(nil),
@@ -892,18 +892,18 @@ func file_dispatcher_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dispatcher_proto_rawDesc), len(file_dispatcher_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_dispatcher_proto_rawDesc), len(file_api_dispatcher_proto_rawDesc)),
 			NumEnums:      2,
 			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
-		GoTypes:           file_dispatcher_proto_goTypes,
-		DependencyIndexes: file_dispatcher_proto_depIdxs,
-		EnumInfos:         file_dispatcher_proto_enumTypes,
-		MessageInfos:      file_dispatcher_proto_msgTypes,
+		GoTypes:           file_api_dispatcher_proto_goTypes,
+		DependencyIndexes: file_api_dispatcher_proto_depIdxs,
+		EnumInfos:         file_api_dispatcher_proto_enumTypes,
+		MessageInfos:      file_api_dispatcher_proto_msgTypes,
 	}.Build()
-	File_dispatcher_proto = out.File
-	file_dispatcher_proto_goTypes = nil
-	file_dispatcher_proto_depIdxs = nil
+	File_api_dispatcher_proto = out.File
+	file_api_dispatcher_proto_goTypes = nil
+	file_api_dispatcher_proto_depIdxs = nil
 }

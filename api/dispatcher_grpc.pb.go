@@ -2,7 +2,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.2
 // - protoc             v3.21.12
-// source: dispatcher.proto
+// source: api/dispatcher.proto
 
 package api
 
@@ -252,5 +252,5 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 		},
 	},
-	Metadata: "dispatcher.proto",
+	Metadata: "api/dispatcher.proto",
 }

@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: logbroker.proto
+// source: api/logbroker.proto
 
 package api
 
@@ -55,11 +55,11 @@ func (x LogStream) String() string {
 }
 
 func (LogStream) Descriptor() protoreflect.EnumDescriptor {
-	return file_logbroker_proto_enumTypes[0].Descriptor()
+	return file_api_logbroker_proto_enumTypes[0].Descriptor()
 }
 
 func (LogStream) Type() protoreflect.EnumType {
-	return &file_logbroker_proto_enumTypes[0]
+	return &file_api_logbroker_proto_enumTypes[0]
 }
 
 func (x LogStream) Number() protoreflect.EnumNumber {
@@ -68,7 +68,7 @@ func (x LogStream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogStream.Descriptor instead.
 func (LogStream) EnumDescriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{0}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{0}
 }
 
 type LogSubscriptionOptions struct {
@@ -83,7 +83,7 @@ type LogSubscriptionOptions struct {
 
 func (x *LogSubscriptionOptions) Reset() {
 	*x = LogSubscriptionOptions{}
-	mi := &file_logbroker_proto_msgTypes[0]
+	mi := &file_api_logbroker_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -95,7 +95,7 @@ func (x *LogSubscriptionOptions) String() string {
 func (*LogSubscriptionOptions) ProtoMessage() {}
 
 func (x *LogSubscriptionOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_logbroker_proto_msgTypes[0]
+	mi := &file_api_logbroker_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -108,7 +108,7 @@ func (x *LogSubscriptionOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSubscriptionOptions.ProtoReflect.Descriptor instead.
 func (*LogSubscriptionOptions) Descriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{0}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *LogSubscriptionOptions) GetStreams() []LogStream {
@@ -150,7 +150,7 @@ type LogSelector struct {
 
 func (x *LogSelector) Reset() {
 	*x = LogSelector{}
-	mi := &file_logbroker_proto_msgTypes[1]
+	mi := &file_api_logbroker_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +162,7 @@ func (x *LogSelector) String() string {
 func (*LogSelector) ProtoMessage() {}
 
 func (x *LogSelector) ProtoReflect() protoreflect.Message {
-	mi := &file_logbroker_proto_msgTypes[1]
+	mi := &file_api_logbroker_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +175,7 @@ func (x *LogSelector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSelector.ProtoReflect.Descriptor instead.
 func (*LogSelector) Descriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{1}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *LogSelector) GetServiceIds() []string {
@@ -210,7 +210,7 @@ type LogContext struct {
 
 func (x *LogContext) Reset() {
 	*x = LogContext{}
-	mi := &file_logbroker_proto_msgTypes[2]
+	mi := &file_api_logbroker_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -222,7 +222,7 @@ func (x *LogContext) String() string {
 func (*LogContext) ProtoMessage() {}
 
 func (x *LogContext) ProtoReflect() protoreflect.Message {
-	mi := &file_logbroker_proto_msgTypes[2]
+	mi := &file_api_logbroker_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -235,7 +235,7 @@ func (x *LogContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogContext.ProtoReflect.Descriptor instead.
 func (*LogContext) Descriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{2}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *LogContext) GetServiceId() string {
@@ -269,7 +269,7 @@ type LogAttr struct {
 
 func (x *LogAttr) Reset() {
 	*x = LogAttr{}
-	mi := &file_logbroker_proto_msgTypes[3]
+	mi := &file_api_logbroker_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +281,7 @@ func (x *LogAttr) String() string {
 func (*LogAttr) ProtoMessage() {}
 
 func (x *LogAttr) ProtoReflect() protoreflect.Message {
-	mi := &file_logbroker_proto_msgTypes[3]
+	mi := &file_api_logbroker_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +294,7 @@ func (x *LogAttr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAttr.ProtoReflect.Descriptor instead.
 func (*LogAttr) Descriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{3}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LogAttr) GetKey() string {
@@ -324,7 +324,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_logbroker_proto_msgTypes[4]
+	mi := &file_api_logbroker_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +336,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_logbroker_proto_msgTypes[4]
+	mi := &file_api_logbroker_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +349,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{4}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LogMessage) GetContext() *LogContext {
@@ -397,7 +397,7 @@ type SubscribeLogsRequest struct {
 
 func (x *SubscribeLogsRequest) Reset() {
 	*x = SubscribeLogsRequest{}
-	mi := &file_logbroker_proto_msgTypes[5]
+	mi := &file_api_logbroker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +409,7 @@ func (x *SubscribeLogsRequest) String() string {
 func (*SubscribeLogsRequest) ProtoMessage() {}
 
 func (x *SubscribeLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logbroker_proto_msgTypes[5]
+	mi := &file_api_logbroker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +422,7 @@ func (x *SubscribeLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeLogsRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeLogsRequest) Descriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{5}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubscribeLogsRequest) GetSelector() *LogSelector {
@@ -448,7 +448,7 @@ type SubscribeLogsMessage struct {
 
 func (x *SubscribeLogsMessage) Reset() {
 	*x = SubscribeLogsMessage{}
-	mi := &file_logbroker_proto_msgTypes[6]
+	mi := &file_api_logbroker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +460,7 @@ func (x *SubscribeLogsMessage) String() string {
 func (*SubscribeLogsMessage) ProtoMessage() {}
 
 func (x *SubscribeLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_logbroker_proto_msgTypes[6]
+	mi := &file_api_logbroker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +473,7 @@ func (x *SubscribeLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeLogsMessage.ProtoReflect.Descriptor instead.
 func (*SubscribeLogsMessage) Descriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{6}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubscribeLogsMessage) GetMessages() []*LogMessage {
@@ -491,7 +491,7 @@ type ListenSubscriptionsRequest struct {
 
 func (x *ListenSubscriptionsRequest) Reset() {
 	*x = ListenSubscriptionsRequest{}
-	mi := &file_logbroker_proto_msgTypes[7]
+	mi := &file_api_logbroker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +503,7 @@ func (x *ListenSubscriptionsRequest) String() string {
 func (*ListenSubscriptionsRequest) ProtoMessage() {}
 
 func (x *ListenSubscriptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logbroker_proto_msgTypes[7]
+	mi := &file_api_logbroker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +516,7 @@ func (x *ListenSubscriptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListenSubscriptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListenSubscriptionsRequest) Descriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{7}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{7}
 }
 
 type SubscriptionMessage struct {
@@ -531,7 +531,7 @@ type SubscriptionMessage struct {
 
 func (x *SubscriptionMessage) Reset() {
 	*x = SubscriptionMessage{}
-	mi := &file_logbroker_proto_msgTypes[8]
+	mi := &file_api_logbroker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +543,7 @@ func (x *SubscriptionMessage) String() string {
 func (*SubscriptionMessage) ProtoMessage() {}
 
 func (x *SubscriptionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_logbroker_proto_msgTypes[8]
+	mi := &file_api_logbroker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +556,7 @@ func (x *SubscriptionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscriptionMessage.ProtoReflect.Descriptor instead.
 func (*SubscriptionMessage) Descriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{8}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubscriptionMessage) GetId() string {
@@ -598,7 +598,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_logbroker_proto_msgTypes[9]
+	mi := &file_api_logbroker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +610,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_logbroker_proto_msgTypes[9]
+	mi := &file_api_logbroker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +623,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{9}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -655,7 +655,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_logbroker_proto_msgTypes[10]
+	mi := &file_api_logbroker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +667,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_logbroker_proto_msgTypes[10]
+	mi := &file_api_logbroker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,14 +680,14 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_logbroker_proto_rawDescGZIP(), []int{10}
+	return file_api_logbroker_proto_rawDescGZIP(), []int{10}
 }
 
-var File_logbroker_proto protoreflect.FileDescriptor
+var File_api_logbroker_proto protoreflect.FileDescriptor
 
-const file_logbroker_proto_rawDesc = "" +
+const file_api_logbroker_proto_rawDesc = "" +
 	"\n" +
-	"\x0flogbroker.proto\x12\n" +
+	"\x13api/logbroker.proto\x12\n" +
 	"swarmd.api\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x01\n" +
 	"\x16LogSubscriptionOptions\x12/\n" +
 	"\astreams\x18\x01 \x03(\x0e2\x15.swarmd.api.LogStreamR\astreams\x12\x16\n" +
@@ -742,20 +742,20 @@ const file_logbroker_proto_rawDesc = "" +
 	"\vPublishLogs\x12\x1e.swarmd.api.PublishLogsMessage\x1a\x1f.swarmd.api.PublishLogsResponse(\x01B!Z\x1fgithub.com/openswarm/swarmd/apib\x06proto3"
 
 var (
-	file_logbroker_proto_rawDescOnce sync.Once
-	file_logbroker_proto_rawDescData []byte
+	file_api_logbroker_proto_rawDescOnce sync.Once
+	file_api_logbroker_proto_rawDescData []byte
 )
 
-func file_logbroker_proto_rawDescGZIP() []byte {
-	file_logbroker_proto_rawDescOnce.Do(func() {
-		file_logbroker_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_logbroker_proto_rawDesc), len(file_logbroker_proto_rawDesc)))
+func file_api_logbroker_proto_rawDescGZIP() []byte {
+	file_api_logbroker_proto_rawDescOnce.Do(func() {
+		file_api_logbroker_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_api_logbroker_proto_rawDesc), len(file_api_logbroker_proto_rawDesc)))
 	})
-	return file_logbroker_proto_rawDescData
+	return file_api_logbroker_proto_rawDescData
 }
 
-var file_logbroker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_logbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
-var file_logbroker_proto_goTypes = []any{
+var file_api_logbroker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_api_logbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_api_logbroker_proto_goTypes = []any{
 	(LogStream)(0),                     // 0: swarmd.api.LogStream
 	(*LogSubscriptionOptions)(nil),     // 1: swarmd.api.LogSubscriptionOptions
 	(*LogSelector)(nil),                // 2: swarmd.api.LogSelector
@@ -770,7 +770,7 @@ var file_logbroker_proto_goTypes = []any{
 	(*PublishLogsResponse)(nil),        // 11: swarmd.api.PublishLogsResponse
 	(*timestamppb.Timestamp)(nil),      // 12: google.protobuf.Timestamp
 }
-var file_logbroker_proto_depIdxs = []int32{
+var file_api_logbroker_proto_depIdxs = []int32{
 	0,  // 0: swarmd.api.LogSubscriptionOptions.streams:type_name -> swarmd.api.LogStream
 	12, // 1: swarmd.api.LogSubscriptionOptions.since:type_name -> google.protobuf.Timestamp
 	3,  // 2: swarmd.api.LogMessage.context:type_name -> swarmd.api.LogContext
@@ -796,27 +796,27 @@ var file_logbroker_proto_depIdxs = []int32{
 	0,  // [0:12] is the sub-list for field type_name
 }
 
-func init() { file_logbroker_proto_init() }
-func file_logbroker_proto_init() {
-	if File_logbroker_proto != nil {
+func init() { file_api_logbroker_proto_init() }
+func file_api_logbroker_proto_init() {
+	if File_api_logbroker_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logbroker_proto_rawDesc), len(file_logbroker_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_logbroker_proto_rawDesc), len(file_api_logbroker_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
-		GoTypes:           file_logbroker_proto_goTypes,
-		DependencyIndexes: file_logbroker_proto_depIdxs,
-		EnumInfos:         file_logbroker_proto_enumTypes,
-		MessageInfos:      file_logbroker_proto_msgTypes,
+		GoTypes:           file_api_logbroker_proto_goTypes,
+		DependencyIndexes: file_api_logbroker_proto_depIdxs,
+		EnumInfos:         file_api_logbroker_proto_enumTypes,
+		MessageInfos:      file_api_logbroker_proto_msgTypes,
 	}.Build()
-	File_logbroker_proto = out.File
-	file_logbroker_proto_goTypes = nil
-	file_logbroker_proto_depIdxs = nil
+	File_api_logbroker_proto = out.File
+	file_api_logbroker_proto_goTypes = nil
+	file_api_logbroker_proto_depIdxs = nil
 }

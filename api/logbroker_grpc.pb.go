@@ -2,7 +2,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.2
 // - protoc             v3.21.12
-// source: logbroker.proto
+// source: api/logbroker.proto
 
 package api
 
@@ -124,7 +124,7 @@ var Logs_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 		},
 	},
-	Metadata: "logbroker.proto",
+	Metadata: "api/logbroker.proto",
 }
 
 const (
@@ -266,5 +266,5 @@ var LogBroker_ServiceDesc = grpc.ServiceDesc{
 			ClientStreams: true,
 		},
 	},
-	Metadata: "logbroker.proto",
+	Metadata: "api/logbroker.proto",
 }

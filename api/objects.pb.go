@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: objects.proto
+// source: api/objects.proto
 
 package api
 
@@ -55,11 +55,11 @@ func (x Certificate_Status) String() string {
 }
 
 func (Certificate_Status) Descriptor() protoreflect.EnumDescriptor {
-	return file_objects_proto_enumTypes[0].Descriptor()
+	return file_api_objects_proto_enumTypes[0].Descriptor()
 }
 
 func (Certificate_Status) Type() protoreflect.EnumType {
-	return &file_objects_proto_enumTypes[0]
+	return &file_api_objects_proto_enumTypes[0]
 }
 
 func (x Certificate_Status) Number() protoreflect.EnumNumber {
@@ -68,7 +68,7 @@ func (x Certificate_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Certificate_Status.Descriptor instead.
 func (Certificate_Status) EnumDescriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{1, 0}
+	return file_api_objects_proto_rawDescGZIP(), []int{1, 0}
 }
 
 type Node struct {
@@ -89,7 +89,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_objects_proto_msgTypes[0]
+	mi := &file_api_objects_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +101,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[0]
+	mi := &file_api_objects_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +114,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{0}
+	return file_api_objects_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Node) GetId() string {
@@ -187,7 +187,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_objects_proto_msgTypes[1]
+	mi := &file_api_objects_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -199,7 +199,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[1]
+	mi := &file_api_objects_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -212,7 +212,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{1}
+	return file_api_objects_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Certificate) GetRole() NodeRole {
@@ -275,7 +275,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_objects_proto_msgTypes[2]
+	mi := &file_api_objects_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +287,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[2]
+	mi := &file_api_objects_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +300,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{2}
+	return file_api_objects_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Service) GetId() string {
@@ -388,7 +388,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_objects_proto_msgTypes[3]
+	mi := &file_api_objects_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +400,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[3]
+	mi := &file_api_objects_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +413,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{3}
+	return file_api_objects_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Task) GetId() string {
@@ -529,7 +529,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_objects_proto_msgTypes[4]
+	mi := &file_api_objects_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +541,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[4]
+	mi := &file_api_objects_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +554,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{4}
+	return file_api_objects_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Network) GetId() string {
@@ -618,7 +618,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_objects_proto_msgTypes[5]
+	mi := &file_api_objects_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +630,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[5]
+	mi := &file_api_objects_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +643,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{5}
+	return file_api_objects_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Cluster) GetId() string {
@@ -735,7 +735,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_objects_proto_msgTypes[6]
+	mi := &file_api_objects_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +747,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[6]
+	mi := &file_api_objects_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +760,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{6}
+	return file_api_objects_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Secret) GetId() string {
@@ -802,7 +802,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_objects_proto_msgTypes[7]
+	mi := &file_api_objects_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +814,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[7]
+	mi := &file_api_objects_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +827,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{7}
+	return file_api_objects_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Config) GetId() string {
@@ -862,7 +862,7 @@ type NetworkAttachment struct {
 
 func (x *NetworkAttachment) Reset() {
 	*x = NetworkAttachment{}
-	mi := &file_objects_proto_msgTypes[8]
+	mi := &file_api_objects_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +874,7 @@ func (x *NetworkAttachment) String() string {
 func (*NetworkAttachment) ProtoMessage() {}
 
 func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[8]
+	mi := &file_api_objects_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +887,7 @@ func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
 func (*NetworkAttachment) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{8}
+	return file_api_objects_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NetworkAttachment) GetNetwork() *Network {
@@ -911,12 +911,12 @@ func (x *NetworkAttachment) GetAliases() []string {
 	return nil
 }
 
-var File_objects_proto protoreflect.FileDescriptor
+var File_api_objects_proto protoreflect.FileDescriptor
 
-const file_objects_proto_rawDesc = "" +
+const file_api_objects_proto_rawDesc = "" +
 	"\n" +
-	"\robjects.proto\x12\n" +
-	"swarmd.api\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\vtypes.proto\"\xfc\x02\n" +
+	"\x11api/objects.proto\x12\n" +
+	"swarmd.api\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x0fapi/types.proto\"\xfc\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12$\n" +
 	"\x04meta\x18\x02 \x01(\v2\x10.swarmd.api.MetaR\x04meta\x12(\n" +
@@ -1004,20 +1004,20 @@ const file_objects_proto_rawDesc = "" +
 	"\aaliases\x18\x03 \x03(\tR\aaliasesB!Z\x1fgithub.com/openswarm/swarmd/apib\x06proto3"
 
 var (
-	file_objects_proto_rawDescOnce sync.Once
-	file_objects_proto_rawDescData []byte
+	file_api_objects_proto_rawDescOnce sync.Once
+	file_api_objects_proto_rawDescData []byte
 )
 
-func file_objects_proto_rawDescGZIP() []byte {
-	file_objects_proto_rawDescOnce.Do(func() {
-		file_objects_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)))
+func file_api_objects_proto_rawDescGZIP() []byte {
+	file_api_objects_proto_rawDescOnce.Do(func() {
+		file_api_objects_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_api_objects_proto_rawDesc), len(file_api_objects_proto_rawDesc)))
 	})
-	return file_objects_proto_rawDescData
+	return file_api_objects_proto_rawDescData
 }
 
-var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
-var file_objects_proto_goTypes = []any{
+var file_api_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_api_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_api_objects_proto_goTypes = []any{
 	(Certificate_Status)(0),       // 0: swarmd.api.Certificate.Status
 	(*Node)(nil),                  // 1: swarmd.api.Node
 	(*Certificate)(nil),           // 2: swarmd.api.Certificate
@@ -1052,7 +1052,7 @@ var file_objects_proto_goTypes = []any{
 	(*SecretSpec)(nil),            // 31: swarmd.api.SecretSpec
 	(*ConfigSpec)(nil),            // 32: swarmd.api.ConfigSpec
 }
-var file_objects_proto_depIdxs = []int32{
+var file_api_objects_proto_depIdxs = []int32{
 	10, // 0: swarmd.api.Node.meta:type_name -> swarmd.api.Meta
 	11, // 1: swarmd.api.Node.spec:type_name -> swarmd.api.NodeSpec
 	12, // 2: swarmd.api.Node.description:type_name -> swarmd.api.NodeDescription
@@ -1100,28 +1100,28 @@ var file_objects_proto_depIdxs = []int32{
 	0,  // [0:40] is the sub-list for field type_name
 }
 
-func init() { file_objects_proto_init() }
-func file_objects_proto_init() {
-	if File_objects_proto != nil {
+func init() { file_api_objects_proto_init() }
+func file_api_objects_proto_init() {
+	if File_api_objects_proto != nil {
 		return
 	}
-	file_types_proto_init()
+	file_api_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_objects_proto_rawDesc), len(file_api_objects_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_objects_proto_goTypes,
-		DependencyIndexes: file_objects_proto_depIdxs,
-		EnumInfos:         file_objects_proto_enumTypes,
-		MessageInfos:      file_objects_proto_msgTypes,
+		GoTypes:           file_api_objects_proto_goTypes,
+		DependencyIndexes: file_api_objects_proto_depIdxs,
+		EnumInfos:         file_api_objects_proto_enumTypes,
+		MessageInfos:      file_api_objects_proto_msgTypes,
 	}.Build()
-	File_objects_proto = out.File
-	file_objects_proto_goTypes = nil
-	file_objects_proto_depIdxs = nil
+	File_api_objects_proto = out.File
+	file_api_objects_proto_goTypes = nil
+	file_api_objects_proto_depIdxs = nil
 }

@@ -2,7 +2,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.2
 // - protoc             v3.21.12
-// source: raft.proto
+// source: api/raft.proto
 
 package api
 
@@ -190,7 +190,7 @@ var Raft_ServiceDesc = grpc.ServiceDesc{
 			ClientStreams: true,
 		},
 	},
-	Metadata: "raft.proto",
+	Metadata: "api/raft.proto",
 }
 
 const (
@@ -334,5 +334,5 @@ var RaftMembership_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "raft.proto",
+	Metadata: "api/raft.proto",
 }

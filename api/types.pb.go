@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: types.proto
+// source: api/types.proto
 
 package api
 
@@ -53,11 +53,11 @@ func (x NodeRole) String() string {
 }
 
 func (NodeRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[0].Descriptor()
+	return file_api_types_proto_enumTypes[0].Descriptor()
 }
 
 func (NodeRole) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[0]
+	return &file_api_types_proto_enumTypes[0]
 }
 
 func (x NodeRole) Number() protoreflect.EnumNumber {
@@ -66,7 +66,7 @@ func (x NodeRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeRole.Descriptor instead.
 func (NodeRole) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{0}
+	return file_api_types_proto_rawDescGZIP(), []int{0}
 }
 
 type NodeAvailability int32
@@ -102,11 +102,11 @@ func (x NodeAvailability) String() string {
 }
 
 func (NodeAvailability) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[1].Descriptor()
+	return file_api_types_proto_enumTypes[1].Descriptor()
 }
 
 func (NodeAvailability) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[1]
+	return &file_api_types_proto_enumTypes[1]
 }
 
 func (x NodeAvailability) Number() protoreflect.EnumNumber {
@@ -115,7 +115,7 @@ func (x NodeAvailability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeAvailability.Descriptor instead.
 func (NodeAvailability) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{1}
+	return file_api_types_proto_rawDescGZIP(), []int{1}
 }
 
 type NodeMembership int32
@@ -148,11 +148,11 @@ func (x NodeMembership) String() string {
 }
 
 func (NodeMembership) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[2].Descriptor()
+	return file_api_types_proto_enumTypes[2].Descriptor()
 }
 
 func (NodeMembership) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[2]
+	return &file_api_types_proto_enumTypes[2]
 }
 
 func (x NodeMembership) Number() protoreflect.EnumNumber {
@@ -161,7 +161,7 @@ func (x NodeMembership) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeMembership.Descriptor instead.
 func (NodeMembership) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{2}
+	return file_api_types_proto_rawDescGZIP(), []int{2}
 }
 
 type TaskState int32
@@ -230,11 +230,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[3].Descriptor()
+	return file_api_types_proto_enumTypes[3].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[3]
+	return &file_api_types_proto_enumTypes[3]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -243,7 +243,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{3}
+	return file_api_types_proto_rawDescGZIP(), []int{3}
 }
 
 type NodeStatus_State int32
@@ -282,11 +282,11 @@ func (x NodeStatus_State) String() string {
 }
 
 func (NodeStatus_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[4].Descriptor()
+	return file_api_types_proto_enumTypes[4].Descriptor()
 }
 
 func (NodeStatus_State) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[4]
+	return &file_api_types_proto_enumTypes[4]
 }
 
 func (x NodeStatus_State) Number() protoreflect.EnumNumber {
@@ -295,7 +295,7 @@ func (x NodeStatus_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeStatus_State.Descriptor instead.
 func (NodeStatus_State) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{8, 0}
+	return file_api_types_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type RaftMemberStatus_Reachability int32
@@ -331,11 +331,11 @@ func (x RaftMemberStatus_Reachability) String() string {
 }
 
 func (RaftMemberStatus_Reachability) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[5].Descriptor()
+	return file_api_types_proto_enumTypes[5].Descriptor()
 }
 
 func (RaftMemberStatus_Reachability) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[5]
+	return &file_api_types_proto_enumTypes[5]
 }
 
 func (x RaftMemberStatus_Reachability) Number() protoreflect.EnumNumber {
@@ -344,7 +344,7 @@ func (x RaftMemberStatus_Reachability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RaftMemberStatus_Reachability.Descriptor instead.
 func (RaftMemberStatus_Reachability) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{9, 0}
+	return file_api_types_proto_rawDescGZIP(), []int{9, 0}
 }
 
 type Mount_Type int32
@@ -383,11 +383,11 @@ func (x Mount_Type) String() string {
 }
 
 func (Mount_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[6].Descriptor()
+	return file_api_types_proto_enumTypes[6].Descriptor()
 }
 
 func (Mount_Type) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[6]
+	return &file_api_types_proto_enumTypes[6]
 }
 
 func (x Mount_Type) Number() protoreflect.EnumNumber {
@@ -396,7 +396,7 @@ func (x Mount_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Mount_Type.Descriptor instead.
 func (Mount_Type) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{14, 0}
+	return file_api_types_proto_rawDescGZIP(), []int{14, 0}
 }
 
 type RestartPolicy_Condition int32
@@ -432,11 +432,11 @@ func (x RestartPolicy_Condition) String() string {
 }
 
 func (RestartPolicy_Condition) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[7].Descriptor()
+	return file_api_types_proto_enumTypes[7].Descriptor()
 }
 
 func (RestartPolicy_Condition) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[7]
+	return &file_api_types_proto_enumTypes[7]
 }
 
 func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
@@ -445,7 +445,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{20, 0}
+	return file_api_types_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type UpdateConfig_FailureAction int32
@@ -481,11 +481,11 @@ func (x UpdateConfig_FailureAction) String() string {
 }
 
 func (UpdateConfig_FailureAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[8].Descriptor()
+	return file_api_types_proto_enumTypes[8].Descriptor()
 }
 
 func (UpdateConfig_FailureAction) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[8]
+	return &file_api_types_proto_enumTypes[8]
 }
 
 func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
@@ -494,7 +494,7 @@ func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
 func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{25, 0}
+	return file_api_types_proto_rawDescGZIP(), []int{25, 0}
 }
 
 type UpdateConfig_UpdateOrder int32
@@ -527,11 +527,11 @@ func (x UpdateConfig_UpdateOrder) String() string {
 }
 
 func (UpdateConfig_UpdateOrder) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[9].Descriptor()
+	return file_api_types_proto_enumTypes[9].Descriptor()
 }
 
 func (UpdateConfig_UpdateOrder) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[9]
+	return &file_api_types_proto_enumTypes[9]
 }
 
 func (x UpdateConfig_UpdateOrder) Number() protoreflect.EnumNumber {
@@ -540,7 +540,7 @@ func (x UpdateConfig_UpdateOrder) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_UpdateOrder.Descriptor instead.
 func (UpdateConfig_UpdateOrder) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{25, 1}
+	return file_api_types_proto_rawDescGZIP(), []int{25, 1}
 }
 
 type UpdateStatus_UpdateState int32
@@ -588,11 +588,11 @@ func (x UpdateStatus_UpdateState) String() string {
 }
 
 func (UpdateStatus_UpdateState) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[10].Descriptor()
+	return file_api_types_proto_enumTypes[10].Descriptor()
 }
 
 func (UpdateStatus_UpdateState) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[10]
+	return &file_api_types_proto_enumTypes[10]
 }
 
 func (x UpdateStatus_UpdateState) Number() protoreflect.EnumNumber {
@@ -601,7 +601,7 @@ func (x UpdateStatus_UpdateState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateStatus_UpdateState.Descriptor instead.
 func (UpdateStatus_UpdateState) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{26, 0}
+	return file_api_types_proto_rawDescGZIP(), []int{26, 0}
 }
 
 type PortConfig_Protocol int32
@@ -637,11 +637,11 @@ func (x PortConfig_Protocol) String() string {
 }
 
 func (PortConfig_Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[11].Descriptor()
+	return file_api_types_proto_enumTypes[11].Descriptor()
 }
 
 func (PortConfig_Protocol) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[11]
+	return &file_api_types_proto_enumTypes[11]
 }
 
 func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
@@ -650,7 +650,7 @@ func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_Protocol.Descriptor instead.
 func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{27, 0}
+	return file_api_types_proto_rawDescGZIP(), []int{27, 0}
 }
 
 type PortConfig_PublishMode int32
@@ -683,11 +683,11 @@ func (x PortConfig_PublishMode) String() string {
 }
 
 func (PortConfig_PublishMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[12].Descriptor()
+	return file_api_types_proto_enumTypes[12].Descriptor()
 }
 
 func (PortConfig_PublishMode) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[12]
+	return &file_api_types_proto_enumTypes[12]
 }
 
 func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
@@ -696,7 +696,7 @@ func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_PublishMode.Descriptor instead.
 func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{27, 1}
+	return file_api_types_proto_rawDescGZIP(), []int{27, 1}
 }
 
 type EndpointSpec_ResolutionMode int32
@@ -729,11 +729,11 @@ func (x EndpointSpec_ResolutionMode) String() string {
 }
 
 func (EndpointSpec_ResolutionMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[13].Descriptor()
+	return file_api_types_proto_enumTypes[13].Descriptor()
 }
 
 func (EndpointSpec_ResolutionMode) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[13]
+	return &file_api_types_proto_enumTypes[13]
 }
 
 func (x EndpointSpec_ResolutionMode) Number() protoreflect.EnumNumber {
@@ -742,7 +742,7 @@ func (x EndpointSpec_ResolutionMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointSpec_ResolutionMode.Descriptor instead.
 func (EndpointSpec_ResolutionMode) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{28, 0}
+	return file_api_types_proto_rawDescGZIP(), []int{28, 0}
 }
 
 type ExternalCA_Protocol int32
@@ -772,11 +772,11 @@ func (x ExternalCA_Protocol) String() string {
 }
 
 func (ExternalCA_Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_types_proto_enumTypes[14].Descriptor()
+	return file_api_types_proto_enumTypes[14].Descriptor()
 }
 
 func (ExternalCA_Protocol) Type() protoreflect.EnumType {
-	return &file_types_proto_enumTypes[14]
+	return &file_api_types_proto_enumTypes[14]
 }
 
 func (x ExternalCA_Protocol) Number() protoreflect.EnumNumber {
@@ -785,7 +785,7 @@ func (x ExternalCA_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExternalCA_Protocol.Descriptor instead.
 func (ExternalCA_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{44, 0}
+	return file_api_types_proto_rawDescGZIP(), []int{44, 0}
 }
 
 // Version is the raft index of the last change to an object. Updates carry
@@ -799,7 +799,7 @@ type Version struct {
 
 func (x *Version) Reset() {
 	*x = Version{}
-	mi := &file_types_proto_msgTypes[0]
+	mi := &file_api_types_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +811,7 @@ func (x *Version) String() string {
 func (*Version) ProtoMessage() {}
 
 func (x *Version) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[0]
+	mi := &file_api_types_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +824,7 @@ func (x *Version) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Version.ProtoReflect.Descriptor instead.
 func (*Version) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{0}
+	return file_api_types_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Version) GetIndex() uint64 {
@@ -846,7 +846,7 @@ type Meta struct {
 
 func (x *Meta) Reset() {
 	*x = Meta{}
-	mi := &file_types_proto_msgTypes[1]
+	mi := &file_api_types_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +858,7 @@ func (x *Meta) String() string {
 func (*Meta) ProtoMessage() {}
 
 func (x *Meta) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[1]
+	mi := &file_api_types_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +871,7 @@ func (x *Meta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Meta.ProtoReflect.Descriptor instead.
 func (*Meta) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{1}
+	return file_api_types_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Meta) GetVersion() *Version {
@@ -905,7 +905,7 @@ type Annotations struct {
 
 func (x *Annotations) Reset() {
 	*x = Annotations{}
-	mi := &file_types_proto_msgTypes[2]
+	mi := &file_api_types_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +917,7 @@ func (x *Annotations) String() string {
 func (*Annotations) ProtoMessage() {}
 
 func (x *Annotations) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[2]
+	mi := &file_api_types_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +930,7 @@ func (x *Annotations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Annotations.ProtoReflect.Descriptor instead.
 func (*Annotations) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{2}
+	return file_api_types_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Annotations) GetName() string {
@@ -957,7 +957,7 @@ type Platform struct {
 
 func (x *Platform) Reset() {
 	*x = Platform{}
-	mi := &file_types_proto_msgTypes[3]
+	mi := &file_api_types_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +969,7 @@ func (x *Platform) String() string {
 func (*Platform) ProtoMessage() {}
 
 func (x *Platform) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[3]
+	mi := &file_api_types_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +982,7 @@ func (x *Platform) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Platform.ProtoReflect.Descriptor instead.
 func (*Platform) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{3}
+	return file_api_types_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Platform) GetArchitecture() string {
@@ -1009,7 +1009,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_types_proto_msgTypes[4]
+	mi := &file_api_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1021,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[4]
+	mi := &file_api_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1034,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{4}
+	return file_api_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Resources) GetNanoCpus() int64 {
@@ -1061,7 +1061,7 @@ type ResourceRequirements struct {
 
 func (x *ResourceRequirements) Reset() {
 	*x = ResourceRequirements{}
-	mi := &file_types_proto_msgTypes[5]
+	mi := &file_api_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1073,7 @@ func (x *ResourceRequirements) String() string {
 func (*ResourceRequirements) ProtoMessage() {}
 
 func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[5]
+	mi := &file_api_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1086,7 @@ func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRequirements.ProtoReflect.Descriptor instead.
 func (*ResourceRequirements) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{5}
+	return file_api_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ResourceRequirements) GetLimits() *Resources {
@@ -1113,7 +1113,7 @@ type EngineDescription struct {
 
 func (x *EngineDescription) Reset() {
 	*x = EngineDescription{}
-	mi := &file_types_proto_msgTypes[6]
+	mi := &file_api_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1125,7 @@ func (x *EngineDescription) String() string {
 func (*EngineDescription) ProtoMessage() {}
 
 func (x *EngineDescription) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[6]
+	mi := &file_api_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1138,7 @@ func (x *EngineDescription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EngineDescription.ProtoReflect.Descriptor instead.
 func (*EngineDescription) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{6}
+	return file_api_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *EngineDescription) GetEngineVersion() string {
@@ -1168,7 +1168,7 @@ type NodeDescription struct {
 
 func (x *NodeDescription) Reset() {
 	*x = NodeDescription{}
-	mi := &file_types_proto_msgTypes[7]
+	mi := &file_api_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1180,7 @@ func (x *NodeDescription) String() string {
 func (*NodeDescription) ProtoMessage() {}
 
 func (x *NodeDescription) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[7]
+	mi := &file_api_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1193,7 @@ func (x *NodeDescription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDescription.ProtoReflect.Descriptor instead.
 func (*NodeDescription) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{7}
+	return file_api_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NodeDescription) GetHostname() string {
@@ -1242,7 +1242,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_types_proto_msgTypes[8]
+	mi := &file_api_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1254,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[8]
+	mi := &file_api_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1267,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{8}
+	return file_api_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeStatus) GetState() NodeStatus_State {
@@ -1302,7 +1302,7 @@ type RaftMemberStatus struct {
 
 func (x *RaftMemberStatus) Reset() {
 	*x = RaftMemberStatus{}
-	mi := &file_types_proto_msgTypes[9]
+	mi := &file_api_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1314,7 @@ func (x *RaftMemberStatus) String() string {
 func (*RaftMemberStatus) ProtoMessage() {}
 
 func (x *RaftMemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[9]
+	mi := &file_api_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1327,7 @@ func (x *RaftMemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMemberStatus.ProtoReflect.Descriptor instead.
 func (*RaftMemberStatus) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{9}
+	return file_api_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RaftMemberStatus) GetLeader() bool {
@@ -1363,7 +1363,7 @@ type ManagerStatus struct {
 
 func (x *ManagerStatus) Reset() {
 	*x = ManagerStatus{}
-	mi := &file_types_proto_msgTypes[10]
+	mi := &file_api_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1375,7 @@ func (x *ManagerStatus) String() string {
 func (*ManagerStatus) ProtoMessage() {}
 
 func (x *ManagerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[10]
+	mi := &file_api_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1388,7 @@ func (x *ManagerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerStatus.ProtoReflect.Descriptor instead.
 func (*ManagerStatus) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{10}
+	return file_api_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ManagerStatus) GetRaftId() uint64 {
@@ -1430,7 +1430,7 @@ type ContainerStatus struct {
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_types_proto_msgTypes[11]
+	mi := &file_api_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1442,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[11]
+	mi := &file_api_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1455,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{11}
+	return file_api_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ContainerStatus) GetContainerId() string {
@@ -1488,7 +1488,7 @@ type PortStatus struct {
 
 func (x *PortStatus) Reset() {
 	*x = PortStatus{}
-	mi := &file_types_proto_msgTypes[12]
+	mi := &file_api_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1500,7 @@ func (x *PortStatus) String() string {
 func (*PortStatus) ProtoMessage() {}
 
 func (x *PortStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[12]
+	mi := &file_api_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1513,7 @@ func (x *PortStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortStatus.ProtoReflect.Descriptor instead.
 func (*PortStatus) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{12}
+	return file_api_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PortStatus) GetPorts() []*PortConfig {
@@ -1539,7 +1539,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_types_proto_msgTypes[13]
+	mi := &file_api_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1551,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[13]
+	mi := &file_api_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1564,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{13}
+	return file_api_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -1635,7 +1635,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_types_proto_msgTypes[14]
+	mi := &file_api_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1647,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[14]
+	mi := &file_api_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1660,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{14}
+	return file_api_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Mount) GetType() Mount_Type {
@@ -1704,7 +1704,7 @@ type HealthConfig struct {
 
 func (x *HealthConfig) Reset() {
 	*x = HealthConfig{}
-	mi := &file_types_proto_msgTypes[15]
+	mi := &file_api_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1716,7 @@ func (x *HealthConfig) String() string {
 func (*HealthConfig) ProtoMessage() {}
 
 func (x *HealthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[15]
+	mi := &file_api_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1729,7 @@ func (x *HealthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
 func (*HealthConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{15}
+	return file_api_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HealthConfig) GetTest() []string {
@@ -1778,7 +1778,7 @@ type SecretReference struct {
 
 func (x *SecretReference) Reset() {
 	*x = SecretReference{}
-	mi := &file_types_proto_msgTypes[16]
+	mi := &file_api_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +1790,7 @@ func (x *SecretReference) String() string {
 func (*SecretReference) ProtoMessage() {}
 
 func (x *SecretReference) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[16]
+	mi := &file_api_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +1803,7 @@ func (x *SecretReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretReference.ProtoReflect.Descriptor instead.
 func (*SecretReference) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{16}
+	return file_api_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SecretReference) GetSecretId() string {
@@ -1838,7 +1838,7 @@ type ConfigReference struct {
 
 func (x *ConfigReference) Reset() {
 	*x = ConfigReference{}
-	mi := &file_types_proto_msgTypes[17]
+	mi := &file_api_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1850,7 @@ func (x *ConfigReference) String() string {
 func (*ConfigReference) ProtoMessage() {}
 
 func (x *ConfigReference) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[17]
+	mi := &file_api_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1863,7 @@ func (x *ConfigReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigReference.ProtoReflect.Descriptor instead.
 func (*ConfigReference) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{17}
+	return file_api_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ConfigReference) GetConfigId() string {
@@ -1899,7 +1899,7 @@ type FileTarget struct {
 
 func (x *FileTarget) Reset() {
 	*x = FileTarget{}
-	mi := &file_types_proto_msgTypes[18]
+	mi := &file_api_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +1911,7 @@ func (x *FileTarget) String() string {
 func (*FileTarget) ProtoMessage() {}
 
 func (x *FileTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[18]
+	mi := &file_api_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +1924,7 @@ func (x *FileTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileTarget.ProtoReflect.Descriptor instead.
 func (*FileTarget) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{18}
+	return file_api_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FileTarget) GetName() string {
@@ -1983,7 +1983,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_types_proto_msgTypes[19]
+	mi := &file_api_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +1995,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[19]
+	mi := &file_api_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2008,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{19}
+	return file_api_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -2163,7 +2163,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_types_proto_msgTypes[20]
+	mi := &file_api_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2175,7 +2175,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[20]
+	mi := &file_api_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2188,7 +2188,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{20}
+	return file_api_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -2229,7 +2229,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_types_proto_msgTypes[21]
+	mi := &file_api_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2241,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[21]
+	mi := &file_api_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2254,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{21}
+	return file_api_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PlacementPreference) GetSpreadDescriptor() string {
@@ -2276,7 +2276,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_types_proto_msgTypes[22]
+	mi := &file_api_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2288,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[22]
+	mi := &file_api_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2301,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{22}
+	return file_api_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -2342,7 +2342,7 @@ type NetworkAttachmentConfig struct {
 
 func (x *NetworkAttachmentConfig) Reset() {
 	*x = NetworkAttachmentConfig{}
-	mi := &file_types_proto_msgTypes[23]
+	mi := &file_api_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2354,7 @@ func (x *NetworkAttachmentConfig) String() string {
 func (*NetworkAttachmentConfig) ProtoMessage() {}
 
 func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[23]
+	mi := &file_api_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2367,7 @@ func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
 func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{23}
+	return file_api_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NetworkAttachmentConfig) GetTarget() string {
@@ -2399,7 +2399,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_types_proto_msgTypes[24]
+	mi := &file_api_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2411,7 +2411,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[24]
+	mi := &file_api_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2424,7 +2424,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{24}
+	return file_api_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -2483,7 +2483,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_types_proto_msgTypes[25]
+	mi := &file_api_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2495,7 +2495,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[25]
+	mi := &file_api_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2508,7 +2508,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{25}
+	return file_api_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -2565,7 +2565,7 @@ type UpdateStatus struct {
 
 func (x *UpdateStatus) Reset() {
 	*x = UpdateStatus{}
-	mi := &file_types_proto_msgTypes[26]
+	mi := &file_api_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2577,7 @@ func (x *UpdateStatus) String() string {
 func (*UpdateStatus) ProtoMessage() {}
 
 func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[26]
+	mi := &file_api_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2590,7 @@ func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
 func (*UpdateStatus) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{26}
+	return file_api_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateStatus) GetState() UpdateStatus_UpdateState {
@@ -2634,7 +2634,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_types_proto_msgTypes[27]
+	mi := &file_api_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2646,7 +2646,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[27]
+	mi := &file_api_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +2659,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{27}
+	return file_api_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PortConfig) GetName() string {
@@ -2707,7 +2707,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_types_proto_msgTypes[28]
+	mi := &file_api_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2719,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[28]
+	mi := &file_api_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2732,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{28}
+	return file_api_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EndpointSpec) GetMode() EndpointSpec_ResolutionMode {
@@ -2760,7 +2760,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_types_proto_msgTypes[29]
+	mi := &file_api_types_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +2772,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[29]
+	mi := &file_api_types_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +2785,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{29}
+	return file_api_types_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Endpoint) GetSpec() *EndpointSpec {
@@ -2818,7 +2818,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_types_proto_msgTypes[30]
+	mi := &file_api_types_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2830,7 +2830,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[30]
+	mi := &file_api_types_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2843,7 +2843,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{30}
+	return file_api_types_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReplicatedService) GetReplicas() uint64 {
@@ -2861,7 +2861,7 @@ type GlobalService struct {
 
 func (x *GlobalService) Reset() {
 	*x = GlobalService{}
-	mi := &file_types_proto_msgTypes[31]
+	mi := &file_api_types_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2873,7 +2873,7 @@ func (x *GlobalService) String() string {
 func (*GlobalService) ProtoMessage() {}
 
 func (x *GlobalService) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[31]
+	mi := &file_api_types_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2886,7 +2886,7 @@ func (x *GlobalService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
 func (*GlobalService) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{31}
+	return file_api_types_proto_rawDescGZIP(), []int{31}
 }
 
 type ReplicatedJob struct {
@@ -2899,7 +2899,7 @@ type ReplicatedJob struct {
 
 func (x *ReplicatedJob) Reset() {
 	*x = ReplicatedJob{}
-	mi := &file_types_proto_msgTypes[32]
+	mi := &file_api_types_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2911,7 +2911,7 @@ func (x *ReplicatedJob) String() string {
 func (*ReplicatedJob) ProtoMessage() {}
 
 func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[32]
+	mi := &file_api_types_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2924,7 +2924,7 @@ func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedJob.ProtoReflect.Descriptor instead.
 func (*ReplicatedJob) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{32}
+	return file_api_types_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReplicatedJob) GetMaxConcurrent() uint64 {
@@ -2949,7 +2949,7 @@ type GlobalJob struct {
 
 func (x *GlobalJob) Reset() {
 	*x = GlobalJob{}
-	mi := &file_types_proto_msgTypes[33]
+	mi := &file_api_types_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +2961,7 @@ func (x *GlobalJob) String() string {
 func (*GlobalJob) ProtoMessage() {}
 
 func (x *GlobalJob) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[33]
+	mi := &file_api_types_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +2974,7 @@ func (x *GlobalJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalJob.ProtoReflect.Descriptor instead.
 func (*GlobalJob) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{33}
+	return file_api_types_proto_rawDescGZIP(), []int{33}
 }
 
 type JobStatus struct {
@@ -2987,7 +2987,7 @@ type JobStatus struct {
 
 func (x *JobStatus) Reset() {
 	*x = JobStatus{}
-	mi := &file_types_proto_msgTypes[34]
+	mi := &file_api_types_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +2999,7 @@ func (x *JobStatus) String() string {
 func (*JobStatus) ProtoMessage() {}
 
 func (x *JobStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[34]
+	mi := &file_api_types_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3012,7 @@ func (x *JobStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
 func (*JobStatus) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{34}
+	return file_api_types_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JobStatus) GetJobIteration() *Version {
@@ -3049,7 +3049,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_types_proto_msgTypes[35]
+	mi := &file_api_types_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3061,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[35]
+	mi := &file_api_types_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,7 +3074,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{35}
+	return file_api_types_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ServiceSpec) GetAnnotations() *Annotations {
@@ -3195,7 +3195,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_types_proto_msgTypes[36]
+	mi := &file_api_types_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3207,7 +3207,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[36]
+	mi := &file_api_types_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3220,7 +3220,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{36}
+	return file_api_types_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NodeSpec) GetAnnotations() *Annotations {
@@ -3262,7 +3262,7 @@ type IPAMConfig struct {
 
 func (x *IPAMConfig) Reset() {
 	*x = IPAMConfig{}
-	mi := &file_types_proto_msgTypes[37]
+	mi := &file_api_types_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3274,7 +3274,7 @@ func (x *IPAMConfig) String() string {
 func (*IPAMConfig) ProtoMessage() {}
 
 func (x *IPAMConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[37]
+	mi := &file_api_types_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3287,7 +3287,7 @@ func (x *IPAMConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPAMConfig.ProtoReflect.Descriptor instead.
 func (*IPAMConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{37}
+	return file_api_types_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *IPAMConfig) GetSubnet() string {
@@ -3327,7 +3327,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_types_proto_msgTypes[38]
+	mi := &file_api_types_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3339,7 +3339,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[38]
+	mi := &file_api_types_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3352,7 +3352,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{38}
+	return file_api_types_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -3422,7 +3422,7 @@ type SecretSpec struct {
 
 func (x *SecretSpec) Reset() {
 	*x = SecretSpec{}
-	mi := &file_types_proto_msgTypes[39]
+	mi := &file_api_types_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3434,7 +3434,7 @@ func (x *SecretSpec) String() string {
 func (*SecretSpec) ProtoMessage() {}
 
 func (x *SecretSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[39]
+	mi := &file_api_types_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3447,7 +3447,7 @@ func (x *SecretSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretSpec.ProtoReflect.Descriptor instead.
 func (*SecretSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{39}
+	return file_api_types_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SecretSpec) GetAnnotations() *Annotations {
@@ -3481,7 +3481,7 @@ type ConfigSpec struct {
 
 func (x *ConfigSpec) Reset() {
 	*x = ConfigSpec{}
-	mi := &file_types_proto_msgTypes[40]
+	mi := &file_api_types_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3493,7 +3493,7 @@ func (x *ConfigSpec) String() string {
 func (*ConfigSpec) ProtoMessage() {}
 
 func (x *ConfigSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[40]
+	mi := &file_api_types_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3506,7 +3506,7 @@ func (x *ConfigSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSpec.ProtoReflect.Descriptor instead.
 func (*ConfigSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{40}
+	return file_api_types_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ConfigSpec) GetAnnotations() *Annotations {
@@ -3534,7 +3534,7 @@ type OrchestrationConfig struct {
 
 func (x *OrchestrationConfig) Reset() {
 	*x = OrchestrationConfig{}
-	mi := &file_types_proto_msgTypes[41]
+	mi := &file_api_types_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3546,7 +3546,7 @@ func (x *OrchestrationConfig) String() string {
 func (*OrchestrationConfig) ProtoMessage() {}
 
 func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[41]
+	mi := &file_api_types_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3559,7 +3559,7 @@ func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrchestrationConfig.ProtoReflect.Descriptor instead.
 func (*OrchestrationConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{41}
+	return file_api_types_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *OrchestrationConfig) GetTaskHistoryRetentionLimit() int64 {
@@ -3589,7 +3589,7 @@ type RaftConfig struct {
 
 func (x *RaftConfig) Reset() {
 	*x = RaftConfig{}
-	mi := &file_types_proto_msgTypes[42]
+	mi := &file_api_types_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3601,7 +3601,7 @@ func (x *RaftConfig) String() string {
 func (*RaftConfig) ProtoMessage() {}
 
 func (x *RaftConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[42]
+	mi := &file_api_types_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3614,7 +3614,7 @@ func (x *RaftConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftConfig.ProtoReflect.Descriptor instead.
 func (*RaftConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{42}
+	return file_api_types_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RaftConfig) GetSnapshotInterval() uint64 {
@@ -3661,7 +3661,7 @@ type DispatcherConfig struct {
 
 func (x *DispatcherConfig) Reset() {
 	*x = DispatcherConfig{}
-	mi := &file_types_proto_msgTypes[43]
+	mi := &file_api_types_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3673,7 +3673,7 @@ func (x *DispatcherConfig) String() string {
 func (*DispatcherConfig) ProtoMessage() {}
 
 func (x *DispatcherConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[43]
+	mi := &file_api_types_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3686,7 +3686,7 @@ func (x *DispatcherConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatcherConfig.ProtoReflect.Descriptor instead.
 func (*DispatcherConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{43}
+	return file_api_types_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DispatcherConfig) GetHeartbeatPeriod() *durationpb.Duration {
@@ -3708,7 +3708,7 @@ type ExternalCA struct {
 
 func (x *ExternalCA) Reset() {
 	*x = ExternalCA{}
-	mi := &file_types_proto_msgTypes[44]
+	mi := &file_api_types_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3720,7 +3720,7 @@ func (x *ExternalCA) String() string {
 func (*ExternalCA) ProtoMessage() {}
 
 func (x *ExternalCA) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[44]
+	mi := &file_api_types_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3733,7 +3733,7 @@ func (x *ExternalCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExternalCA.ProtoReflect.Descriptor instead.
 func (*ExternalCA) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{44}
+	return file_api_types_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ExternalCA) GetProtocol() ExternalCA_Protocol {
@@ -3777,7 +3777,7 @@ type CAConfig struct {
 
 func (x *CAConfig) Reset() {
 	*x = CAConfig{}
-	mi := &file_types_proto_msgTypes[45]
+	mi := &file_api_types_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3789,7 +3789,7 @@ func (x *CAConfig) String() string {
 func (*CAConfig) ProtoMessage() {}
 
 func (x *CAConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[45]
+	mi := &file_api_types_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3802,7 +3802,7 @@ func (x *CAConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CAConfig.ProtoReflect.Descriptor instead.
 func (*CAConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{45}
+	return file_api_types_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CAConfig) GetNodeCertExpiry() *durationpb.Duration {
@@ -3849,7 +3849,7 @@ type EncryptionConfig struct {
 
 func (x *EncryptionConfig) Reset() {
 	*x = EncryptionConfig{}
-	mi := &file_types_proto_msgTypes[46]
+	mi := &file_api_types_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3861,7 +3861,7 @@ func (x *EncryptionConfig) String() string {
 func (*EncryptionConfig) ProtoMessage() {}
 
 func (x *EncryptionConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[46]
+	mi := &file_api_types_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3874,7 +3874,7 @@ func (x *EncryptionConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncryptionConfig.ProtoReflect.Descriptor instead.
 func (*EncryptionConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{46}
+	return file_api_types_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *EncryptionConfig) GetAutoLockManagers() bool {
@@ -3893,7 +3893,7 @@ type TaskDefaults struct {
 
 func (x *TaskDefaults) Reset() {
 	*x = TaskDefaults{}
-	mi := &file_types_proto_msgTypes[47]
+	mi := &file_api_types_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3905,7 +3905,7 @@ func (x *TaskDefaults) String() string {
 func (*TaskDefaults) ProtoMessage() {}
 
 func (x *TaskDefaults) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[47]
+	mi := &file_api_types_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3918,7 +3918,7 @@ func (x *TaskDefaults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDefaults.ProtoReflect.Descriptor instead.
 func (*TaskDefaults) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{47}
+	return file_api_types_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TaskDefaults) GetLogDriver() string {
@@ -3943,7 +3943,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_types_proto_msgTypes[48]
+	mi := &file_api_types_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3955,7 +3955,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[48]
+	mi := &file_api_types_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3968,7 +3968,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{48}
+	return file_api_types_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ClusterSpec) GetAnnotations() *Annotations {
@@ -4030,7 +4030,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_types_proto_msgTypes[49]
+	mi := &file_api_types_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4042,7 +4042,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[49]
+	mi := &file_api_types_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4055,7 +4055,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{49}
+	return file_api_types_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -4084,7 +4084,7 @@ type RootCA struct {
 
 func (x *RootCA) Reset() {
 	*x = RootCA{}
-	mi := &file_types_proto_msgTypes[50]
+	mi := &file_api_types_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4096,7 +4096,7 @@ func (x *RootCA) String() string {
 func (*RootCA) ProtoMessage() {}
 
 func (x *RootCA) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[50]
+	mi := &file_api_types_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4109,7 +4109,7 @@ func (x *RootCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
 func (*RootCA) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{50}
+	return file_api_types_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RootCA) GetCaKey() []byte {
@@ -4151,7 +4151,7 @@ type EncryptionKey struct {
 
 func (x *EncryptionKey) Reset() {
 	*x = EncryptionKey{}
-	mi := &file_types_proto_msgTypes[51]
+	mi := &file_api_types_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4163,7 +4163,7 @@ func (x *EncryptionKey) String() string {
 func (*EncryptionKey) ProtoMessage() {}
 
 func (x *EncryptionKey) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[51]
+	mi := &file_api_types_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4176,7 +4176,7 @@ func (x *EncryptionKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncryptionKey.ProtoReflect.Descriptor instead.
 func (*EncryptionKey) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{51}
+	return file_api_types_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *EncryptionKey) GetSubsystem() string {
@@ -4211,7 +4211,7 @@ type WeightedPeer struct {
 
 func (x *WeightedPeer) Reset() {
 	*x = WeightedPeer{}
-	mi := &file_types_proto_msgTypes[52]
+	mi := &file_api_types_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4223,7 +4223,7 @@ func (x *WeightedPeer) String() string {
 func (*WeightedPeer) ProtoMessage() {}
 
 func (x *WeightedPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[52]
+	mi := &file_api_types_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4236,7 +4236,7 @@ func (x *WeightedPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedPeer.ProtoReflect.Descriptor instead.
 func (*WeightedPeer) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{52}
+	return file_api_types_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *WeightedPeer) GetNodeId() string {
@@ -4270,7 +4270,7 @@ type Endpoint_VirtualIP struct {
 
 func (x *Endpoint_VirtualIP) Reset() {
 	*x = Endpoint_VirtualIP{}
-	mi := &file_types_proto_msgTypes[56]
+	mi := &file_api_types_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4282,7 +4282,7 @@ func (x *Endpoint_VirtualIP) String() string {
 func (*Endpoint_VirtualIP) ProtoMessage() {}
 
 func (x *Endpoint_VirtualIP) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[56]
+	mi := &file_api_types_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4295,7 +4295,7 @@ func (x *Endpoint_VirtualIP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint_VirtualIP.ProtoReflect.Descriptor instead.
 func (*Endpoint_VirtualIP) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{29, 0}
+	return file_api_types_proto_rawDescGZIP(), []int{29, 0}
 }
 
 func (x *Endpoint_VirtualIP) GetNetworkId() string {
@@ -4312,11 +4312,11 @@ func (x *Endpoint_VirtualIP) GetAddr() string {
 	return ""
 }
 
-var File_types_proto protoreflect.FileDescriptor
+var File_api_types_proto protoreflect.FileDescriptor
 
-const file_types_proto_rawDesc = "" +
+const file_api_types_proto_rawDesc = "" +
 	"\n" +
-	"\vtypes.proto\x12\n" +
+	"\x0fapi/types.proto\x12\n" +
 	"swarmd.api\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"\x1f\n" +
 	"\aVersion\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\xab\x01\n" +
@@ -4692,20 +4692,20 @@ const file_types_proto_rawDesc = "" +
 	"\x13TASK_STATE_ORPHANED\x10\xc0\x06B!Z\x1fgithub.com/openswarm/swarmd/apib\x06proto3"
 
 var (
-	file_types_proto_rawDescOnce sync.Once
-	file_types_proto_rawDescData []byte
+	file_api_types_proto_rawDescOnce sync.Once
+	file_api_types_proto_rawDescData []byte
 )
 
-func file_types_proto_rawDescGZIP() []byte {
-	file_types_proto_rawDescOnce.Do(func() {
-		file_types_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_types_proto_rawDesc), len(file_types_proto_rawDesc)))
+func file_api_types_proto_rawDescGZIP() []byte {
+	file_api_types_proto_rawDescOnce.Do(func() {
+		file_api_types_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_api_types_proto_rawDesc), len(file_api_types_proto_rawDesc)))
 	})
-	return file_types_proto_rawDescData
+	return file_api_types_proto_rawDescData
 }
 
-var file_types_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
-var file_types_proto_goTypes = []any{
+var file_api_types_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
+var file_api_types_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_api_types_proto_goTypes = []any{
 	(NodeRole)(0),                      // 0: swarmd.api.NodeRole
 	(NodeAvailability)(0),              // 1: swarmd.api.NodeAvailability
 	(NodeMembership)(0),                // 2: swarmd.api.NodeMembership
@@ -4783,7 +4783,7 @@ var file_types_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),      // 74: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),        // 75: google.protobuf.Duration
 }
-var file_types_proto_depIdxs = []int32{
+var file_api_types_proto_depIdxs = []int32{
 	15, // 0: swarmd.api.Meta.version:type_name -> swarmd.api.Version
 	74, // 1: swarmd.api.Meta.created_at:type_name -> google.protobuf.Timestamp
 	74, // 2: swarmd.api.Meta.updated_at:type_name -> google.protobuf.Timestamp
@@ -4879,12 +4879,12 @@ var file_types_proto_depIdxs = []int32{
 	0,  // [0:88] is the sub-list for field type_name
 }
 
-func init() { file_types_proto_init() }
-func file_types_proto_init() {
-	if File_types_proto != nil {
+func init() { file_api_types_proto_init() }
+func file_api_types_proto_init() {
+	if File_api_types_proto != nil {
 		return
 	}
-	file_types_proto_msgTypes[35].OneofWrappers = []any{
+	file_api_types_proto_msgTypes[35].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 		(*ServiceSpec_Global)(nil),
 		(*ServiceSpec_ReplicatedJob)(nil),
@@ -4894,18 +4894,18 @@ func file_types_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_types_proto_rawDesc), len(file_types_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_types_proto_rawDesc), len(file_api_types_proto_rawDesc)),
 			NumEnums:      15,
 			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_types_proto_goTypes,
-		DependencyIndexes: file_types_proto_depIdxs,
-		EnumInfos:         file_types_proto_enumTypes,
-		MessageInfos:      file_types_proto_msgTypes,
+		GoTypes:           file_api_types_proto_goTypes,
+		DependencyIndexes: file_api_types_proto_depIdxs,
+		EnumInfos:         file_api_types_proto_enumTypes,
+		MessageInfos:      file_api_types_proto_msgTypes,
 	}.Build()
-	File_types_proto = out.File
-	file_types_proto_goTypes = nil
-	file_types_proto_depIdxs = nil
+	File_api_types_proto = out.File
+	file_api_types_proto_goTypes = nil
+	file_api_types_proto_depIdxs = nil
 }

@@ -1,0 +1,242 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/openswarm/swarmd/api"
+	"go.etcd.io/raft/v3"
+	raftpb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// run is the raft loop: tick, and handle each Ready in order — send (the
+// leader first, in parallel with its own disk write), persist, apply,
+// advance.
+func (n *Node) run() {
+	defer n.shutdown()
+	ticker := n.cfg.Clock.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.Chan():
+			n.raft.Tick()
+			n.ticks++
+			if n.ticks%n.cfg.ElectionTick == 0 && n.IsLeader() {
+				n.promoteLearners()
+			}
+		case rd := <-n.raft.Ready():
+			if err := n.handleReady(rd); err != nil {
+				n.fail(err)
+				return
+			}
+		case <-n.stopCh:
+			return
+		}
+	}
+}
+
+func (n *Node) shutdown() {
+	n.raft.Stop()
+	n.tr.stop()
+	if err := n.disk.close(); err != nil {
+		n.log.Warn("raft: close log", "error", err)
+	}
+	n.setLeader(0)
+	n.wg.Wait()
+	close(n.doneCh)
+	n.log.Info("raft: member stopped", "raft.id", fmt.Sprintf("%x", n.id))
+}
+
+func (n *Node) handleReady(rd raft.Ready) error {
+	if rd.SoftState != nil {
+		n.setLeader(rd.SoftState.Lead)
+	}
+	if rd.HardState != nil && rd.HardState.GetTerm() != 0 {
+		n.term.Store(rd.HardState.GetTerm())
+	}
+	leader := n.IsLeader()
+	if leader {
+		n.tr.send(rd.Messages)
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.disk.saveSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if err := n.disk.save(rd.HardState, rd.Entries); err != nil {
+		return err
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.storage.ApplySnapshot(rd.Snapshot); err != nil {
+			return fmt.Errorf("raft: apply snapshot: %w", err)
+		}
+		if err := n.restoreSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+		n.syncPeers()
+		n.log.Info("raft: restored from a snapshot sent by the leader", "index", n.snapshotIndex)
+	}
+	if err := n.storage.Append(rd.Entries); err != nil {
+		return fmt.Errorf("raft: append to log: %w", err)
+	}
+	if !leader {
+		n.tr.send(rd.Messages)
+	}
+	if err := n.applyEntries(rd.CommittedEntries); err != nil {
+		return err
+	}
+	if err := n.maybeSnapshot(); err != nil {
+		return err
+	}
+	n.raft.Advance()
+	return nil
+}
+
+func (n *Node) setLeader(lead uint64) {
+	if n.lead.Swap(lead) == lead {
+		return
+	}
+	n.leadMu.Lock()
+	close(n.leadCh)
+	n.leadCh = make(chan struct{})
+	n.leadMu.Unlock()
+	if lead != 0 {
+		n.log.Info("raft: leader known", "raft.id", fmt.Sprintf("%x", n.id), "raft.leader", fmt.Sprintf("%x", lead), "term", n.term.Load())
+	}
+}
+
+// syncPeers makes the transport match the membership.
+func (n *Node) syncPeers() {
+	known := map[uint64]bool{}
+	for _, m := range n.members.list() {
+		known[m.GetRaftId()] = true
+		if err := n.tr.setPeer(m.GetRaftId(), m.GetAddr()); err != nil {
+			n.log.Warn("raft: add peer", "raft.peer", fmt.Sprintf("%x", m.GetRaftId()), "error", err)
+		}
+	}
+	n.tr.mu.Lock()
+	var stale []uint64
+	for id := range n.tr.peers {
+		if !known[id] {
+			stale = append(stale, id)
+		}
+	}
+	n.tr.mu.Unlock()
+	for _, id := range stale {
+		n.tr.removePeer(id)
+	}
+}
+
+func (n *Node) applyEntries(ents []*raftpb.Entry) error {
+	for _, e := range ents {
+		if e.GetIndex() <= n.applied.Load() {
+			continue
+		}
+		switch e.GetType() {
+		case raftpb.EntryType_EntryNormal:
+			n.applyNormal(e)
+		case raftpb.EntryType_EntryConfChange:
+			if err := n.applyConfChange(e); err != nil {
+				return err
+			}
+		}
+		n.applied.Store(e.GetIndex())
+	}
+	return nil
+}
+
+func (n *Node) applyNormal(e *raftpb.Entry) {
+	if len(e.GetData()) == 0 {
+		return
+	}
+	var batch api.RaftBatch
+	if err := proto.Unmarshal(e.GetData(), &batch); err != nil {
+		n.log.Error("raft: undecodable log entry skipped", "index", e.GetIndex(), "error", err)
+		return
+	}
+	for _, req := range batch.GetRequests() {
+		err := n.sm.Apply(e.GetIndex(), req.GetActions())
+		if req.GetProposer() == n.id {
+			n.waits.trigger(req.GetSeq(), err)
+		}
+	}
+}
+
+func (n *Node) applyConfChange(e *raftpb.Entry) error {
+	var cc raftpb.ConfChange
+	if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+		n.log.Error("raft: undecodable conf change skipped", "index", e.GetIndex(), "error", err)
+		return nil
+	}
+	if err := n.members.checkConfChange(&cc); err != nil {
+		n.log.Warn("raft: conf change refused", "index", e.GetIndex(), "error", err)
+		n.waits.trigger(cc.GetId(), err)
+		return nil
+	}
+	n.confState = n.raft.ApplyConfChange(&cc)
+	n.members.apply(&cc)
+	id := cc.GetNodeId()
+	switch cc.GetType() {
+	case raftpb.ConfChangeType_ConfChangeRemoveNode:
+		n.log.Info("raft: member removed", "raft.peer", fmt.Sprintf("%x", id))
+		if id == n.id {
+			n.waits.trigger(cc.GetId(), nil)
+			return fmt.Errorf("%w: raft member %x", ErrMemberRemoved, n.id)
+		}
+		n.tr.removePeer(id)
+	default:
+		m, _ := n.members.get(id)
+		n.log.Info("raft: member configured", "raft.peer", fmt.Sprintf("%x", id), "addr", m.GetAddr(), "change", cc.GetType().String())
+		if err := n.tr.setPeer(id, m.GetAddr()); err != nil {
+			n.log.Warn("raft: add peer", "raft.peer", fmt.Sprintf("%x", id), "error", err)
+		}
+	}
+	n.waits.trigger(cc.GetId(), nil)
+	return nil
+}
+
+// maybeSnapshot snapshots the store and compacts the log every
+// SnapshotInterval applied entries.
+func (n *Node) maybeSnapshot() error {
+	applied := n.applied.Load()
+	if applied-n.snapshotIndex < n.cfg.SnapshotInterval {
+		return nil
+	}
+	return n.snapshot(applied)
+}
+
+func (n *Node) snapshot(applied uint64) error {
+	st, err := n.sm.Save()
+	if err != nil {
+		return fmt.Errorf("raft: snapshot store: %w", err)
+	}
+	data, err := proto.Marshal(&api.RaftSnapshot{Membership: n.members.snapshot(), Store: st})
+	if err != nil {
+		return fmt.Errorf("raft: encode snapshot: %w", err)
+	}
+	sn, err := n.storage.CreateSnapshot(applied, n.confState, data)
+	if err != nil {
+		if errors.Is(err, raft.ErrSnapOutOfDate) {
+			return nil
+		}
+		return fmt.Errorf("raft: create snapshot: %w", err)
+	}
+	if err := n.disk.saveSnapshot(sn); err != nil {
+		return err
+	}
+	if applied > n.cfg.LogEntriesForSlowFollowers {
+		compact := applied - n.cfg.LogEntriesForSlowFollowers
+		if first, _ := n.storage.FirstIndex(); compact > first {
+			if err := n.storage.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
+				return fmt.Errorf("raft: compact log: %w", err)
+			}
+		}
+	}
+	if err := n.disk.purge(); err != nil {
+		n.log.Warn("raft: purge old snapshots", "error", err)
+	}
+	n.snapshotIndex = applied
+	n.log.Debug("raft: snapshot taken", "index", applied, "bytes", len(data))
+	return nil
+}
