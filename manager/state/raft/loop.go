@@ -75,6 +75,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			return err
 		}
 		n.syncPeers()
+		n.snapsReceived.Add(1)
 		n.log.Info("raft: restored from a snapshot sent by the leader", "index", n.snapshotIndex)
 	}
 	if err := n.storage.Append(rd.Entries); err != nil {
@@ -182,6 +183,9 @@ func (n *Node) applyConfChange(e *raftpb.Entry) error {
 		n.log.Info("raft: member removed", "raft.peer", fmt.Sprintf("%x", id))
 		if id == n.id {
 			n.waits.trigger(cc.GetId(), nil)
+			if err := writeRemovedMarker(n.cfg.Dir); err != nil {
+				n.log.Error("raft: record removal", "error", err)
+			}
 			return fmt.Errorf("%w: raft member %x", ErrMemberRemoved, n.id)
 		}
 		n.tr.removePeer(id)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/openswarm/swarmd/api"
 	"go.etcd.io/raft/v3"
@@ -45,8 +44,10 @@ type Node struct {
 	lead    atomic.Uint64
 	term    atomic.Uint64
 	applied atomic.Uint64
-	leadMu  sync.Mutex
-	leadCh  chan struct{}
+	// snapsReceived counts snapshots installed from the leader.
+	snapsReceived atomic.Uint64
+	leadMu        sync.Mutex
+	leadCh        chan struct{}
 
 	// Owned by the run loop.
 	confState     *raftpb.ConfState
@@ -189,6 +190,9 @@ func (n *Node) join(ctx context.Context) error {
 
 // restart resumes from the log and snapshot on disk.
 func (n *Node) restart() error {
+	if removedMarker(n.cfg.Dir) {
+		return fmt.Errorf("%w; remove %s and join again", ErrMemberRemoved, n.cfg.Dir)
+	}
 	l, err := n.disk.load()
 	if err != nil {
 		return err
@@ -376,8 +380,40 @@ func (n *Node) fail(err error) {
 }
 
 func (n *Node) removedByPeer() {
+	n.markRemoved()
+}
+
+// markRemoved records on disk that this member was removed, so it never
+// starts again under the same raft ID, and stops it.
+func (n *Node) markRemoved() {
+	if err := writeRemovedMarker(n.cfg.Dir); err != nil {
+		n.log.Error("raft: record removal", "error", err)
+	}
 	go n.fail(fmt.Errorf("%w: raft member %x", ErrMemberRemoved, n.id))
 }
+
+// Voters lists the raft IDs that vote, as this member's raft sees them.
+func (n *Node) Voters() []uint64 {
+	ids := n.raft.Status().Config.Voters.IDs()
+	out := make([]uint64, 0, len(ids))
+	for id := range ids {
+		out = append(out, id)
+	}
+	return out
+}
+
+// SetDropFilter makes the member lose every message, in or out, for which
+// drop(from, to) is true; nil restores delivery. For partition tests.
+func (n *Node) SetDropFilter(drop func(from, to uint64) bool) {
+	if drop == nil {
+		n.tr.drop.Store(nil)
+		return
+	}
+	n.tr.drop.Store(&drop)
+}
+
+// SnapshotsReceived counts snapshots this member installed from the leader.
+func (n *Node) SnapshotsReceived() uint64 { return n.snapsReceived.Load() }
 
 // ID is this member's raft ID.
 func (n *Node) ID() uint64 { return n.id }
@@ -463,15 +499,5 @@ func randomUint64() uint64 {
 		if v := binary.LittleEndian.Uint64(b[:]); v != 0 {
 			return v
 		}
-	}
-}
-
-// sleep waits on the node's clock, or until the node stops.
-func (n *Node) sleep(d time.Duration) bool {
-	select {
-	case <-n.cfg.Clock.After(d):
-		return true
-	case <-n.stopCh:
-		return false
 	}
 }

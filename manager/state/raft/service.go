@@ -31,7 +31,7 @@ func (s *service) step(ctx context.Context, m *raftpb.Message) error {
 	if m.GetTo() != n.id {
 		return status.Errorf(codes.InvalidArgument, "raft: message for member %x reached member %x", m.GetTo(), n.id)
 	}
-	if n.tr.drop != nil && n.tr.drop(m.GetFrom(), n.id) {
+	if n.tr.dropped(m.GetFrom(), n.id) {
 		return nil
 	}
 	select {
@@ -114,6 +114,9 @@ func (s *service) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinResp
 	if req.GetAddr() == "" {
 		return nil, status.Error(codes.InvalidArgument, "raft: join: no address to reach the new member")
 	}
+	if err := n.WaitForLeader(ctx); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "raft: no leader: %v", err)
+	}
 	if !n.IsLeader() {
 		return forwardToLeader(ctx, n, func(ctx context.Context, c api.RaftMembershipClient) (*api.JoinResponse, error) {
 			return c.Join(ctx, req)
@@ -133,6 +136,9 @@ func (s *service) Leave(ctx context.Context, req *api.LeaveRequest) (*api.LeaveR
 	if !n.running.Load() {
 		return nil, status.Error(codes.Unavailable, "raft: member not started")
 	}
+	if err := n.WaitForLeader(ctx); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "raft: no leader: %v", err)
+	}
 	if n.IsLeader() && req.GetRaftId() == n.id {
 		if err := n.TransferLeadership(ctx); err != nil {
 			return nil, toStatus(err)
@@ -151,11 +157,8 @@ func (s *service) Leave(ctx context.Context, req *api.LeaveRequest) (*api.LeaveR
 
 func forwardToLeader[T any](ctx context.Context, n *Node, call func(context.Context, api.RaftMembershipClient) (T, error)) (T, error) {
 	var zero T
-	if err := n.WaitForLeader(ctx); err != nil {
-		return zero, status.Errorf(codes.Unavailable, "raft: no leader: %v", err)
-	}
 	addr, ok := n.LeaderAddr()
-	if !ok || n.IsLeader() {
+	if !ok {
 		return zero, status.Error(codes.Unavailable, "raft: leader address unknown")
 	}
 	conn, err := n.tr.dial(addr)

@@ -79,7 +79,7 @@ func (d *diskStorage) load() (*loaded, error) {
 	d.snapshot = snap.New(d.zl, d.snapDir())
 	walSnaps, err := wal.ValidSnapshotEntries(d.zl, d.walDir())
 	if err != nil {
-		return nil, fmt.Errorf("read raft log snapshot records: %w", err)
+		return nil, fmt.Errorf("raft log in %s is damaged and was not repaired (restore the state directory from a backup, or remove it and join again): %w", d.walDir(), err)
 	}
 	sn, err := d.snapshot.LoadNewestAvailable(walSnaps)
 	if err != nil && !errors.Is(err, snap.ErrNoSnapshot) {
@@ -116,7 +116,7 @@ func (d *diskStorage) readWAL(walSnap *walpb.Snapshot, repair bool) ([]byte, *ra
 	}
 	_ = w.Close()
 	if !repair || !errors.Is(err, io.ErrUnexpectedEOF) {
-		return nil, nil, nil, fmt.Errorf("raft log in %s is damaged and was not repaired: %w", d.walDir(), err)
+		return nil, nil, nil, fmt.Errorf("raft log in %s is damaged and was not repaired (restore the state directory from a backup, or remove it and join again): %w", d.walDir(), err)
 	}
 	d.log.Warn("raft log ends with a torn record; truncating it to the last complete record",
 		"dir", d.walDir(), "error", err)
@@ -226,4 +226,48 @@ func listSuffix(dir, suffix string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+const removedFile = "removed"
+
+// writeRemovedMarker records, atomically and durably, that the member whose
+// state is in dir was removed from its cluster.
+func writeRemovedMarker(dir string) error {
+	tmp := filepath.Join(dir, removedFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write removal marker: %w", err)
+	}
+	if _, err := f.WriteString("this raft member was removed from its cluster\n"); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write removal marker: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write removal marker: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write removal marker: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, removedFile)); err != nil {
+		return fmt.Errorf("write removal marker: %w", err)
+	}
+	return syncDir(dir)
+}
+
+func removedMarker(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, removedFile))
+	return err == nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }

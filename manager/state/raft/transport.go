@@ -43,7 +43,9 @@ type transport struct {
 	creds   credentials.TransportCredentials
 	raft    reporter
 	removed func() // called when a peer says this member was removed
-	drop    func(from, to uint64) bool
+	// drop, when set, loses messages between two members (partitions in
+	// tests).
+	drop atomic.Pointer[func(from, to uint64) bool]
 
 	mu    sync.Mutex
 	peers map[uint64]*peer
@@ -125,7 +127,7 @@ func (t *transport) peer(id uint64) (*peer, bool) {
 func (t *transport) send(msgs []*raftpb.Message) {
 	for _, m := range msgs {
 		to := m.GetTo()
-		if t.drop != nil && t.drop(t.self, to) {
+		if t.dropped(t.self, to) {
 			continue
 		}
 		p, ok := t.peer(to)
@@ -146,6 +148,11 @@ func (t *transport) send(msgs []*raftpb.Message) {
 			t.raft.ReportUnreachable(to)
 		}
 	}
+}
+
+func (t *transport) dropped(from, to uint64) bool {
+	f := t.drop.Load()
+	return f != nil && (*f)(from, to)
 }
 
 // active reports whether the peer took a message within the window.

@@ -1,0 +1,96 @@
+// Command swarmd is swarm mode for a Docker Engine, run beside the engine:
+// it serves the Engine API, runs the cluster and drives the local engine.
+//
+// This file only parses and validates flags into a Config; the work is done
+// by the node runtime.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/openswarm/swarmd/version"
+)
+
+// errNoNodeRuntime is what swarmd returns until the node package exists.
+//
+// TODO(node): replace run's body with node.Run(ctx, cfg) and delete this.
+var errNoNodeRuntime = errors.New("the node runtime is not available in this build (flags are parsed and validated; node.Run is not wired yet)")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCommand(os.Stdout, os.Stderr, run).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "swarmd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// runFunc starts swarmd with a validated Config and returns when it stops.
+type runFunc func(ctx context.Context, cfg *Config, logger *slog.Logger) error
+
+// run is the production runFunc.
+func run(_ context.Context, cfg *Config, logger *slog.Logger) error {
+	logger.Debug("configuration", "state_dir", cfg.StateDir, "engine_addr", cfg.EngineAddr,
+		"listen_remote_api", cfg.ListenRemoteAPI, "listen_control_api", cfg.ListenControlAPI,
+		"listen_engine_api", cfg.ListenEngineAPI)
+	return errNoNodeRuntime
+}
+
+func newRootCommand(stdout, stderr io.Writer, run runFunc) *cobra.Command {
+	f := &flagValues{}
+	cmd := &cobra.Command{
+		Use:           "swarmd",
+		Short:         "swarm mode for Docker Engine, as a daemon beside the engine",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.version {
+				_, err := fmt.Fprintln(stdout, version.String("swarmd"))
+				return err
+			}
+			cfg, err := f.config()
+			if err != nil {
+				return err
+			}
+			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+			return run(cmd.Context(), cfg, logger)
+		},
+	}
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see 'swarmd --help')", err)
+	})
+
+	fl := cmd.Flags()
+	fl.SortFlags = false
+	fl.BoolVarP(&f.version, "version", "v", false, "Print the version and exit")
+	fl.StringVarP(&f.logLevel, "log-level", "l", defaultLogLevel, `Log level ("debug", "info", "warn", "error")`)
+	fl.StringVarP(&f.stateDir, "state-dir", "d", defaultStateDir, "State directory")
+	fl.StringVar(&f.joinToken, "join-token", "", "Secret token required to join the cluster")
+	fl.StringVar(&f.engineAddr, "engine-addr", defaultEngineAddr, "Address of the Docker Engine this node runs tasks on")
+	fl.StringVar(&f.hostname, "hostname", "", "Override the reported node hostname")
+	fl.StringVar(&f.listenRemoteAPI, "listen-remote-api", defaultListenRemoteAPI, "Listen address for the remote (cluster) API")
+	fl.StringVar(&f.advertiseRemoteAPI, "advertise-remote-api", "", "Remote API address to advertise to other nodes (host[:port] or interface)")
+	fl.StringVar(&f.listenControlAPI, "listen-control-api", "", "Listen socket for the control API (default <state-dir>/"+controlSocketName+")")
+	fl.StringVar(&f.listenDebug, "listen-debug", "", "Bind the Go debug server (pprof) on this address")
+	fl.StringVar(&f.joinAddr, "join-addr", "", "Join the cluster through the node at this address")
+	fl.BoolVar(&f.forceNewCluster, "force-new-cluster", false, "Force the creation of a new single-manager cluster from the state directory")
+	fl.Uint32Var(&f.heartbeatTick, "heartbeat-tick", defaultHeartbeatTick, "Raft heartbeat interval, in ticks of 100ms")
+	fl.Uint32Var(&f.electionTick, "election-tick", defaultElectionTick, "Raft ticks without a leader before an election (must exceed --heartbeat-tick)")
+	fl.Var(&f.externalCAs, "external-ca", "Certificate signing endpoint: protocol=cfssl,url=https://...[,cacert=path] (repeatable)")
+	fl.BoolVar(&f.init, "init", false, "Initialise a new swarm if this node has no state")
+	fl.StringVar(&f.listenEngineAPI, "listen-engine-api", defaultListenEngineAPI, "Listen address for the Docker Engine API (socket path, unix:///path or tcp://host:port)")
+	return cmd
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/openswarm/swarmd/version"
+)
+
+// execute runs the root command with args and a runFunc that records the
+// Config it is given.
+func execute(t *testing.T, args ...string) (cfg *Config, stdout string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	capture := func(_ context.Context, c *Config, _ *slog.Logger) error {
+		cfg = c
+		return nil
+	}
+	cmd := newRootCommand(&out, &errOut, capture)
+	cmd.SetArgs(args)
+	err = cmd.ExecuteContext(context.Background())
+	return cfg, out.String(), err
+}
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"--version", "-v"} {
+		cfg, out, err := execute(t, arg)
+		if err != nil {
+			t.Fatalf("%s: %v", arg, err)
+		}
+		if cfg != nil {
+			t.Errorf("%s: run was called", arg)
+		}
+		if want := version.String("swarmd") + "\n"; out != want {
+			t.Errorf("%s printed %q, want %q", arg, out, want)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, _, err := execute(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		LogLevel:         slog.LevelInfo,
+		StateDir:         "/var/lib/docker/swarm",
+		EngineAddr:       "unix:///var/run/docker.sock",
+		ListenRemoteAPI:  "0.0.0.0:4242",
+		ListenControlAPI: "/var/lib/docker/swarm/swarmd.sock",
+		HeartbeatTick:    1,
+		ElectionTick:     10,
+		ListenEngineAPI:  "/run/swarmd/docker.sock",
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	cfg, _, err := execute(t,
+		"-l", "debug", "-d", "/tmp/s1", "--hostname", "n1",
+		"--listen-remote-api", "127.0.0.1:4300", "--advertise-remote-api", "10.0.0.1",
+		"--listen-debug", "127.0.0.1:6060", "--join-addr", "10.0.0.2:4242",
+		"--join-token", "SWMTKN-1-abc-def",
+		"--heartbeat-tick", "2", "--election-tick", "20",
+		"--external-ca", "protocol=cfssl,url=https://ca.example:8888",
+		"--external-ca", "protocol=cfssl,url=http://ca2:8888,cacert=/etc/ca.pem",
+		"--engine-addr", "tcp://127.0.0.1:2375", "--listen-engine-api", "unix:///tmp/s1/docker.sock",
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		LogLevel:           slog.LevelDebug,
+		StateDir:           "/tmp/s1",
+		JoinToken:          "SWMTKN-1-abc-def",
+		EngineAddr:         "tcp://127.0.0.1:2375",
+		Hostname:           "n1",
+		ListenRemoteAPI:    "127.0.0.1:4300",
+		AdvertiseRemoteAPI: "10.0.0.1",
+		ListenControlAPI:   "/tmp/s1/swarmd.sock",
+		ListenDebug:        "127.0.0.1:6060",
+		JoinAddr:           "10.0.0.2:4242",
+		HeartbeatTick:      2,
+		ElectionTick:       20,
+		ExternalCAs: []ExternalCA{
+			{Protocol: "cfssl", URL: "https://ca.example:8888"},
+			{Protocol: "cfssl", URL: "http://ca2:8888", CACert: "/etc/ca.pem"},
+		},
+		ListenEngineAPI: "unix:///tmp/s1/docker.sock",
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("flags:\n got %+v\nwant %+v", cfg, want)
+	}
+
+	cfg, _, err = execute(t, "-d", "/tmp/s2", "--listen-control-api", "/run/ctl.sock", "--init", "--force-new-cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ListenControlAPI != "/run/ctl.sock" || !cfg.Init || !cfg.ForceNewCluster {
+		t.Errorf("got %+v", cfg)
+	}
+}
+
+func TestInvalidFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // the error must contain this (the flag's name)
+	}{
+		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"-l", ""}, "--log-level"},
+		{[]string{"--election-tick", "1"}, "--election-tick"},
+		{[]string{"--heartbeat-tick", "10"}, "--election-tick"},
+		{[]string{"--heartbeat-tick", "0"}, "--heartbeat-tick"},
+		{[]string{"--heartbeat-tick", "-1"}, "heartbeat-tick"},
+		{[]string{"--state-dir", ""}, "--state-dir"},
+		{[]string{"--listen-remote-api", "4242"}, "--listen-remote-api"},
+		{[]string{"--listen-remote-api", "0.0.0.0:http"}, "--listen-remote-api"},
+		{[]string{"--advertise-remote-api", "10.0.0.1:0"}, "--advertise-remote-api"},
+		{[]string{"--advertise-remote-api", "a/b"}, "--advertise-remote-api"},
+		{[]string{"--listen-debug", "localhost"}, "--listen-debug"},
+		{[]string{"--join-addr", ":4242"}, "--join-addr"},
+		{[]string{"--join-token", "SWMTKN-1-a-b"}, "--join-token"},
+		{[]string{"--join-addr", "h:4242", "--join-token", "secret"}, "--join-token"},
+		{[]string{"--join-addr", "h:4242", "--init"}, "--init"},
+		{[]string{"--join-addr", "h:4242", "--force-new-cluster"}, "--force-new-cluster"},
+		{[]string{"--engine-addr", "/var/run/docker.sock"}, "--engine-addr"},
+		{[]string{"--engine-addr", "tcp://nohost"}, "--engine-addr"},
+		{[]string{"--listen-engine-api", "docker.sock"}, "--listen-engine-api"},
+		{[]string{"--listen-engine-api", ""}, "--listen-engine-api"},
+		{[]string{"--external-ca", "protocol=acme,url=https://x"}, "external-ca"},
+		{[]string{"--external-ca", "protocol=cfssl"}, "external-ca"},
+		{[]string{"--external-ca", "url=https://x"}, "external-ca"},
+		{[]string{"--external-ca", "protocol=cfssl,url=ftp://x"}, "external-ca"},
+		{[]string{"--external-ca", "protocol=cfssl,url=https://x,colour=red"}, "external-ca"},
+		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"extra-arg"}, "extra-arg"},
+	} {
+		cfg, _, err := execute(t, tc.args...)
+		if err == nil {
+			t.Errorf("%q: no error, config %+v", tc.args, cfg)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %q does not name %s", tc.args, err, tc.want)
+		}
+		if cfg != nil {
+			t.Errorf("%q: run was called despite the error", tc.args)
+		}
+	}
+}
+
+func TestJoinTokenNotInErrors(t *testing.T) {
+	const token = "SWMTKN-1-digest-verysecret-extra"
+	_, _, err := execute(t, "--join-addr", "h:4242", "--join-token", token)
+	if err == nil {
+		t.Fatal("malformed token accepted")
+	}
+	if strings.Contains(err.Error(), "verysecret") {
+		t.Errorf("error leaks the token: %v", err)
+	}
+}
+
+func TestRunWithoutNodeRuntime(t *testing.T) {
+	cmd := newRootCommand(&bytes.Buffer{}, &bytes.Buffer{}, run)
+	cmd.SetArgs([]string{"-d", t.TempDir()})
+	if err := cmd.ExecuteContext(context.Background()); !errors.Is(err, errNoNodeRuntime) {
+		t.Errorf("got %v, want errNoNodeRuntime", err)
+	}
+}
