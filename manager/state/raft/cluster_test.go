@@ -1,0 +1,295 @@
+package raft_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/manager/state/raft"
+	"github.com/openswarm/swarmd/manager/state/raft/raftest"
+	"github.com/openswarm/swarmd/manager/state/store"
+	"google.golang.org/protobuf/proto"
+)
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// createServices writes n services named prefix-i through the given member.
+func createServices(t testing.TB, m *raftest.Member, prefix string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		err := m.Store.Update(ctxT(t, 10*time.Second), func(tx store.Tx) error {
+			return tx.Create(&api.Service{Id: name, Spec: &api.ServiceSpec{Annotations: &api.Annotations{Name: name}}})
+		})
+		if err != nil {
+			t.Fatalf("create %s through %s: %v", name, m.Name, err)
+		}
+	}
+}
+
+func countServices(m *raftest.Member) int {
+	var n int
+	m.Store.View(func(tx store.ReadTx) {
+		s, _ := store.FindServices(tx, store.All)
+		n = len(s)
+	})
+	return n
+}
+
+func TestReplication(t *testing.T) {
+	for _, size := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%d-members", size), func(t *testing.T) {
+			c := raftest.New(t, size, raftest.Options{})
+			for i, m := range c.Running() {
+				createServices(t, m, fmt.Sprintf("via-%d", i), 5)
+			}
+			c.WaitConverged()
+			for _, m := range c.Running() {
+				if got := countServices(m); got != 5*size {
+					t.Fatalf("%s holds %d services, want %d", m.Name, got, 5*size)
+				}
+			}
+		})
+	}
+}
+
+func TestLeaderFailover(t *testing.T) {
+	c := raftest.New(t, 3, raftest.Options{})
+	old := c.WaitLeader()
+	createServices(t, old, "before", 3)
+	c.Stop(old)
+	start := time.Now()
+	l := c.WaitLeader()
+	createServices(t, l, "after", 3)
+	t.Logf("new leader %s writable %s after the old one stopped (tick 10ms, election 10 ticks)", l.Name, time.Since(start))
+	if l == old {
+		t.Fatal("stopped member still leads")
+	}
+	if err := c.Restart(old); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitConverged()
+	if got := countServices(old); got != 6 {
+		t.Fatalf("restarted member holds %d services, want 6", got)
+	}
+}
+
+func TestRestartKeepsCommittedData(t *testing.T) {
+	c := raftest.New(t, 3, raftest.Options{})
+	createServices(t, c.WaitLeader(), "a", 10)
+	f := c.Followers()[0]
+	c.Stop(f)
+	createServices(t, c.WaitLeader(), "b", 10)
+	if err := c.Restart(f); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitConverged()
+	// The whole cluster down and up again: everything committed is back.
+	for _, m := range c.Members() {
+		c.Stop(m)
+	}
+	for _, m := range c.Members() {
+		if err := c.Restart(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitLeader()
+	c.WaitConverged()
+	for _, m := range c.Running() {
+		if got := countServices(m); got != 20 {
+			t.Fatalf("%s holds %d services after full restart, want 20", m.Name, got)
+		}
+	}
+}
+
+func TestSnapshotCatchUpLargerThanGRPCLimit(t *testing.T) {
+	c := raftest.New(t, 3, raftest.Options{SnapshotInterval: 20, LogEntriesForSlowFollowers: 5})
+	f := c.Followers()[0]
+	c.Stop(f)
+	l := c.WaitLeader()
+	payload := make([]byte, 200<<10)
+	for i := 0; i < 30; i++ { // 30 × 200 KiB: a 6 MiB snapshot
+		payload[0] = byte(i)
+		name := fmt.Sprintf("blob-%d", i)
+		err := l.Store.Update(ctxT(t, 10*time.Second), func(tx store.Tx) error {
+			return tx.Create(&api.Config{Id: name, Spec: &api.ConfigSpec{Annotations: &api.Annotations{Name: name}, Data: payload}})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	createServices(t, l, "more", 30) // push past the next snapshot and compaction
+	if err := c.Restart(f); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitConverged()
+	if f.Node.SnapshotsReceived() == 0 {
+		t.Fatal("lagging member caught up without a snapshot; the test did not exercise snapshot transfer")
+	}
+	snap, err := f.Store.Save()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.GetConfigs()) != 30 {
+		t.Fatalf("lagging member holds %d configs, want 30", len(snap.GetConfigs()))
+	}
+}
+
+func TestMembershipChanges(t *testing.T) {
+	c := raftest.New(t, 3, raftest.Options{})
+	l := c.WaitLeader()
+	victim := c.Followers()[0]
+	if err := l.Node.RemoveMember(ctxT(t, 10*time.Second), victim.Node.ID()); err != nil {
+		t.Fatal(err)
+	}
+	raftest.Eventually(t, 10*time.Second, "removed member stops", func() bool {
+		select {
+		case <-victim.Node.Done():
+			return true
+		default:
+			return false
+		}
+	})
+	if !errors.Is(victim.Node.Err(), raft.ErrMemberRemoved) {
+		t.Fatalf("removed member stopped with %v, want ErrMemberRemoved", victim.Node.Err())
+	}
+	createServices(t, c.WaitLeader(), "two", 3)
+
+	// A removed member cannot come back with its old identity.
+	c.Stop(victim)
+	if err := c.Restart(victim); !errors.Is(err, raft.ErrMemberRemoved) {
+		t.Fatalf("restart of removed member: %v, want ErrMemberRemoved", err)
+	}
+	c.Forget(victim)
+
+	n := c.Add("")
+	createServices(t, n, "new", 3)
+	c.WaitConverged()
+	raftest.Eventually(t, 10*time.Second, "new member promoted to voter", func() bool {
+		return len(c.WaitLeader().Node.Members()) == 3 && countServices(n) == 6
+	})
+	if got := len(l.Node.Members()); got != 3 {
+		t.Fatalf("%d members, want 3", got)
+	}
+}
+
+func TestRemovedWhileDownIsRefusedByPeers(t *testing.T) {
+	c := raftest.New(t, 3, raftest.Options{})
+	victim := c.Followers()[0]
+	id := victim.Node.ID()
+	c.Stop(victim)
+	l := c.WaitLeader()
+	if err := l.Node.RemoveMember(ctxT(t, 10*time.Second), id); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(victim); err != nil {
+		t.Fatal(err)
+	}
+	raftest.Eventually(t, 10*time.Second, "peers turn the removed member away", func() bool {
+		select {
+		case <-victim.Node.Done():
+			return errors.Is(victim.Node.Err(), raft.ErrMemberRemoved)
+		default:
+			return false
+		}
+	})
+}
+
+func TestRemoveRefusedWithoutQuorum(t *testing.T) {
+	c := raftest.New(t, 3, raftest.Options{})
+	fs := c.Followers()
+	c.Stop(fs[0])
+	l := c.WaitLeader()
+	raftest.Eventually(t, 10*time.Second, "leader notices the stopped member", func() bool { return !l.Node.Reachable(fs[0].ID) })
+	err := l.Node.RemoveMember(ctxT(t, 5*time.Second), fs[1].Node.ID())
+	if !errors.Is(err, raft.ErrLostQuorum) {
+		t.Fatalf("removing a healthy member with another down: %v, want ErrLostQuorum", err)
+	}
+}
+
+func TestForceNewCluster(t *testing.T) {
+	c := raftest.New(t, 3, raftest.Options{})
+	createServices(t, c.WaitLeader(), "kept", 10)
+	c.WaitConverged()
+	survivor := c.Followers()[0]
+	for _, m := range c.Members() {
+		c.Stop(m)
+	}
+	// Quorum is lost for good; one survivor restarts alone.
+	if err := c.ForceNewCluster(survivor); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.Members() {
+		if m != survivor {
+			c.Forget(m)
+		}
+	}
+	l := c.WaitLeader()
+	if l != survivor {
+		t.Fatalf("leader %s, want the survivor %s", l.Name, survivor.Name)
+	}
+	if got := countServices(survivor); got != 10 {
+		t.Fatalf("survivor holds %d services, want 10", got)
+	}
+	createServices(t, survivor, "after", 2)
+	c.Add("")
+	c.WaitConverged()
+	if got := len(survivor.Node.Members()); got != 2 {
+		t.Fatalf("%d members after a join, want 2", got)
+	}
+}
+
+func TestVersionConflictAcrossMembers(t *testing.T) {
+	c := raftest.New(t, 3, raftest.Options{})
+	l := c.WaitLeader()
+	createServices(t, l, "svc", 1)
+	c.WaitConverged()
+	var base *api.Service
+	l.Store.View(func(tx store.ReadTx) { base = store.GetService(tx, "svc-0") })
+
+	// Two members update the same version at once: one wins, one is told
+	// "update out of sequence", and nothing else changes.
+	errs := make(chan error, 2)
+	for i, m := range c.Running()[:2] {
+		go func() {
+			errs <- m.Store.Update(ctxT(t, 10*time.Second), func(tx store.Tx) error {
+				s := store.GetService(tx, "svc-0")
+				s.Meta = proto.Clone(base.GetMeta()).(*api.Meta)
+				s.Spec.Annotations.Labels = map[string]string{"writer": fmt.Sprint(i)}
+				return tx.Update(s)
+			})
+		}()
+	}
+	var ok, conflict int
+	for range 2 {
+		err := <-errs
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, store.ErrSequenceConflict):
+			conflict++
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+	if ok != 1 || conflict != 1 {
+		t.Fatalf("%d succeeded and %d conflicted, want 1 and 1", ok, conflict)
+	}
+	c.WaitConverged()
+	// A stale write now is refused too.
+	err := l.Store.Update(ctxT(t, 10*time.Second), func(tx store.Tx) error {
+		s := store.GetService(tx, "svc-0")
+		s.Meta = proto.Clone(base.GetMeta()).(*api.Meta)
+		return tx.Update(s)
+	})
+	if !errors.Is(err, store.ErrSequenceConflict) || err.Error() == "" {
+		t.Fatalf("stale update: %v", err)
+	}
+}

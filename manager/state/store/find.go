@@ -1,0 +1,183 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/openswarm/swarmd/api"
+	"google.golang.org/protobuf/proto"
+)
+
+// By selects objects in Find. Selectors a kind has no index for give
+// ErrInvalidFindBy.
+type By interface {
+	isBy()
+}
+
+type byAll struct{}
+
+func (byAll) isBy() {}
+
+// byIndex selects by exact value (or prefix) of a memdb index.
+type byIndex struct {
+	index  string
+	args   []any
+	prefix bool
+}
+
+func (byIndex) isBy() {}
+
+func (b byIndex) String() string {
+	if b.prefix {
+		return fmt.Sprintf("%s prefix %v", b.index, b.args)
+	}
+	return fmt.Sprintf("%s %v", b.index, b.args)
+}
+
+type byOr []By
+
+func (byOr) isBy() {}
+
+// All selects every object of the kind.
+var All By = byAll{}
+
+// ByName selects objects by name, case-insensitively. Names are spec
+// annotation names; nodes without one go by hostname, tasks by TaskName.
+func ByName(name string) By { return byIndex{index: indexName, args: []any{name}} }
+
+// ByNamePrefix selects objects whose name starts with prefix
+// (case-insensitive).
+func ByNamePrefix(prefix string) By {
+	return byIndex{index: indexName, args: []any{prefix}, prefix: true}
+}
+
+// ByIDPrefix selects objects whose ID starts with prefix.
+func ByIDPrefix(prefix string) By {
+	return byIndex{index: indexID, args: []any{prefix}, prefix: true}
+}
+
+// ByServiceID selects tasks of a service.
+func ByServiceID(serviceID string) By {
+	return byIndex{index: indexServiceID, args: []any{serviceID}}
+}
+
+// ByNodeID selects tasks assigned to a node.
+func ByNodeID(nodeID string) By { return byIndex{index: indexNodeID, args: []any{nodeID}} }
+
+// BySlot selects the tasks of a service's slot (slots start at 1).
+func BySlot(serviceID string, slot uint64) By {
+	return byIndex{index: indexSlot, args: []any{serviceID, slot}}
+}
+
+// ByDesiredState selects tasks by desired state.
+func ByDesiredState(s api.TaskState) By {
+	return byIndex{index: indexDesiredState, args: []any{s}}
+}
+
+// ByTaskState selects tasks by observed state (Status.State).
+func ByTaskState(s api.TaskState) By { return byIndex{index: indexTaskState, args: []any{s}} }
+
+// ByRole selects nodes by the role their certificate carries (Node.Role).
+func ByRole(r api.NodeRole) By { return byIndex{index: indexRole, args: []any{r}} }
+
+// ByMembership selects nodes by spec membership.
+func ByMembership(m api.NodeMembership) By {
+	return byIndex{index: indexMembership, args: []any{m}}
+}
+
+// Or selects objects any of bys selects, each once, in the order of the
+// first selector that yields it.
+func Or(bys ...By) By { return byOr(bys) }
+
+// Get returns a copy of the object of type T with that ID, or nil.
+func Get[T api.StoreObject](tx ReadTx, id string) T {
+	var zero T
+	o := tx.lookup(kindFor[T](), id)
+	if o == nil {
+		return zero
+	}
+	return proto.CloneOf(o.(T))
+}
+
+// Find returns copies of the objects of type T that by selects.
+func Find[T api.StoreObject](tx ReadTx, by By) ([]T, error) {
+	var out []T
+	err := tx.each(kindFor[T](), by, func(o api.StoreObject) bool {
+		out = append(out, proto.CloneOf(o.(T)))
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Count returns how many objects of kind k by selects, without copying
+// them.
+func Count(tx ReadTx, k Kind, by By) (int, error) {
+	n := 0
+	err := tx.each(k, by, func(api.StoreObject) bool { n++; return true })
+	return n, err
+}
+
+// GetNode returns a copy of the node with that ID, or nil.
+func GetNode(tx ReadTx, id string) *api.Node { return Get[*api.Node](tx, id) }
+
+// GetService returns a copy of the service with that ID, or nil.
+func GetService(tx ReadTx, id string) *api.Service { return Get[*api.Service](tx, id) }
+
+// GetTask returns a copy of the task with that ID, or nil.
+func GetTask(tx ReadTx, id string) *api.Task { return Get[*api.Task](tx, id) }
+
+// GetNetwork returns a copy of the network with that ID, or nil.
+func GetNetwork(tx ReadTx, id string) *api.Network { return Get[*api.Network](tx, id) }
+
+// GetCluster returns a copy of the cluster with that ID, or nil.
+func GetCluster(tx ReadTx, id string) *api.Cluster { return Get[*api.Cluster](tx, id) }
+
+// GetSecret returns a copy of the secret with that ID, or nil.
+func GetSecret(tx ReadTx, id string) *api.Secret { return Get[*api.Secret](tx, id) }
+
+// GetConfig returns a copy of the config with that ID, or nil.
+func GetConfig(tx ReadTx, id string) *api.Config { return Get[*api.Config](tx, id) }
+
+// FindNodes returns copies of the nodes by selects.
+func FindNodes(tx ReadTx, by By) ([]*api.Node, error) { return Find[*api.Node](tx, by) }
+
+// FindServices returns copies of the services by selects.
+func FindServices(tx ReadTx, by By) ([]*api.Service, error) { return Find[*api.Service](tx, by) }
+
+// FindTasks returns copies of the tasks by selects.
+func FindTasks(tx ReadTx, by By) ([]*api.Task, error) { return Find[*api.Task](tx, by) }
+
+// FindNetworks returns copies of the networks by selects.
+func FindNetworks(tx ReadTx, by By) ([]*api.Network, error) { return Find[*api.Network](tx, by) }
+
+// FindClusters returns copies of the clusters by selects.
+func FindClusters(tx ReadTx, by By) ([]*api.Cluster, error) { return Find[*api.Cluster](tx, by) }
+
+// FindSecrets returns copies of the secrets by selects.
+func FindSecrets(tx ReadTx, by By) ([]*api.Secret, error) { return Find[*api.Secret](tx, by) }
+
+// FindConfigs returns copies of the configs by selects.
+func FindConfigs(tx ReadTx, by By) ([]*api.Config, error) { return Find[*api.Config](tx, by) }
+
+// DeleteNode removes a node.
+func DeleteNode(tx Tx, id string) error { return tx.Delete(KindNode, id) }
+
+// DeleteService removes a service.
+func DeleteService(tx Tx, id string) error { return tx.Delete(KindService, id) }
+
+// DeleteTask removes a task.
+func DeleteTask(tx Tx, id string) error { return tx.Delete(KindTask, id) }
+
+// DeleteNetwork removes a network.
+func DeleteNetwork(tx Tx, id string) error { return tx.Delete(KindNetwork, id) }
+
+// DeleteCluster removes a cluster.
+func DeleteCluster(tx Tx, id string) error { return tx.Delete(KindCluster, id) }
+
+// DeleteSecret removes a secret.
+func DeleteSecret(tx Tx, id string) error { return tx.Delete(KindSecret, id) }
+
+// DeleteConfig removes a config.
+func DeleteConfig(tx Tx, id string) error { return tx.Delete(KindConfig, id) }

@@ -1,0 +1,198 @@
+// Package watch is an ordered publish/subscribe queue.
+//
+// A Queue fans every published value out to its subscribers. Publish never
+// blocks: each subscriber has its own buffer, drained into the subscriber's
+// channel by one goroutine per subscriber, so a slow subscriber delays only
+// itself. Every subscriber receives the values it accepts in publish order.
+//
+// A subscriber's buffer is unbounded unless it subscribed with
+// SubscribeLimit, in which case it is dropped (its channel closed) once its
+// backlog passes the limit, so a stuck watcher cannot hold on to an ever
+// growing amount of memory.
+package watch
+
+import "sync"
+
+// Queue is an ordered publish/subscribe queue. The zero value is not usable;
+// create one with NewQueue.
+type Queue[T any] struct {
+	mu     sync.Mutex
+	subs   map[*subscriber[T]]struct{}
+	closed bool
+}
+
+// NewQueue returns an empty, open queue.
+func NewQueue[T any]() *Queue[T] {
+	return &Queue[T]{subs: make(map[*subscriber[T]]struct{})}
+}
+
+// Publish hands v to every subscriber whose filter accepts it. It never waits
+// for a subscriber. Values published by one goroutine, or by goroutines that
+// order their calls, reach every subscriber in that order. Publishing on a
+// closed queue does nothing.
+func (q *Queue[T]) Publish(v T) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for s := range q.subs {
+		if s.filter == nil || s.filter(v) {
+			if !s.push(v) {
+				// Over its limit: drop the subscriber.
+				delete(q.subs, s)
+				s.stop()
+			}
+		}
+	}
+}
+
+// Subscribe returns a channel that receives, in publish order, every value
+// published from now on that filter accepts (all values if filter is nil),
+// and a cancel function. Cancel is idempotent; when it returns the channel is
+// closed and values still buffered for it are dropped.
+//
+// filter runs on the publisher's goroutine while the queue is locked: it must
+// be fast and must not call back into the queue.
+func (q *Queue[T]) Subscribe(filter func(T) bool) (<-chan T, func()) {
+	return q.SubscribeLimit(filter, 0)
+}
+
+// SubscribeLimit is Subscribe with a bound on the subscriber's backlog: once
+// more than limit values are waiting for the subscriber the queue drops it,
+// closing its channel as if it had been cancelled. A receiver that sees its
+// channel closed without having cancelled it has fallen behind and should
+// resubscribe (and resynchronise). limit <= 0 means no limit.
+func (q *Queue[T]) SubscribeLimit(filter func(T) bool, limit int) (<-chan T, func()) {
+	s := &subscriber[T]{
+		filter: filter,
+		limit:  limit,
+		signal: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		exited: make(chan struct{}),
+		ch:     make(chan T),
+	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		close(s.ch)
+		return s.ch, func() {}
+	}
+	q.subs[s] = struct{}{}
+	q.mu.Unlock()
+
+	go s.run()
+
+	cancel := func() {
+		q.mu.Lock()
+		delete(q.subs, s)
+		q.mu.Unlock()
+		s.stop()
+	}
+	return s.ch, cancel
+}
+
+// Len returns the number of current subscribers.
+func (q *Queue[T]) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.subs)
+}
+
+// Close drops every subscriber, closing its channel, and makes later
+// Publish calls no-ops and later subscriptions closed from the start.
+// Values not yet delivered are dropped. Close is idempotent and returns once
+// every subscriber channel is closed.
+func (q *Queue[T]) Close() {
+	q.mu.Lock()
+	subs := q.subs
+	q.subs = make(map[*subscriber[T]]struct{})
+	q.closed = true
+	q.mu.Unlock()
+	for s := range subs {
+		s.stop()
+	}
+}
+
+type subscriber[T any] struct {
+	filter func(T) bool
+	limit  int
+
+	mu      sync.Mutex
+	buf     []T  // values waiting for the forwarding goroutine
+	stopped bool // set once; push refuses values afterwards
+
+	signal   chan struct{} // capacity 1: "buf is not empty"
+	done     chan struct{} // closed by stop
+	exited   chan struct{} // closed when run has closed ch
+	ch       chan T
+	stopOnce sync.Once
+}
+
+// push appends v to the subscriber's buffer. It reports false when the
+// subscriber has just gone over its limit and must be dropped.
+func (s *subscriber[T]) push(v T) bool {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return true
+	}
+	if s.limit > 0 && len(s.buf) >= s.limit {
+		s.mu.Unlock()
+		return false
+	}
+	s.buf = append(s.buf, v)
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// stop ends the forwarding goroutine and waits until it has closed ch.
+func (s *subscriber[T]) stop() {
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.stopped = true
+		s.buf = nil
+		s.mu.Unlock()
+		close(s.done)
+	})
+	<-s.exited
+}
+
+// run forwards buffered values to ch, a whole buffer at a time, until stop.
+func (s *subscriber[T]) run() {
+	defer close(s.exited)
+	defer close(s.ch)
+	var spare []T
+	var zero T
+	for {
+		s.mu.Lock()
+		for len(s.buf) == 0 {
+			s.mu.Unlock()
+			select {
+			case <-s.signal:
+			case <-s.done:
+				return
+			}
+			s.mu.Lock()
+		}
+		batch := s.buf
+		s.buf = spare[:0]
+		s.mu.Unlock()
+
+		for i, v := range batch {
+			select {
+			case s.ch <- v:
+				batch[i] = zero // let the value be collected
+			case <-s.done:
+				return
+			}
+		}
+		// Reuse the batch's array unless it grew large during a burst.
+		if cap(batch) <= 1024 {
+			spare = batch[:0]
+		} else {
+			spare = nil
+		}
+	}
+}
