@@ -3,6 +3,7 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/openswarm/swarmd/api"
 	"go.etcd.io/raft/v3"
@@ -56,8 +57,11 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.term.Store(rd.HardState.GetTerm())
 	}
 	leader := n.IsLeader()
-	if leader {
+	if leader && len(rd.Messages) > 0 {
 		n.tr.send(rd.Messages)
+		// Let the peer senders put the messages on the wire before this
+		// goroutine blocks its P in fsync: followers persist in parallel.
+		runtime.Gosched()
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if err := n.disk.saveSnapshot(rd.Snapshot); err != nil {

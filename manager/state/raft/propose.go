@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/openswarm/swarmd/api"
 	"go.etcd.io/raft/v3"
@@ -259,6 +260,57 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 			return fmt.Errorf("raft: transfer leadership: %w", ctx.Err())
 		case <-n.stopCh:
 			return ErrStopped
+		}
+	}
+}
+
+// peerStreamLost reacts to the stream from a peer breaking. If that peer
+// leads, it has most likely died (a killed process's connections close at
+// once): waiting for the election timeout would leave the cluster without a
+// writable leader for one to two seconds. Every follower forgets the leader,
+// so pre-votes are granted at once, and the follower with the lowest raft ID
+// campaigns straight away. PreVote makes a false alarm harmless: while the
+// leader lives, the other members refuse the pre-vote.
+func (n *Node) peerStreamLost(id uint64) {
+	if id == 0 || id != n.Leader() || n.IsLeader() {
+		return
+	}
+	go n.replaceLostLeader(id)
+}
+
+func (n *Node) replaceLostLeader(lost uint64) {
+	timeout := n.cfg.electionTimeout()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := n.raft.ForgetLeader(ctx); err != nil {
+		return
+	}
+	var first uint64
+	for _, v := range n.Voters() {
+		if v != lost && (first == 0 || v < first) {
+			first = v
+		}
+	}
+	if first != n.id {
+		return
+	}
+	n.log.Info("raft: connection to the leader lost; campaigning at once", "raft.leader", fmt.Sprintf("%x", lost))
+	// The other followers may learn of the loss a moment later: try again
+	// every few milliseconds for half an election timeout.
+	retry := min(n.cfg.TickInterval, 5*time.Millisecond)
+	for i := 0; i < max(1, int(timeout/2/retry)); i++ {
+		if l := n.Leader(); l != 0 && l != lost {
+			return
+		}
+		if err := n.raft.Campaign(ctx); err != nil {
+			return
+		}
+		select {
+		case <-n.cfg.Clock.After(retry):
+		case <-n.stopCh:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -45,20 +45,25 @@ func (s *service) step(ctx context.Context, m *raftpb.Message) error {
 	return nil
 }
 
-// Stream receives a peer's messages in order.
+// Stream receives a peer's messages in order. When the stream from the
+// leader breaks, the leader is probably gone: the member is told at once
+// rather than after an election timeout.
 func (s *service) Stream(stream api.Raft_StreamServer) error {
+	var from uint64
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return stream.SendAndClose(&api.StreamAck{})
 		}
 		if err != nil {
+			s.n.peerStreamLost(from)
 			return err
 		}
 		var m raftpb.Message
 		if err := proto.Unmarshal(msg.GetMessage(), &m); err != nil {
 			return status.Errorf(codes.InvalidArgument, "raft: decode message: %v", err)
 		}
+		from = m.GetFrom()
 		if err := s.step(stream.Context(), &m); err != nil {
 			return err
 		}
