@@ -201,8 +201,24 @@ func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
 	if !ok {
 		return fmt.Errorf("%w: %x", ErrMemberUnknown, id)
 	}
-	if err := n.canRemove(id); err != nil {
-		return err
+	// A new leader has not heard from its followers yet: give them an
+	// election timeout to answer before calling them unreachable.
+	deadline := n.cfg.Clock.Now().Add(n.cfg.electionTimeout())
+	for {
+		err := n.canRemove(id)
+		if err == nil {
+			break
+		}
+		if n.cfg.Clock.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-n.cfg.Clock.After(n.cfg.TickInterval):
+		case <-ctx.Done():
+			return err
+		case <-n.stopCh:
+			return ErrStopped
+		}
 	}
 	return n.proposeConfChange(ctx, raftpb.ConfChangeType_ConfChangeRemoveNode, m)
 }
