@@ -1,0 +1,208 @@
+// Package agent is the worker side of a node: it keeps one session with a
+// manager's dispatcher, heartbeats on the period the dispatcher asks for,
+// follows the manager list it is given, and reconnects with backoff to
+// another manager when the session breaks.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/openswarm/swarmd/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
+)
+
+// Config configures an agent.
+type Config struct {
+	// Remotes are the managers to pick from.
+	Remotes *Remotes
+	// Credentials secure the connection (the node's mTLS identity).
+	Credentials credentials.TransportCredentials
+	// Description describes this node to the dispatcher.
+	Description func() *api.NodeDescription
+	Clock       clockwork.Clock
+	Logger      *slog.Logger
+	// MaxBackoff bounds the wait between reconnections (default 8s).
+	MaxBackoff time.Duration
+}
+
+// Agent keeps the node's session with the managers.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	ready chan struct{}
+	once  sync.Once
+
+	mu        sync.Mutex
+	node      *api.Node
+	sessionID string
+	manager   string
+}
+
+// New checks the configuration and prepares an agent; Run starts it.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Remotes == nil || len(cfg.Remotes.Addrs()) == 0 {
+		return nil, errors.New("agent: no manager to connect to")
+	}
+	if cfg.Credentials == nil {
+		return nil, errors.New("agent: no transport credentials")
+	}
+	if cfg.Description == nil {
+		cfg.Description = func() *api.NodeDescription { return &api.NodeDescription{} }
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 8 * time.Second
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger.With("module", "agent"), ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the first session is established.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Node is the node object as the dispatcher last sent it.
+func (a *Agent) Node() *api.Node {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.node == nil {
+		return nil
+	}
+	return proto.Clone(a.node).(*api.Node)
+}
+
+// Manager is the address of the manager of the current session.
+func (a *Agent) Manager() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.manager
+}
+
+// Run keeps a session open until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	backoff := time.Duration(0)
+	var last string
+	for ctx.Err() == nil {
+		addr, _ := a.cfg.Remotes.Select(last)
+		started := a.cfg.Clock.Now()
+		err := a.runSession(ctx, addr)
+		if ctx.Err() != nil {
+			break
+		}
+		established := errors.Is(err, errSessionEnded)
+		a.cfg.Remotes.Observe(addr, established)
+		last = addr
+		if established && a.cfg.Clock.Since(started) > a.cfg.MaxBackoff {
+			backoff = 0
+		}
+		backoff = nextBackoff(backoff, a.cfg.MaxBackoff)
+		wait := backoff/2 + time.Duration(rnd.Int64N(int64(backoff/2)+1))
+		a.log.Warn("agent: session with manager ended; reconnecting", "manager", addr, "error", err, "retry_in", wait)
+		select {
+		case <-a.cfg.Clock.After(wait):
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+var errSessionEnded = errors.New("session ended")
+
+func nextBackoff(cur, maxWait time.Duration) time.Duration {
+	if cur == 0 {
+		return 100 * time.Millisecond
+	}
+	return min(2*cur, maxWait)
+}
+
+// runSession opens a session with one manager and serves it until it breaks.
+// It returns an error wrapping errSessionEnded if the session was
+// established first.
+func (a *Agent) runSession(ctx context.Context, addr string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(a.cfg.Credentials))
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", addr, err)
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	client := api.NewDispatcherClient(conn)
+	stream, err := client.Session(sctx, &api.SessionRequest{Description: a.cfg.Description()})
+	if err != nil {
+		return fmt.Errorf("open session: %w", err)
+	}
+	msg, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("open session: %w", err)
+	}
+	a.update(addr, msg)
+	a.once.Do(func() { close(a.ready) })
+	a.log.Info("agent: session established", "manager", addr, "node.id", msg.GetNode().GetId())
+
+	// A failed heartbeat ends the session: cancelling its context ends Recv.
+	hbErr := make(chan error, 1)
+	go func() {
+		hbErr <- a.heartbeat(sctx, client, msg.GetSessionId())
+		cancel()
+	}()
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			cancel()
+			if herr := <-hbErr; herr != nil && !errors.Is(herr, context.Canceled) {
+				err = fmt.Errorf("heartbeat: %w", herr)
+			}
+			return fmt.Errorf("%w: %w", errSessionEnded, err)
+		}
+		a.update(addr, msg)
+	}
+}
+
+func (a *Agent) update(addr string, msg *api.SessionMessage) {
+	a.mu.Lock()
+	if msg.GetNode() != nil {
+		a.node = msg.GetNode()
+	}
+	a.sessionID = msg.GetSessionId()
+	a.manager = addr
+	a.mu.Unlock()
+	if ms := msg.GetManagers(); len(ms) > 0 {
+		addrs := make([]string, 0, len(ms))
+		for _, m := range ms {
+			addrs = append(addrs, m.GetAddr())
+		}
+		a.cfg.Remotes.Replace(addrs)
+	}
+}
+
+// heartbeat beats on the period the dispatcher asks for until it fails.
+func (a *Agent) heartbeat(ctx context.Context, client api.DispatcherClient, session string) error {
+	for {
+		resp, err := client.Heartbeat(ctx, &api.HeartbeatRequest{SessionId: session})
+		if err != nil {
+			return err
+		}
+		period := resp.GetPeriod().AsDuration()
+		if period <= 0 {
+			period = time.Second
+		}
+		select {
+		case <-a.cfg.Clock.After(period):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
