@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -95,7 +96,26 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		return err
 	}
 	n.raft.Advance()
+	n.campaignIfAlone()
 	return nil
+}
+
+// campaignIfAlone makes a member that is the only voter lead at once
+// instead of after an election timeout: a new single-manager swarm is ready
+// in milliseconds.
+func (n *Node) campaignIfAlone() {
+	if n.aloneChecked || n.Leader() != 0 || n.confState == nil {
+		return
+	}
+	n.aloneChecked = true
+	if v := n.confState.GetVoters(); len(v) != 1 || v[0] != n.id {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.electionTimeout())
+		defer cancel()
+		_ = n.raft.Campaign(ctx)
+	}()
 }
 
 func (n *Node) setLeader(lead uint64) {

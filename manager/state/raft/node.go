@@ -53,6 +53,7 @@ type Node struct {
 	confState     *raftpb.ConfState
 	snapshotIndex uint64
 	ticks         int
+	aloneChecked  bool
 	promoting     map[uint64]bool
 	promoteMu     sync.Mutex
 	confMu        sync.Mutex
