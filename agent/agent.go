@@ -83,6 +83,9 @@ func (a *Agent) Node() *api.Node {
 	return proto.Clone(a.node).(*api.Node)
 }
 
+// Managers lists the managers the agent knows.
+func (a *Agent) Managers() []string { return a.cfg.Remotes.Addrs() }
+
 // Manager is the address of the manager of the current session.
 func (a *Agent) Manager() string {
 	a.mu.Lock()

@@ -1,7 +1,4 @@
 // Command swarmctl talks to a swarmd manager over its control socket.
-//
-// For now it has the global --socket flag and the version subcommand; the
-// control-API commands (node, service, task, ...) come with manager/controlapi.
 package main
 
 import (
@@ -46,6 +43,7 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	cmd.PersistentFlags().StringP("socket", "s", socket, "Control socket of the swarmd manager (env "+socketEnv+")")
+	cmd.AddCommand(nodeCommand(), clusterCommand(), serviceCommand(), taskCommand())
 	cmd.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the version of swarmctl",

@@ -7,23 +7,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/openswarm/swarmd/node"
 	"github.com/openswarm/swarmd/version"
 )
-
-// errNoNodeRuntime is what swarmd returns until the node package exists.
-//
-// TODO(node): replace run's body with node.Run(ctx, cfg) and delete this.
-var errNoNodeRuntime = errors.New("the node runtime is not available in this build (flags are parsed and validated; node.Run is not wired yet)")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -38,12 +34,38 @@ func main() {
 // runFunc starts swarmd with a validated Config and returns when it stops.
 type runFunc func(ctx context.Context, cfg *Config, logger *slog.Logger) error
 
-// run is the production runFunc.
-func run(_ context.Context, cfg *Config, logger *slog.Logger) error {
-	logger.Debug("configuration", "state_dir", cfg.StateDir, "engine_addr", cfg.EngineAddr,
-		"listen_remote_api", cfg.ListenRemoteAPI, "listen_control_api", cfg.ListenControlAPI,
-		"listen_engine_api", cfg.ListenEngineAPI)
-	return errNoNodeRuntime
+// run is the production runFunc: it runs a node until ctx ends (Ctrl+C,
+// SIGTERM) or the node stops by itself.
+func run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+	ncfg, err := nodeConfig(cfg, logger)
+	if err != nil {
+		return err
+	}
+	if cfg.ListenDebug != "" {
+		stopDebug, err := serveDebug(cfg.ListenDebug, logger)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
+	n, err := node.New(ncfg)
+	if err != nil {
+		return err
+	}
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping")
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := n.Stop(sctx); err != nil {
+			return err
+		}
+	case <-n.Done():
+	}
+	return n.Err(context.Background())
 }
 
 func newRootCommand(stdout, stderr io.Writer, run runFunc) *cobra.Command {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/openswarm/swarmd/node"
 	"github.com/openswarm/swarmd/version"
 )
 
@@ -167,10 +168,10 @@ func TestJoinTokenNotInErrors(t *testing.T) {
 	}
 }
 
-func TestRunWithoutNodeRuntime(t *testing.T) {
+func TestRunWithoutStateIsInactive(t *testing.T) {
 	cmd := newRootCommand(&bytes.Buffer{}, &bytes.Buffer{}, run)
-	cmd.SetArgs([]string{"-d", t.TempDir()})
-	if err := cmd.ExecuteContext(context.Background()); !errors.Is(err, errNoNodeRuntime) {
-		t.Errorf("got %v, want errNoNodeRuntime", err)
+	cmd.SetArgs([]string{"-d", t.TempDir(), "--listen-remote-api", "127.0.0.1:0"})
+	if err := cmd.ExecuteContext(context.Background()); !errors.Is(err, node.ErrInactive) {
+		t.Errorf("got %v, want node.ErrInactive", err)
 	}
 }

@@ -1,0 +1,246 @@
+package ca
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Files under <state-dir>/certificates.
+const (
+	CertificatesDir    = "certificates"
+	RootCACertFilename = "swarm-root-ca.crt"
+	NodeCertFilename   = "swarm-node.crt"
+	NodeKeyFilename    = "swarm-node.key"
+	// pendingKeySuffix marks a key written ahead of its certificate (see
+	// KeyReadWriter.Write).
+	pendingKeySuffix = ".new"
+
+	fileMode = 0o600
+	dirMode  = 0o700
+)
+
+// KeyReadWriter keeps a node's TLS material in <state-dir>/certificates:
+// the root CA certificate (never its key), the node certificate and the
+// node key, all mode 0600 in a 0700 directory, each written atomically
+// (temporary file, fsync, rename, fsync of the directory).
+//
+// The certificate and key are two files, so a new pair is written in an
+// order that a crash at any point leaves readable: the key goes to
+// swarm-node.key.new, then the certificate replaces swarm-node.crt, then the
+// key is renamed over swarm-node.key. Read finishes an interrupted Write.
+type KeyReadWriter struct {
+	dir string
+}
+
+// NewKeyReadWriter returns a KeyReadWriter for stateDir/certificates.
+func NewKeyReadWriter(stateDir string) *KeyReadWriter {
+	return &KeyReadWriter{dir: filepath.Join(stateDir, CertificatesDir)}
+}
+
+// Dir returns the certificates directory.
+func (k *KeyReadWriter) Dir() string { return k.dir }
+
+func (k *KeyReadWriter) path(name string) string { return filepath.Join(k.dir, name) }
+
+// Exists reports whether a node certificate has been stored.
+func (k *KeyReadWriter) Exists() (bool, error) {
+	_, err := os.Stat(k.path(NodeCertFilename))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (k *KeyReadWriter) mkdir() error {
+	if err := os.MkdirAll(k.dir, dirMode); err != nil {
+		return err
+	}
+	return os.Chmod(k.dir, dirMode)
+}
+
+// WriteRootCA stores the root CA certificate (only: the key stays in the
+// cluster store).
+func (k *KeyReadWriter) WriteRootCA(root RootCA) error {
+	if root.IsZero() {
+		return errors.New("write root CA: empty root CA")
+	}
+	if err := k.mkdir(); err != nil {
+		return fmt.Errorf("write root CA: %w", err)
+	}
+	if err := writeFileAtomic(k.dir, RootCACertFilename, root.CertPEM()); err != nil {
+		return fmt.Errorf("write root CA: %w", err)
+	}
+	return nil
+}
+
+// ReadRootCA reads the stored root CA certificate. A missing file is an
+// error wrapping fs.ErrNotExist.
+func (k *KeyReadWriter) ReadRootCA() (RootCA, error) {
+	data, err := os.ReadFile(k.path(RootCACertFilename))
+	if err != nil {
+		return RootCA{}, fmt.Errorf("read root CA: %w", err)
+	}
+	root, err := NewRootCA(data, nil)
+	if err != nil {
+		return RootCA{}, fmt.Errorf("read root CA %s: %w", k.path(RootCACertFilename), err)
+	}
+	return root, nil
+}
+
+// Write stores a node certificate and its key (see the type's comment for
+// the crash-safe order).
+func (k *KeyReadWriter) Write(certPEM, keyPEM []byte) error {
+	if err := k.mkdir(); err != nil {
+		return fmt.Errorf("write node certificate: %w", err)
+	}
+	pending := NodeKeyFilename + pendingKeySuffix
+	if err := writeFileAtomic(k.dir, pending, keyPEM); err != nil {
+		return fmt.Errorf("write node key: %w", err)
+	}
+	if err := writeFileAtomic(k.dir, NodeCertFilename, certPEM); err != nil {
+		return fmt.Errorf("write node certificate: %w", err)
+	}
+	if err := renameSync(k.dir, pending, NodeKeyFilename); err != nil {
+		return fmt.Errorf("write node key: %w", err)
+	}
+	return nil
+}
+
+// Read returns the stored node certificate and key, completing a Write a
+// crash interrupted. A missing file is an error wrapping fs.ErrNotExist. It
+// does not validate them: see Load.
+func (k *KeyReadWriter) Read() (certPEM, keyPEM []byte, err error) {
+	certPEM, err = os.ReadFile(k.path(NodeCertFilename))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read node certificate: %w", err)
+	}
+	pending := NodeKeyFilename + pendingKeySuffix
+	keyPEM, err = os.ReadFile(k.path(NodeKeyFilename))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("read node key: %w", err)
+	}
+	if err == nil && keyMatches(certPEM, keyPEM) {
+		// A pending key left over from before the certificate was
+		// replaced is stale.
+		if rmErr := os.Remove(k.path(pending)); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("remove stale node key: %w", rmErr)
+		}
+		return certPEM, keyPEM, nil
+	}
+	newKey, pErr := os.ReadFile(k.path(pending))
+	if pErr == nil && keyMatches(certPEM, newKey) {
+		if err := renameSync(k.dir, pending, NodeKeyFilename); err != nil {
+			return nil, nil, fmt.Errorf("complete node key write: %w", err)
+		}
+		return certPEM, newKey, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read node key: %w", err)
+	}
+	// Neither key matches: let validation report it.
+	return certPEM, keyPEM, nil
+}
+
+// keyMatches reports whether keyPEM is the private key of certPEM's leaf.
+func keyMatches(certPEM, keyPEM []byte) bool {
+	leaf, _, err := parseCertificatePEM(certPEM)
+	if err != nil {
+		return false
+	}
+	key, err := parsePrivateKeyPEM(keyPEM)
+	if err != nil {
+		return false
+	}
+	return publicKeysEqual(key.Public(), leaf.PublicKey)
+}
+
+// Load reads the root CA and the node certificate and key and validates
+// them together (ValidateKeyPair at the current time): the certificate
+// matches the key and chains to the root.
+func (k *KeyReadWriter) Load() (*SecurityConfig, error) {
+	root, err := k.ReadRootCA()
+	if err != nil {
+		return nil, err
+	}
+	certPEM, keyPEM, err := k.Read()
+	if err != nil {
+		return nil, err
+	}
+	sec, err := NewSecurityConfig(root, certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", k.dir, err)
+	}
+	return sec, nil
+}
+
+// Save writes sec's root CA, certificate and key.
+func (k *KeyReadWriter) Save(sec *SecurityConfig) error {
+	if err := k.WriteRootCA(sec.RootCA()); err != nil {
+		return err
+	}
+	return k.Write(sec.CertPEM(), sec.KeyPEM())
+}
+
+// Remove deletes the certificates directory (leaving the swarm).
+func (k *KeyReadWriter) Remove() error {
+	if err := os.RemoveAll(k.dir); err != nil {
+		return fmt.Errorf("remove %s: %w", k.dir, err)
+	}
+	return syncDir(filepath.Dir(k.dir))
+}
+
+// writeFileAtomic replaces dir/name with data (mode 0600): a temporary file
+// in dir, fsync'd, renamed over name, then dir fsync'd.
+func writeFileAtomic(dir, name string, data []byte) (err error) {
+	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(fileMode); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// renameSync renames dir/from to dir/to and fsyncs dir.
+func renameSync(dir, from, to string) error {
+	if err := os.Rename(filepath.Join(dir, from), filepath.Join(dir, to)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	serr := d.Sync()
+	cerr := d.Close()
+	if serr != nil {
+		return serr
+	}
+	return cerr
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/node"
+)
+
+// nodeConfig turns validated flags into the node's configuration.
+func nodeConfig(cfg *Config, logger *slog.Logger) (node.Config, error) {
+	advertise, err := node.AdvertiseAddr(cfg.AdvertiseRemoteAPI, cfg.ListenRemoteAPI)
+	if err != nil {
+		return node.Config{}, fmt.Errorf("--advertise-remote-api: %w", err)
+	}
+	var cas []*api.ExternalCA
+	for _, e := range cfg.ExternalCAs {
+		ext := &api.ExternalCA{Protocol: api.ExternalCA_CFSSL, Url: e.URL}
+		if e.CACert != "" {
+			pem, err := os.ReadFile(e.CACert)
+			if err != nil {
+				return node.Config{}, fmt.Errorf("--external-ca: cacert: %w", err)
+			}
+			ext.CaCert = pem
+		}
+		cas = append(cas, ext)
+	}
+	control := cfg.ListenControlAPI
+	if control == "" {
+		control = filepath.Join(cfg.StateDir, controlSocketName)
+	}
+	return node.Config{
+		StateDir:           cfg.StateDir,
+		JoinAddr:           cfg.JoinAddr,
+		JoinToken:          cfg.JoinToken,
+		Init:               cfg.Init,
+		ListenRemoteAPI:    cfg.ListenRemoteAPI,
+		AdvertiseRemoteAPI: advertise,
+		ListenControlAPI:   control,
+		Hostname:           cfg.Hostname,
+		ForceNewCluster:    cfg.ForceNewCluster,
+		HeartbeatTick:      int(cfg.HeartbeatTick),
+		ElectionTick:       int(cfg.ElectionTick),
+		ExternalCAs:        cas,
+		Logger:             logger,
+	}, nil
+}
+
+// serveDebug serves pprof on addr until the returned function is called.
+func serveDebug(addr string, logger *slog.Logger) (func(), error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen-debug: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Warn("debug server", "error", err)
+		}
+	}()
+	logger.Info("debug server listening", "addr", lis.Addr().String())
+	return func() { _ = srv.Close() }, nil
+}

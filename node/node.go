@@ -1,0 +1,310 @@
+// Package node is a swarm node: its identity (certificates), the agent that
+// every node runs, and the manager it runs while its certificate says it is
+// one. Start once; Ready closes when the agent registered (and, on a
+// manager, the control socket answers); Stop is idempotent; Err waits for
+// the end.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/openswarm/swarmd/agent"
+	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/ca"
+	"github.com/openswarm/swarmd/manager"
+)
+
+// Config configures a node.
+type Config struct {
+	StateDir           string
+	JoinAddr           string
+	JoinToken          string
+	Init               bool
+	ListenRemoteAPI    string
+	AdvertiseRemoteAPI string
+	ListenControlAPI   string
+	Hostname           string
+	ForceNewCluster    bool
+	HeartbeatTick      int
+	ElectionTick       int
+	// TickInterval is raft's tick (default 100ms).
+	TickInterval   time.Duration
+	ExternalCAs    []*api.ExternalCA
+	NodeCertExpiry time.Duration
+	Logger         *slog.Logger
+}
+
+// Node is one swarm node.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	startOnce sync.Once
+	started   bool
+	readyOnce sync.Once
+	ready     chan struct{}
+	stopOnce  sync.Once
+	stopCh    chan struct{}
+	done      chan struct{}
+	err       error
+
+	mu      sync.Mutex
+	sec     *ca.SecurityConfig
+	manager *manager.Manager
+	agent   *agent.Agent
+}
+
+// New checks the configuration.
+func New(cfg Config) (*Node, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("node: no state directory")
+	}
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("node: hostname: %w", err)
+		}
+		cfg.Hostname = h
+	}
+	if cfg.ListenRemoteAPI == "" {
+		cfg.ListenRemoteAPI = "0.0.0.0:4242"
+	}
+	if cfg.AdvertiseRemoteAPI == "" {
+		cfg.AdvertiseRemoteAPI = cfg.ListenRemoteAPI
+	}
+	if host, _, err := net.SplitHostPort(cfg.AdvertiseRemoteAPI); err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
+		return nil, fmt.Errorf("node: advertise address %q must name a reachable host:port (set --advertise-remote-api)", cfg.AdvertiseRemoteAPI)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Node{
+		cfg: cfg, log: cfg.Logger.With("module", "node"),
+		ready: make(chan struct{}), stopCh: make(chan struct{}), done: make(chan struct{}),
+	}, nil
+}
+
+// Start starts the node; it may be called once.
+func (n *Node) Start(ctx context.Context) error {
+	err := errors.New("node: already started")
+	n.startOnce.Do(func() {
+		err = nil
+		n.started = true
+		go n.run(context.WithoutCancel(ctx))
+	})
+	return err
+}
+
+// Ready is closed once the node is ready.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// Done is closed once the node has stopped.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Stop stops the node and waits until it has stopped or ctx ends.
+func (n *Node) Stop(ctx context.Context) error {
+	n.stopOnce.Do(func() { close(n.stopCh) })
+	if !n.started {
+		return nil
+	}
+	select {
+	case <-n.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Err blocks until the node stopped and says why (nil for a clean stop).
+func (n *Node) Err(ctx context.Context) error {
+	select {
+	case <-n.done:
+		return n.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// NodeID is the node's ID, once known.
+func (n *Node) NodeID() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.sec == nil {
+		return ""
+	}
+	return n.sec.NodeID()
+}
+
+// Manager is the node's manager while it runs one.
+func (n *Node) Manager() *manager.Manager {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.manager
+}
+
+func (n *Node) run(ctx context.Context) {
+	defer close(n.done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.stopCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	n.err = n.runNode(ctx)
+	if errors.Is(n.err, context.Canceled) {
+		n.err = nil
+	}
+	if n.err != nil {
+		n.log.Error("node stopped", "error", n.err)
+	} else {
+		n.log.Info("node stopped")
+	}
+}
+
+func (n *Node) runNode(ctx context.Context) error {
+	if err := os.MkdirAll(n.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("node: state dir: %w", err)
+	}
+	sec, boot, err := n.loadOrCreateSecurity(ctx)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.sec = sec
+	n.mu.Unlock()
+	st, err := loadState(n.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	managers := append([]string(nil), st.Managers...)
+	if n.cfg.JoinAddr != "" {
+		managers = append(managers, n.cfg.JoinAddr)
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	errc := make(chan error, 2)
+	if sec.Peer().Role == ca.RoleManager {
+		m, err := n.startManager(ctx, sec, boot, managers, &wg, errc)
+		if err != nil {
+			return err
+		}
+		select {
+		case <-m.Ready():
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		managers = append(managers, n.cfg.AdvertiseRemoteAPI)
+	}
+	if len(managers) == 0 {
+		return errors.New("node: no manager known; join again with --join-addr")
+	}
+	a, err := n.newAgent(sec, managers)
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); errc <- a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := saveState(n.cfg.StateDir, persistentState{Managers: a.Managers()}); err != nil {
+		n.log.Warn("node: save known managers", "error", err)
+	}
+	n.readyOnce.Do(func() { close(n.ready) })
+	n.log.Info("node is ready", "node.id", sec.NodeID(), "role", string(sec.Peer().Role))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (n *Node) startManager(ctx context.Context, sec *ca.SecurityConfig, boot *manager.Bootstrap, managers []string, wg *sync.WaitGroup, errc chan<- error) (*manager.Manager, error) {
+	lis, err := net.Listen("tcp", n.cfg.ListenRemoteAPI)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen on the remote API %s: %w", n.cfg.ListenRemoteAPI, err)
+	}
+	if boot != nil {
+		boot.Stored = func() {
+			if err := removeBootstrap(n.cfg.StateDir); err != nil {
+				n.log.Warn("node: remove bootstrap file", "error", err)
+			}
+		}
+	}
+	var join string
+	for _, m := range managers {
+		if m != n.cfg.AdvertiseRemoteAPI {
+			join = m
+			break
+		}
+	}
+	m, err := manager.New(manager.Config{
+		StateDir: n.cfg.StateDir, Security: sec, RemoteAPI: lis, AdvertiseAddr: n.cfg.AdvertiseRemoteAPI,
+		ControlSocket: n.cfg.ListenControlAPI, JoinAddr: join, ForceNewCluster: n.cfg.ForceNewCluster,
+		Bootstrap: boot, TickInterval: n.cfg.TickInterval, HeartbeatTick: n.cfg.HeartbeatTick,
+		ElectionTick: n.cfg.ElectionTick, Logger: n.cfg.Logger,
+	})
+	if err != nil {
+		_ = lis.Close()
+		return nil, err
+	}
+	n.mu.Lock()
+	n.manager = m
+	n.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := m.Run(ctx); err != nil {
+			errc <- err
+		}
+	}()
+	return m, nil
+}
+
+func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string) (*agent.Agent, error) {
+	creds, err := sec.ClientCredentials(ca.ManagerServerName)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	a, err := agent.New(agent.Config{
+		Remotes:     agent.NewRemotes(uint64(time.Now().UnixNano()), managers...),
+		Credentials: creds,
+		Description: n.describe,
+		Logger:      n.cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.agent = a
+	n.mu.Unlock()
+	return a, nil
+}
+
+// describe tells the dispatcher what this node is.
+func (n *Node) describe() *api.NodeDescription {
+	return &api.NodeDescription{
+		Hostname:  n.cfg.Hostname,
+		Platform:  &api.Platform{Os: runtime.GOOS, Architecture: runtime.GOARCH},
+		Resources: &api.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: memoryBytes()},
+	}
+}
