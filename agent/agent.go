@@ -97,13 +97,23 @@ func (a *Agent) Manager() string {
 func (a *Agent) Run(ctx context.Context) error {
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	backoff := time.Duration(0)
-	var last string
+	var last, redirect string
 	for ctx.Err() == nil {
 		addr, _ := a.cfg.Remotes.Select(last)
+		if redirect != "" {
+			addr, redirect = redirect, ""
+		}
 		started := a.cfg.Clock.Now()
 		err := a.runSession(ctx, addr)
 		if ctx.Err() != nil {
 			break
+		}
+		var moved *leaderElsewhere
+		if errors.As(err, &moved) && moved.addr != addr {
+			// The manager does not lead and named the one that does.
+			a.cfg.Remotes.Observe(moved.addr, true)
+			redirect = moved.addr
+			continue
 		}
 		established := errors.Is(err, errSessionEnded)
 		a.cfg.Remotes.Observe(addr, established)
@@ -123,6 +133,22 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 var errSessionEnded = errors.New("session ended")
+
+// leaderTrailer is the trailer in which a manager that does not lead names
+// the leader (the dispatcher's LeaderTrailer).
+const leaderTrailer = "swarmd-leader"
+
+// leaderElsewhere is a session refused by a manager that does not lead.
+type leaderElsewhere struct {
+	addr string
+	err  error
+}
+
+func (e *leaderElsewhere) Error() string {
+	return fmt.Sprintf("manager does not lead; leader at %s: %v", e.addr, e.err)
+}
+
+func (e *leaderElsewhere) Unwrap() error { return e.err }
 
 func nextBackoff(cur, maxWait time.Duration) time.Duration {
 	if cur == 0 {
@@ -149,6 +175,9 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 	}
 	msg, err := stream.Recv()
 	if err != nil {
+		if l := stream.Trailer().Get(leaderTrailer); len(l) > 0 && l[0] != "" {
+			return &leaderElsewhere{addr: l[0], err: err}
+		}
 		return fmt.Errorf("open session: %w", err)
 	}
 	a.update(addr, msg)

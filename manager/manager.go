@@ -18,6 +18,7 @@ import (
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/ca"
+	"github.com/openswarm/swarmd/manager/dispatcher"
 	"github.com/openswarm/swarmd/manager/state/raft"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/grpc"
@@ -68,6 +69,9 @@ type Manager struct {
 	remote *grpc.Server
 	local  *grpc.Server
 	caSrv  *ca.Server
+
+	dispatcher *dispatcher.Dispatcher
+	fwd        *leaderForwarder
 
 	ready    chan struct{}
 	stopOnce sync.Once
@@ -121,7 +125,8 @@ func New(cfg Config) (*Manager, error) {
 	m.remote = grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(cfg.Security.ServerCredentials())}, auth.ServerOptions()...)...)
 	rn.Register(m.remote)
 	caSrv.Register(m.remote)
-	m.local = grpc.NewServer()
+	m.fwd = &leaderForwarder{m: m}
+	m.local = grpc.NewServer(grpc.UnaryInterceptor(m.fwd.unary))
 	m.registerServices()
 	return m, nil
 }
@@ -149,12 +154,20 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer m.store.Close()
 	defer m.raft.Stop()
 
+	// A manager counts towards quorum only once it votes: report ready no
+	// sooner, so losing another manager right after a join cannot leave
+	// the cluster without a quorum.
+	if err := m.raft.WaitVoter(ctx); err != nil {
+		m.err = fmt.Errorf("manager: wait to become a raft voter: %w", err)
+		return m.err
+	}
 	lis, err := listenUnix(m.cfg.ControlSocket)
 	if err != nil {
 		m.err = err
 		return err
 	}
 	go func() { _ = m.local.Serve(lis) }()
+	defer m.fwd.close()
 	defer m.local.Stop()
 	close(m.ready)
 

@@ -7,6 +7,7 @@ import (
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/ca"
 	"github.com/openswarm/swarmd/manager/controlapi"
+	"github.com/openswarm/swarmd/manager/dispatcher"
 	"github.com/openswarm/swarmd/manager/state/store"
 )
 
@@ -19,6 +20,33 @@ func (m *Manager) registerServices() {
 		controlapi.WithLogger(m.cfg.Logger))
 	api.RegisterControlServer(m.local, control)
 	api.RegisterControlServer(m.remote, control)
+	m.dispatcher = dispatcher.New(m.store, dispatcher.Config{
+		Logger: m.cfg.Logger,
+		NodeIdentity: func(ctx context.Context) (string, error) {
+			p, ok := ca.PeerFromContext(ctx)
+			if !ok || !p.Authenticated() {
+				return "", errors.New("no verified node certificate")
+			}
+			return p.NodeID, nil
+		},
+		Managers:   m.managers,
+		LeaderAddr: func() string { addr, _ := m.raft.LeaderAddr(); return addr },
+	})
+	api.RegisterDispatcherServer(m.remote, m.dispatcher)
+}
+
+// managers lists the raft members for agents, the leader weighted highest.
+func (m *Manager) managers() []*api.WeightedPeer {
+	lead := m.raft.Leader()
+	var out []*api.WeightedPeer
+	for _, mem := range m.raft.Members() {
+		w := int64(1)
+		if mem.GetRaftId() == lead {
+			w = 10
+		}
+		out = append(out, &api.WeightedPeer{NodeId: mem.GetNodeId(), Addr: mem.GetAddr(), Weight: w})
+	}
+	return out
 }
 
 // newJoinToken makes a join token for the cluster's current root CA.
@@ -40,4 +68,6 @@ func (m *Manager) newJoinToken(api.NodeRole) (string, error) {
 }
 
 // leaderDuties lists what runs only on the leader.
-func (m *Manager) leaderDuties() []func(context.Context) error { return nil }
+func (m *Manager) leaderDuties() []func(context.Context) error {
+	return []func(context.Context) error{m.dispatcher.Run}
+}

@@ -57,7 +57,7 @@ func TestFiveNodeCluster(t *testing.T) {
 					return false
 				}
 				isManager := strings.HasPrefix(name, "m")
-				if isManager && len(f) < 6 {
+				if isManager && (len(f) < 6 || (f[5] != "Leader" && f[5] != "Reachable")) {
 					return false
 				}
 				if isManager && f[5] == "Leader" {
@@ -87,8 +87,15 @@ func TestFiveNodeCluster(t *testing.T) {
 			survivor = m
 		}
 	}
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last node ls on %s:\n%s", survivor.name, last)
+		}
+	}()
 	eventually(t, 20*time.Second, "a new leader and the old one Unreachable", func() bool {
 		out, err := swarmctl(t, survivor.socket(), "node", "ls")
+		last = out
 		if err != nil {
 			return false
 		}
@@ -176,7 +183,7 @@ func TestJoinRefusals(t *testing.T) {
 	}{
 		{"wrong secret", strings.Join(parts, "-"), "join token"},
 		{"token of another cluster", otherWorker, "fingerprint"},
-		{"malformed token", "SWMTKN-1-nope", "invalid join token"},
+		{"malformed token", "SWMTKN-1-nope", "--join-token"},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

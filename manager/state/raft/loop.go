@@ -24,7 +24,7 @@ func (n *Node) run() {
 		case <-ticker.Chan():
 			n.raft.Tick()
 			n.ticks++
-			if n.ticks%n.cfg.ElectionTick == 0 && n.IsLeader() {
+			if n.IsLeader() {
 				n.promoteLearners()
 			}
 		case rd := <-n.raft.Ready():

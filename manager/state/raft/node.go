@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/openswarm/swarmd/api"
 	"go.etcd.io/raft/v3"
@@ -411,6 +412,33 @@ func (n *Node) SetDropFilter(drop func(from, to uint64) bool) {
 		return
 	}
 	n.tr.drop.Store(&drop)
+}
+
+// IsVoter reports whether this member votes (a joining member is a learner
+// until it has caught up with the log).
+func (n *Node) IsVoter() bool {
+	for _, id := range n.Voters() {
+		if id == n.id {
+			return true
+		}
+	}
+	return false
+}
+
+// WaitVoter blocks until this member votes.
+func (n *Node) WaitVoter(ctx context.Context) error {
+	tick := time.NewTicker(n.cfg.TickInterval / 4)
+	defer tick.Stop()
+	for !n.IsVoter() {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.doneCh:
+			return ErrStopped
+		}
+	}
+	return nil
 }
 
 // SnapshotsReceived counts snapshots this member installed from the leader.
