@@ -49,6 +49,7 @@ type Node struct {
 
 	startOnce sync.Once
 	started   bool
+	startedAt time.Time
 	readyOnce sync.Once
 	ready     chan struct{}
 	stopOnce  sync.Once
@@ -98,6 +99,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.startOnce.Do(func() {
 		err = nil
 		n.started = true
+		n.startedAt = time.Now()
 		go n.run(context.WithoutCancel(ctx))
 	})
 	return err
@@ -229,7 +231,8 @@ func (n *Node) runNode(ctx context.Context) error {
 		n.log.Warn("node: save known managers", "error", err)
 	}
 	n.readyOnce.Do(func() { close(n.ready) })
-	n.log.Info("node is ready", "node.id", sec.NodeID(), "role", string(sec.Peer().Role))
+	n.log.Info("node is ready", "node.id", sec.NodeID(), "role", string(sec.Peer().Role),
+		"elapsed", time.Since(n.startedAt).Round(time.Microsecond))
 	select {
 	case err := <-errc:
 		return err
