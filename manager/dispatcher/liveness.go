@@ -18,10 +18,6 @@ func (l *liveness) beat(nodeID string, now time.Time, grace time.Duration) {
 	l.deadlines[nodeID] = now.Add(grace)
 }
 
-// forget stops watching a node (its session ended cleanly or it was marked
-// down already).
-func (l *liveness) forget(nodeID string) { delete(l.deadlines, nodeID) }
-
 // expired returns, and forgets, the nodes whose deadline passed.
 func (l *liveness) expired(now time.Time) []string {
 	var out []string

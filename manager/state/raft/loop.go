@@ -153,25 +153,41 @@ func (n *Node) syncPeers() {
 	}
 }
 
+// applyEntries applies committed entries in order. Consecutive normal
+// entries go to the state machine together when it can apply a batch in
+// one commit; conf changes apply between batches.
 func (n *Node) applyEntries(ents []*raftpb.Entry) error {
+	var pending pendingApply
 	for _, e := range ents {
 		if e.GetIndex() <= n.applied.Load() {
 			continue
 		}
 		switch e.GetType() {
 		case raftpb.EntryType_EntryNormal:
-			n.applyNormal(e)
+			n.collect(&pending, e)
+			continue
 		case raftpb.EntryType_EntryConfChange:
+			n.flushApply(&pending)
 			if err := n.applyConfChange(e); err != nil {
 				return err
 			}
 		}
 		n.applied.Store(e.GetIndex())
 	}
+	n.flushApply(&pending)
 	return nil
 }
 
-func (n *Node) applyNormal(e *raftpb.Entry) {
+// pendingApply gathers the requests of consecutive normal entries.
+type pendingApply struct {
+	indexes  []uint64
+	requests [][]*api.StoreAction
+	reqs     []*api.InternalRaftRequest
+	last     uint64
+}
+
+func (n *Node) collect(p *pendingApply, e *raftpb.Entry) {
+	p.last = e.GetIndex()
 	if len(e.GetData()) == 0 {
 		return
 	}
@@ -181,11 +197,33 @@ func (n *Node) applyNormal(e *raftpb.Entry) {
 		return
 	}
 	for _, req := range batch.GetRequests() {
-		err := n.sm.Apply(e.GetIndex(), req.GetActions())
-		if req.GetProposer() == n.id {
-			n.waits.trigger(req.GetSeq(), err)
+		p.indexes = append(p.indexes, e.GetIndex())
+		p.requests = append(p.requests, req.GetActions())
+		p.reqs = append(p.reqs, req)
+	}
+}
+
+// flushApply applies the gathered requests and wakes their proposers.
+func (n *Node) flushApply(p *pendingApply) {
+	if p.last == 0 {
+		return
+	}
+	var errs []error
+	if bsm, ok := n.sm.(BatchStateMachine); ok && len(p.requests) > 0 {
+		errs = bsm.ApplyBatch(p.indexes, p.requests)
+	} else {
+		errs = make([]error, len(p.requests))
+		for i := range p.requests {
+			errs[i] = n.sm.Apply(p.indexes[i], p.requests[i])
 		}
 	}
+	for i, req := range p.reqs {
+		if req.GetProposer() == n.id {
+			n.waits.trigger(req.GetSeq(), errs[i])
+		}
+	}
+	n.applied.Store(p.last)
+	*p = pendingApply{}
 }
 
 func (n *Node) applyConfChange(e *raftpb.Entry) error {

@@ -26,6 +26,12 @@ type StateMachine interface {
 	Restore(*api.StoreSnapshot) error
 }
 
+// BatchStateMachine is a state machine that applies many transactions in
+// one commit; errs[i] is what Apply would have returned for transaction i.
+type BatchStateMachine interface {
+	ApplyBatch(indexes []uint64, requests [][]*api.StoreAction) []error
+}
+
 // Node is one raft member.
 type Node struct {
 	cfg     Config

@@ -143,7 +143,7 @@ func (s *MemoryStore) propose(ctx context.Context, actions []*api.StoreAction) e
 	if s.proposer == nil {
 		s.applyMu.Lock()
 		defer s.applyMu.Unlock()
-		return s.applyLocked(s.lastIndex+1, actions)
+		return s.applyBatchLocked([]uint64{s.lastIndex + 1}, [][]*api.StoreAction{actions})[0]
 	}
 	return s.proposer.ProposeValue(ctx, actions)
 }
@@ -168,52 +168,7 @@ func actionSize(a *api.StoreAction) int {
 // Apply takes ownership of the objects in actions. After the commit it
 // publishes one event per action, then an EventCommit.
 func (s *MemoryStore) Apply(index uint64, actions []*api.StoreAction) error {
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
-	return s.applyLocked(index, actions)
-}
-
-func (s *MemoryStore) applyLocked(index uint64, actions []*api.StoreAction) error {
-	if index > s.lastIndex {
-		s.lastIndex = index
-	}
-	if index == 0 {
-		return fmt.Errorf("apply at index 0: %w", ErrInvalidObject)
-	}
-	watching := s.queue.Len() > 0
-	var changes []change
-	if watching {
-		changes = make([]change, 0, len(actions))
-	}
-	txn := s.db.Txn(true)
-	defer txn.Abort() // no-op after Commit
-	w := newWriter(memdbView{txn})
-	for i, a := range actions {
-		c, err := w.do(a, index)
-		if err != nil {
-			return fmt.Errorf("apply index %d action %d: %w", index, i, err)
-		}
-		if watching {
-			changes = append(changes, c)
-		}
-	}
-	txn.Commit()
-	if watching {
-		for _, c := range changes {
-			ev := Event{Index: index}
-			switch c.action {
-			case api.StoreAction_CREATE:
-				ev.Action, ev.Object = EventCreate, clone(c.obj)
-			case api.StoreAction_UPDATE:
-				ev.Action, ev.Object, ev.Old = EventUpdate, clone(c.obj), clone(c.old)
-			case api.StoreAction_REMOVE:
-				ev.Action, ev.Object = EventRemove, clone(c.old)
-			}
-			s.queue.Publish(ev)
-		}
-		s.queue.Publish(Event{Action: EventCommit, Index: index})
-	}
-	return nil
+	return s.ApplyBatch([]uint64{index}, [][]*api.StoreAction{actions})[0]
 }
 
 // Save returns a copy of everything in the store, each kind sorted by ID.
