@@ -123,7 +123,9 @@ func TestApplyBatchEventsAfterCommit(t *testing.T) {
 	}
 }
 
-func BenchmarkApplyBatch(b *testing.B) {
+// BenchmarkApplyBatchSizes creates services in batches of 1, 64 and 256
+// requests in a growing store.
+func BenchmarkApplyBatchSizes(b *testing.B) {
 	for _, size := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("requests=%d", size), func(b *testing.B) {
 			s := NewMemoryStore(nil)

@@ -205,7 +205,7 @@ func (b *Batch) rebuild(n0 int) error {
 		return nil
 	}
 	size := b.size
-	b.t = newTx(snap, b.s.schema, now)
+	b.t = newTx(snap, now)
 	if err := b.replay(keep); err != nil {
 		b.abort()
 		b.err = fmt.Errorf("batch: replaying the chunk: %w", err)

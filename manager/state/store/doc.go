@@ -1,12 +1,11 @@
 // Package store is the manager's indexed in-memory database of cluster
-// objects (nodes, services, tasks, networks, clusters, secrets, configs),
-// built on go-memdb.
+// objects (nodes, services, tasks, networks, clusters, secrets, configs).
 //
 // # Propose, then apply
 //
 // A write becomes visible only once it has been agreed on by the raft group.
 // MemoryStore.Update runs the caller's callback against a private snapshot
-// of the store (memdb snapshots are O(1)) plus an overlay of the
+// of the store (snapshots are O(1)) plus an overlay of the
 // callback's own writes, which its reads see. Every write is checked at once
 // (fast fail: missing object, stale version, name conflict) and recorded as
 // an *api.StoreAction. Nothing is visible yet: the actions go to the
@@ -16,14 +15,15 @@
 // with Apply.
 //
 // Every member calls MemoryStore.Apply(index, actions) for every committed
-// request, in log order. Apply re-checks every precondition against the state
+// request, in log order, or MemoryStore.ApplyBatch for many at once (same
+// results, one commit). Apply re-checks every precondition against the state
 // at that point of the log — the object must (not) exist, an update must
 // carry the version it was read at, names must stay unique — and applies all
-// actions of the request in one memdb transaction, or none of them and
-// returns the error (ErrSequenceConflict, ErrExist, ...). Apply reads nothing
-// but the store and its arguments: timestamps are chosen by the proposer and
-// travel inside the actions, and the new version of every created or updated
-// object is the raft index, so every member ends in the same state.
+// actions of the request atomically, or none of them and returns the error
+// (ErrSequenceConflict, ErrExist, ...). Apply reads nothing but the store and
+// its arguments: timestamps are chosen by the proposer and travel inside the
+// actions, and the new version of every created or updated object is the
+// raft index, so every member ends in the same state.
 //
 // Because the check that matters happens at apply time, many transactions can
 // be in flight at once (and batched into one raft entry): if two of them were
@@ -36,18 +36,38 @@
 // # Versions
 //
 // An object's Meta.Version.Index is the raft index of the request that last
-// created or updated it (requests sharing a log entry share its index). Objects written inside a transaction keep, until the
+// created or updated it (requests sharing a log entry share its index).
+// Objects written inside a transaction keep, until the
 // transaction is applied, the version they were read at (zero for objects the
 // transaction created); after Update returns, re-read an object to learn its
 // new version.
+//
+// # Storage
+//
+// Each kind is a table: a persistent (copy-on-write) B-tree of the objects by
+// ID, and one per secondary index (name, and for tasks and nodes the fields
+// the By selectors name) mapping index values to IDs. A published state is
+// immutable, so readers and transactions being prepared use it without
+// locks; Apply and ApplyBatch write a private copy that shares all unchanged
+// nodes, and publish it with one atomic store. A write copies only the nodes
+// on its path, once per batch: nodes the batch already copied are modified
+// in place. Secondary indexes hold IDs, not objects, so an update touches
+// only the indexes whose value it changes (a task status update: the ID
+// tree and the task state index).
+//
+// ApplyBatch applies each request against the batch's private state; a
+// request that fails part way is undone (its changes reverted newest first,
+// restoring the very objects that were there) before the next request runs,
+// so every request sees exactly the state Apply would have shown it.
 //
 // # Copies and ownership
 //
 // Stored objects are never modified in place. Get and Find results and Save
 // output are copies the receiver may modify; Create and Update store copies
-// of their arguments. Apply and
-// Restore take ownership of the objects in their arguments (raft decodes a
-// fresh copy for each call); callers must not use them afterwards.
+// of their arguments. Apply, ApplyBatch and Restore take ownership of the
+// objects in their arguments (raft decodes a fresh copy for each call),
+// including their Meta and Version, which Apply sets in place: callers must
+// not use them afterwards.
 //
 // Watch events carry copies made once per event and shared by all
 // subscribers of that event: treat Event.Object and Event.Old as read-only,

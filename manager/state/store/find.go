@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/protobuf/proto"
@@ -17,10 +18,13 @@ type byAll struct{}
 
 func (byAll) isBy() {}
 
-// byIndex selects by exact value (or prefix) of a memdb index.
+// byIndex selects by exact value (or prefix) of an index: s and n are the
+// value as the index stores it (see schema). The ID "index" is the table's
+// primary index, for ID prefixes.
 type byIndex struct {
 	index  string
-	args   []any
+	s      string
+	n      uint64
 	prefix bool
 }
 
@@ -28,10 +32,19 @@ func (byIndex) isBy() {}
 
 func (b byIndex) String() string {
 	if b.prefix {
-		return fmt.Sprintf("%s prefix %v", b.index, b.args)
+		return fmt.Sprintf("%s prefix %q", b.index, b.s)
 	}
-	return fmt.Sprintf("%s %v", b.index, b.args)
+	if b.s == "" {
+		return fmt.Sprintf("%s %d", b.index, b.n)
+	}
+	if b.n != 0 {
+		return fmt.Sprintf("%s %q %d", b.index, b.s, b.n)
+	}
+	return fmt.Sprintf("%s %q", b.index, b.s)
 }
+
+// indexID names the primary index in ID-prefix selectors.
+const indexID = "id"
 
 type byOr []By
 
@@ -42,46 +55,48 @@ var All By = byAll{}
 
 // ByName selects objects by name, case-insensitively. Names are spec
 // annotation names; nodes without one go by hostname, tasks by TaskName.
-func ByName(name string) By { return byIndex{index: indexName, args: []any{name}} }
+func ByName(name string) By { return byIndex{index: indexName, s: strings.ToLower(name)} }
 
 // ByNamePrefix selects objects whose name starts with prefix
 // (case-insensitive).
 func ByNamePrefix(prefix string) By {
-	return byIndex{index: indexName, args: []any{prefix}, prefix: true}
+	return byIndex{index: indexName, s: strings.ToLower(prefix), prefix: true}
 }
 
 // ByIDPrefix selects objects whose ID starts with prefix.
 func ByIDPrefix(prefix string) By {
-	return byIndex{index: indexID, args: []any{prefix}, prefix: true}
+	return byIndex{index: indexID, s: prefix, prefix: true}
 }
 
 // ByServiceID selects tasks of a service.
 func ByServiceID(serviceID string) By {
-	return byIndex{index: indexServiceID, args: []any{serviceID}}
+	return byIndex{index: indexServiceID, s: serviceID}
 }
 
 // ByNodeID selects tasks assigned to a node.
-func ByNodeID(nodeID string) By { return byIndex{index: indexNodeID, args: []any{nodeID}} }
+func ByNodeID(nodeID string) By { return byIndex{index: indexNodeID, s: nodeID} }
 
 // BySlot selects the tasks of a service's slot (slots start at 1).
 func BySlot(serviceID string, slot uint64) By {
-	return byIndex{index: indexSlot, args: []any{serviceID, slot}}
+	return byIndex{index: indexSlot, s: serviceID, n: slot}
 }
 
 // ByDesiredState selects tasks by desired state.
 func ByDesiredState(s api.TaskState) By {
-	return byIndex{index: indexDesiredState, args: []any{s}}
+	return byIndex{index: indexDesiredState, n: enumKey(int32(s))}
 }
 
 // ByTaskState selects tasks by observed state (Status.State).
-func ByTaskState(s api.TaskState) By { return byIndex{index: indexTaskState, args: []any{s}} }
+func ByTaskState(s api.TaskState) By {
+	return byIndex{index: indexTaskState, n: enumKey(int32(s))}
+}
 
 // ByRole selects nodes by the role their certificate carries (Node.Role).
-func ByRole(r api.NodeRole) By { return byIndex{index: indexRole, args: []any{r}} }
+func ByRole(r api.NodeRole) By { return byIndex{index: indexRole, n: enumKey(int32(r))} }
 
 // ByMembership selects nodes by spec membership.
 func ByMembership(m api.NodeMembership) By {
-	return byIndex{index: indexMembership, args: []any{m}}
+	return byIndex{index: indexMembership, n: enumKey(int32(m))}
 }
 
 // Or selects objects any of bys selects, each once, in the order of the
@@ -114,9 +129,7 @@ func Find[T api.StoreObject](tx ReadTx, by By) ([]T, error) {
 // Count returns how many objects of kind k by selects, without copying
 // them.
 func Count(tx ReadTx, k Kind, by By) (int, error) {
-	n := 0
-	err := tx.each(k, by, func(api.StoreObject) bool { n++; return true })
-	return n, err
+	return tx.count(k, by)
 }
 
 // GetNode returns a copy of the node with that ID, or nil.

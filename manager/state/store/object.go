@@ -34,7 +34,7 @@ var (
 	ErrInvalidObject = errors.New("invalid store object")
 )
 
-// Kind names a kind of object, and the memdb table holding it.
+// Kind names a kind of object, and the table holding it.
 type Kind string
 
 // The kinds of objects the store keeps.

@@ -1,18 +1,13 @@
 package store
 
 import (
-	"encoding/binary"
-	"fmt"
 	"strings"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/openswarm/swarmd/api"
-	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// Index names.
+// Index names (the names By selectors refer to).
 const (
-	indexID           = "id"
 	indexName         = "name"
 	indexServiceID    = "service_id"
 	indexNodeID       = "node_id"
@@ -23,178 +18,156 @@ const (
 	indexMembership   = "membership"
 )
 
-// newSchema returns the memdb schema: one table per kind. The indexers are
-// hand-written (no reflection) because every insert runs all of a table's
-// indexers.
-func newSchema() *memdb.DBSchema {
-	tables := make(map[string]*memdb.TableSchema)
-	for _, k := range Kinds() {
-		idx := map[string]*memdb.IndexSchema{
-			indexID: {
-				Name:    indexID,
-				Unique:  true,
-				Indexer: stringIndex{get: func(o api.StoreObject) string { return o.GetId() }},
-			},
-			indexName: {
-				Name:         indexName,
-				AllowMissing: true,
-				Indexer:      stringIndex{get: lowerName, lower: true},
-			},
+// idItem is an entry of a table's primary index: the stored object, by ID.
+type idItem struct {
+	id  string
+	obj api.StoreObject
+}
+
+func (a idItem) compare(b idItem) int { return strings.Compare(a.id, b.id) }
+
+// keyItem is an entry of a secondary index: an indexed value (a string, a
+// number, or both, as the index defines) and the ID of the object that has
+// it. Entries sort by value, then ID, so the objects with one value are
+// adjacent and in ID order. The object itself is looked up by ID, so an
+// update that leaves an index's value unchanged does not touch that index.
+type keyItem struct {
+	s  string
+	n  uint64
+	id string
+}
+
+func (a keyItem) compare(b keyItem) int {
+	if c := strings.Compare(a.s, b.s); c != 0 {
+		return c
+	}
+	if a.n != b.n {
+		if a.n < b.n {
+			return -1
 		}
+		return 1
+	}
+	return strings.Compare(a.id, b.id)
+}
+
+// indexDef is a secondary index of a kind.
+type indexDef struct {
+	name string
+	// key returns obj's value (s and n of the entry); ok false leaves obj
+	// out of the index.
+	key func(obj api.StoreObject) (s string, n uint64, ok bool)
+	// same, if set, reports cheaply that a and b (same kind and ID) have
+	// the same value, so that an update need not compute both keys.
+	same func(a, b api.StoreObject) bool
+}
+
+// maxIndexes bounds the secondary indexes of one kind.
+const maxIndexes = 6
+
+// kinds is Kinds() as an array: the position of a kind is its table's.
+var kinds = [...]Kind{KindNode, KindService, KindTask, KindNetwork, KindCluster, KindSecret, KindConfig}
+
+const numKinds = len(kinds)
+
+// kindPos returns the table position of k, or -1.
+func kindPos(k Kind) int {
+	switch k {
+	case KindNode:
+		return 0
+	case KindService:
+		return 1
+	case KindTask:
+		return 2
+	case KindNetwork:
+		return 3
+	case KindCluster:
+		return 4
+	case KindSecret:
+		return 5
+	case KindConfig:
+		return 6
+	}
+	return -1
+}
+
+// schema lists the secondary indexes of each kind, by table position. Every
+// kind has a name index (lowercased; for nodes and tasks, see nameOf);
+// tasks and nodes have more. Indexers are hand-written: every write of an
+// object evaluates its kind's indexers (twice for an update).
+var schema = func() (s [numKinds][]indexDef) {
+	name := indexDef{name: indexName, key: func(o api.StoreObject) (string, uint64, bool) {
+		n := lowerName(o)
+		return n, 0, n != ""
+	}}
+	taskName := name
+	taskName.same = sameTaskName
+	for i, k := range kinds {
 		switch k {
 		case KindTask:
-			idx[indexServiceID] = &memdb.IndexSchema{
-				Name:         indexServiceID,
-				AllowMissing: true,
-				Indexer:      stringIndex{get: func(o api.StoreObject) string { return o.(*api.Task).GetServiceId() }},
-			}
-			idx[indexNodeID] = &memdb.IndexSchema{
-				Name:         indexNodeID,
-				AllowMissing: true,
-				Indexer:      stringIndex{get: func(o api.StoreObject) string { return o.(*api.Task).GetNodeId() }},
-			}
-			idx[indexSlot] = &memdb.IndexSchema{
-				Name:         indexSlot,
-				AllowMissing: true,
-				Indexer:      slotIndex{},
-			}
-			idx[indexDesiredState] = &memdb.IndexSchema{
-				Name:    indexDesiredState,
-				Indexer: enumIndex{get: func(o api.StoreObject) int32 { return int32(o.(*api.Task).GetDesiredState()) }},
-			}
-			idx[indexTaskState] = &memdb.IndexSchema{
-				Name:    indexTaskState,
-				Indexer: enumIndex{get: func(o api.StoreObject) int32 { return int32(o.(*api.Task).GetStatus().GetState()) }},
+			s[i] = []indexDef{
+				taskName,
+				{name: indexServiceID, key: func(o api.StoreObject) (string, uint64, bool) {
+					v := o.(*api.Task).GetServiceId()
+					return v, 0, v != ""
+				}},
+				{name: indexNodeID, key: func(o api.StoreObject) (string, uint64, bool) {
+					v := o.(*api.Task).GetNodeId()
+					return v, 0, v != ""
+				}},
+				// Tasks by service and slot; global tasks (slot 0) are not
+				// indexed.
+				{name: indexSlot, key: func(o api.StoreObject) (string, uint64, bool) {
+					t := o.(*api.Task)
+					return t.GetServiceId(), t.GetSlot(), t.GetServiceId() != "" && t.GetSlot() != 0
+				}},
+				{name: indexDesiredState, key: func(o api.StoreObject) (string, uint64, bool) {
+					return "", enumKey(int32(o.(*api.Task).GetDesiredState())), true
+				}},
+				{name: indexTaskState, key: func(o api.StoreObject) (string, uint64, bool) {
+					return "", enumKey(int32(o.(*api.Task).GetStatus().GetState())), true
+				}},
 			}
 		case KindNode:
-			idx[indexRole] = &memdb.IndexSchema{
-				Name:    indexRole,
-				Indexer: enumIndex{get: func(o api.StoreObject) int32 { return int32(o.(*api.Node).GetRole()) }},
+			s[i] = []indexDef{
+				name,
+				{name: indexRole, key: func(o api.StoreObject) (string, uint64, bool) {
+					return "", enumKey(int32(o.(*api.Node).GetRole())), true
+				}},
+				{name: indexMembership, key: func(o api.StoreObject) (string, uint64, bool) {
+					return "", enumKey(int32(o.(*api.Node).GetSpec().GetMembership())), true
+				}},
 			}
-			idx[indexMembership] = &memdb.IndexSchema{
-				Name:    indexMembership,
-				Indexer: enumIndex{get: func(o api.StoreObject) int32 { return int32(o.(*api.Node).GetSpec().GetMembership()) }},
-			}
+		default:
+			s[i] = []indexDef{name}
 		}
-		tables[string(k)] = &memdb.TableSchema{Name: string(k), Indexes: idx}
+		if len(s[i]) > maxIndexes {
+			panic("store: too many indexes for " + string(k))
+		}
 	}
-	return &memdb.DBSchema{Tables: tables}
+	return s
+}()
+
+// indexPos returns the position of k's index called name, or -1.
+func indexPos(kp int, name string) int {
+	for i, d := range schema[kp] {
+		if d.name == name {
+			return i
+		}
+	}
+	return -1
 }
 
-// stringIndex indexes a string attribute; empty values are not indexed. Keys
-// are the value followed by a NUL so that exact lookups do not match longer
-// values; prefix lookups omit the NUL.
-type stringIndex struct {
-	get   func(api.StoreObject) string
-	lower bool // lowercase lookup arguments (the getter lowercases values)
-}
+// enumKey orders enum values as signed numbers (negative values first).
+func enumKey(v int32) uint64 { return uint64(uint32(v) ^ (1 << 31)) }
 
-func (x stringIndex) FromObject(raw any) (bool, []byte, error) {
-	obj, ok := raw.(api.StoreObject)
-	if !ok {
-		return false, nil, fmt.Errorf("object of type %T is not a store object", raw)
-	}
-	v := x.get(obj)
-	if v == "" {
-		return false, nil, nil
-	}
-	b := make([]byte, len(v)+1)
-	copy(b, v)
-	return true, b, nil
-}
-
-func (x stringIndex) arg(args []any) (string, error) {
-	if len(args) != 1 {
-		return "", fmt.Errorf("expected one argument, got %d", len(args))
-	}
-	s, ok := args[0].(string)
-	if !ok {
-		return "", fmt.Errorf("argument of type %T, want string", args[0])
-	}
-	if x.lower {
-		s = strings.ToLower(s)
-	}
-	return s, nil
-}
-
-func (x stringIndex) FromArgs(args ...any) ([]byte, error) {
-	s, err := x.arg(args)
-	if err != nil {
-		return nil, err
-	}
-	b := make([]byte, len(s)+1)
-	copy(b, s)
-	return b, nil
-}
-
-func (x stringIndex) PrefixFromArgs(args ...any) ([]byte, error) {
-	s, err := x.arg(args)
-	if err != nil {
-		return nil, err
-	}
-	return []byte(s), nil
-}
-
-// slotIndex indexes tasks by service ID and slot (global tasks, slot 0, are
-// not indexed).
-type slotIndex struct{}
-
-func slotKey(serviceID string, slot uint64) []byte {
-	b := make([]byte, len(serviceID)+1+8+1)
-	n := copy(b, serviceID)
-	binary.BigEndian.PutUint64(b[n+1:], slot)
-	return b
-}
-
-func (slotIndex) FromObject(raw any) (bool, []byte, error) {
-	t, ok := raw.(*api.Task)
-	if !ok {
-		return false, nil, fmt.Errorf("object of type %T is not a task", raw)
-	}
-	if t.GetServiceId() == "" || t.GetSlot() == 0 {
-		return false, nil, nil
-	}
-	return true, slotKey(t.GetServiceId(), t.GetSlot()), nil
-}
-
-func (slotIndex) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 2 {
-		return nil, fmt.Errorf("expected service ID and slot, got %d arguments", len(args))
-	}
-	id, ok1 := args[0].(string)
-	slot, ok2 := args[1].(uint64)
-	if !ok1 || !ok2 {
-		return nil, fmt.Errorf("arguments of types %T, %T, want string, uint64", args[0], args[1])
-	}
-	return slotKey(id, slot), nil
-}
-
-// enumIndex indexes an enum attribute, zero values included.
-type enumIndex struct {
-	get func(api.StoreObject) int32
-}
-
-func enumKey(v int32) []byte {
-	b := make([]byte, 5)
-	binary.BigEndian.PutUint32(b, uint32(v)^(1<<31)) // order negative values first
-	return b
-}
-
-func (x enumIndex) FromObject(raw any) (bool, []byte, error) {
-	obj, ok := raw.(api.StoreObject)
-	if !ok {
-		return false, nil, fmt.Errorf("object of type %T is not a store object", raw)
-	}
-	return true, enumKey(x.get(obj)), nil
-}
-
-func (enumIndex) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 1 {
-		return nil, fmt.Errorf("expected one argument, got %d", len(args))
-	}
-	e, ok := args[0].(protoreflect.Enum)
-	if !ok {
-		return nil, fmt.Errorf("argument of type %T is not an enum", args[0])
-	}
-	return enumKey(int32(e.Number())), nil
+// sameTaskName reports whether two tasks have the same TaskName without
+// building it: the inputs of TaskName are equal.
+func sameTaskName(a, b api.StoreObject) bool {
+	x, y := a.(*api.Task), b.(*api.Task)
+	return x.GetAnnotations().GetName() == y.GetAnnotations().GetName() &&
+		x.GetServiceAnnotations().GetName() == y.GetServiceAnnotations().GetName() &&
+		x.GetServiceId() == y.GetServiceId() &&
+		x.GetSlot() == y.GetSlot() &&
+		x.GetNodeId() == y.GetNodeId() &&
+		x.GetId() == y.GetId()
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/state/watch"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -55,8 +55,9 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // MemoryStore is the indexed in-memory store. See the package
 // documentation for the propose/apply design.
 type MemoryStore struct {
-	db       *memdb.MemDB
-	schema   *memdb.DBSchema
+	// state is the current content, published by Apply, ApplyBatch and
+	// Restore; a loaded state is an immutable snapshot.
+	state    atomic.Pointer[dbState]
 	proposer Proposer
 	opts     options
 	queue    *watch.Queue[Event]
@@ -66,9 +67,11 @@ type MemoryStore struct {
 	localMu sync.Mutex
 
 	// applyMu orders commits with each other and with the publication of
-	// their events, and subscriptions with both.
+	// their events, and subscriptions with both. It guards the fields
+	// below.
 	applyMu   sync.Mutex
 	lastIndex uint64
+	applier   applier
 }
 
 // NewMemoryStore returns an empty store whose transactions go through p. A
@@ -78,30 +81,24 @@ func NewMemoryStore(p Proposer, opts ...Option) *MemoryStore {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	schema := newSchema()
-	db, err := memdb.NewMemDB(schema)
-	if err != nil {
-		// The schema is static: this is a programming error.
-		panic(fmt.Sprintf("store: invalid schema: %v", err))
-	}
-	return &MemoryStore{
-		db:       db,
-		schema:   schema,
+	s := &MemoryStore{
 		proposer: p,
 		opts:     o,
 		queue:    watch.NewQueue[Event](),
 	}
+	s.state.Store(emptyState())
+	return s
 }
 
 // View runs cb on a consistent, read-only snapshot of the store. Writes
 // applied while cb runs are not visible to it.
 func (s *MemoryStore) View(cb func(tx ReadTx)) {
-	cb(&readTx{txn: s.db.Txn(false), schema: s.schema})
+	cb(readTx{s.state.Load()})
 }
 
 // newTx opens a transaction to prepare, on a snapshot of the store.
 func (s *MemoryStore) newTx() *tx {
-	return newTx(s.db.Snapshot(), s.schema, timestamppb.New(s.opts.now()))
+	return newTx(s.state.Load(), timestamppb.New(s.opts.now()))
 }
 
 // Update runs cb in a new transaction and, if cb returns nil and wrote
@@ -143,7 +140,7 @@ func (s *MemoryStore) propose(ctx context.Context, actions []*api.StoreAction) e
 	if s.proposer == nil {
 		s.applyMu.Lock()
 		defer s.applyMu.Unlock()
-		return s.applyBatchLocked([]uint64{s.lastIndex + 1}, [][]*api.StoreAction{actions})[0]
+		return s.applyOneLocked(s.lastIndex+1, actions)
 	}
 	return s.proposer.ProposeValue(ctx, actions)
 }
@@ -161,19 +158,9 @@ func actionSize(a *api.StoreAction) int {
 	return protowire.SizeBytes(proto.Size(a)) + 1 // tag, length, message
 }
 
-// Apply applies one committed request: all of actions, atomically, or none
-// of them, returning why. It must be called on every member with the same
-// arguments in the same (log) order; the result depends only on the store's
-// state and the arguments. Created and updated objects get version index.
-// Apply takes ownership of the objects in actions. After the commit it
-// publishes one event per action, then an EventCommit.
-func (s *MemoryStore) Apply(index uint64, actions []*api.StoreAction) error {
-	return s.ApplyBatch([]uint64{index}, [][]*api.StoreAction{actions})[0]
-}
-
 // Save returns a copy of everything in the store, each kind sorted by ID.
 func (s *MemoryStore) Save() (*api.StoreSnapshot, error) {
-	r := &readTx{txn: s.db.Txn(false), schema: s.schema}
+	r := readTx{s.state.Load()}
 	snap := &api.StoreSnapshot{}
 	var err error
 	if snap.Nodes, err = Find[*api.Node](r, All); err != nil {
@@ -230,26 +217,19 @@ func (s *MemoryStore) Restore(snap *api.StoreSnapshot) error {
 
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	txn := s.db.Txn(true)
-	defer txn.Abort()
-	for _, k := range Kinds() {
-		if _, err := txn.DeleteAll(string(k), indexID); err != nil {
-			return fmt.Errorf("restore: clear %s: %w", k, err)
-		}
-	}
+	t := newDBTxn(emptyState())
 	for _, o := range objs {
 		k, err := checkObject(o)
 		if err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}
-		if dup, _ := txn.First(string(k), indexID, o.GetId()); dup != nil {
+		kp := kindPos(k)
+		if t.st.get(kp, o.GetId()) != nil {
 			return fmt.Errorf("restore: %s %s twice: %w", k, o.GetId(), ErrExist)
 		}
-		if err := txn.Insert(string(k), o); err != nil {
-			return fmt.Errorf("restore: %s %s: %w", k, o.GetId(), err)
-		}
+		t.put(kp, o)
 	}
-	txn.Commit()
+	s.state.Store(t.commit())
 	s.queue.Publish(Event{Action: EventRestore, Index: s.lastIndex})
 	return nil
 }
@@ -273,10 +253,10 @@ func (s *MemoryStore) Watch(filters ...func(Event) bool) (<-chan Event, func()) 
 func (s *MemoryStore) ViewAndWatch(cb func(ReadTx) error, filters ...func(Event) bool) (<-chan Event, func(), error) {
 	s.applyMu.Lock()
 	ch, cancel := s.queue.SubscribeLimit(anyFilter(filters), s.opts.watchBacklog)
-	txn := s.db.Txn(false)
+	st := s.state.Load()
 	s.applyMu.Unlock()
 	if cb != nil {
-		if err := cb(&readTx{txn: txn, schema: s.schema}); err != nil {
+		if err := cb(readTx{st}); err != nil {
 			cancel()
 			return nil, nil, err
 		}

@@ -3,8 +3,8 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strings"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -23,6 +23,7 @@ type ReadTx interface {
 	// until fn returns false.
 	each(k Kind, by By, fn func(api.StoreObject) bool) error
 	lookup(k Kind, id string) api.StoreObject
+	count(k Kind, by By) (int, error)
 }
 
 // Tx is a transaction being prepared: its reads see its own writes, and each
@@ -43,31 +44,27 @@ type Tx interface {
 	Delete(k Kind, id string) error
 }
 
-// readTx reads a memdb transaction (read-only snapshot or a write txn).
+// readTx reads a published state (a snapshot of the store).
 type readTx struct {
-	txn    *memdb.Txn
-	schema *memdb.DBSchema
+	st *dbState
 }
 
-func (r *readTx) lookup(k Kind, id string) api.StoreObject {
-	if id == "" {
+func (r readTx) lookup(k Kind, id string) api.StoreObject {
+	kp := kindPos(k)
+	if kp < 0 || id == "" {
 		return nil
 	}
-	raw, err := r.txn.First(string(k), indexID, id)
-	if err != nil || raw == nil {
-		return nil
-	}
-	return raw.(api.StoreObject)
+	return r.st.get(kp, id)
 }
 
-func (r *readTx) Get(k Kind, id string) api.StoreObject {
+func (r readTx) Get(k Kind, id string) api.StoreObject {
 	if o := r.lookup(k, id); o != nil {
 		return clone(o)
 	}
 	return nil
 }
 
-func (r *readTx) Find(k Kind, by By) ([]api.StoreObject, error) {
+func (r readTx) Find(k Kind, by By) ([]api.StoreObject, error) {
 	var out []api.StoreObject
 	err := r.each(k, by, func(o api.StoreObject) bool {
 		out = append(out, clone(o))
@@ -79,74 +76,35 @@ func (r *readTx) Find(k Kind, by By) ([]api.StoreObject, error) {
 	return out, nil
 }
 
-func (r *readTx) each(k Kind, by By, fn func(api.StoreObject) bool) error {
-	table, ok := r.schema.Tables[string(k)]
-	if !ok {
+func (r readTx) each(k Kind, by By, fn func(api.StoreObject) bool) error {
+	kp := kindPos(k)
+	if kp < 0 {
 		return fmt.Errorf("find %q: unknown kind: %w", k, ErrInvalidFindBy)
 	}
-	switch b := by.(type) {
-	case byAll:
-		return r.scan(string(k), indexID, nil, fn)
-	case byIndex:
-		if _, ok := table.Indexes[b.index]; !ok {
-			return fmt.Errorf("find %s %s: %w", k, b, ErrInvalidFindBy)
-		}
-		index := b.index
-		if b.prefix {
-			index += "_prefix"
-		}
-		return r.scan(string(k), index, b.args, fn)
-	case byOr:
-		seen := make(map[string]struct{})
-		stop := false
-		for _, sub := range b {
-			err := r.each(k, sub, func(o api.StoreObject) bool {
-				if _, dup := seen[o.GetId()]; dup {
-					return true
-				}
-				seen[o.GetId()] = struct{}{}
-				if !fn(o) {
-					stop = true
-				}
-				return !stop
-			})
-			if err != nil {
-				return err
-			}
-			if stop {
-				return nil
-			}
-		}
-		return nil
-	}
-	return fmt.Errorf("find %s by %T: %w", k, by, ErrInvalidFindBy)
+	_, err := r.st.visit(kp, k, by, true, func(_ string, o api.StoreObject) bool { return fn(o) })
+	return err
 }
 
-func (r *readTx) scan(table, index string, args []any, fn func(api.StoreObject) bool) error {
-	it, err := r.txn.Get(table, index, args...)
-	if err != nil {
-		return fmt.Errorf("find %s by %s: %v: %w", table, index, err, ErrInvalidFindBy)
+func (r readTx) count(k Kind, by By) (int, error) {
+	kp := kindPos(k)
+	if kp < 0 {
+		return 0, fmt.Errorf("count %q: unknown kind: %w", k, ErrInvalidFindBy)
 	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if !fn(raw.(api.StoreObject)) {
-			return nil
-		}
-	}
-	return nil
+	return r.st.count(kp, k, by)
 }
 
 // tx is a transaction being prepared by Update or Batch. It reads a private
 // snapshot of the store, so preparing takes no lock and never waits for (or
 // delays) Apply or other transactions. Its writes are kept in an overlay
-// keyed by ID and are copied into a write transaction on the snapshot (never
-// committed) only when an index scan of that kind needs them, so the common
-// read-modify-write touches memdb's indexes once, at apply time.
+// keyed by ID and are copied into a private write transaction on the
+// snapshot (never committed) only when an index scan of that kind needs
+// them, so the common read-modify-write touches the indexes once, at apply
+// time.
 type tx struct {
-	schema  *memdb.DBSchema
-	snap    *memdb.MemDB
-	txn     *memdb.Txn // read txn on snap until the first scan after a write, then a write txn on snap
-	writing bool
-	pending map[Kind]map[string]api.StoreObject // writes not yet in txn; nil = removed
+	snap    *dbState
+	wt      *dbTxn                     // nil until the first scan after a write: snap plus the writes materialized since
+	pending keyedList[api.StoreObject] // writes not yet in wt; nil = removed
+	kindN   [numKinds]int              // entries of each kind in pending
 	w       writer
 	now     *timestamppb.Timestamp
 	actions []*api.StoreAction
@@ -155,27 +113,32 @@ type tx struct {
 
 var errTxDone = errors.New("store: transaction used after its callback returned")
 
-// newTx opens a transaction reading snap, which nothing may commit to.
-func newTx(snap *memdb.MemDB, schema *memdb.DBSchema, now *timestamppb.Timestamp) *tx {
+// newTx opens a transaction reading snap.
+func newTx(snap *dbState, now *timestamppb.Timestamp) *tx {
 	t := &tx{
-		schema:  schema,
-		snap:    snap,
-		txn:     snap.Txn(false),
-		pending: make(map[Kind]map[string]api.StoreObject),
-		now:     now,
+		snap: snap,
+		now:  now,
 	}
-	t.w = newWriter(t)
+	t.w = writer{v: t, track: true}
 	return t
+}
+
+// state is what the transaction reads below its overlay.
+func (t *tx) state() *dbState {
+	if t.wt != nil {
+		return &t.wt.st
+	}
+	return t.snap
 }
 
 func (t *tx) lookup(k Kind, id string) api.StoreObject {
 	if t.done || id == "" {
 		return nil
 	}
-	if o, ok := t.pending[k][id]; ok {
+	if o, ok := t.pending.get(objKey{k, id}); ok {
 		return o
 	}
-	return (&readTx{txn: t.txn, schema: t.schema}).lookup(k, id)
+	return readTx{t.state()}.lookup(k, id)
 }
 
 func (t *tx) Get(k Kind, id string) api.StoreObject {
@@ -201,69 +164,93 @@ func (t *tx) each(k Kind, by By, fn func(api.StoreObject) bool) error {
 	if t.done {
 		return errTxDone
 	}
-	if err := t.materialize(k); err != nil {
-		return err
+	t.materialize(k)
+	return readTx{t.state()}.each(k, by, fn)
+}
+
+func (t *tx) count(k Kind, by By) (int, error) {
+	if t.done {
+		return 0, errTxDone
 	}
-	return (&readTx{txn: t.txn, schema: t.schema}).each(k, by, fn)
+	t.materialize(k)
+	return readTx{t.state()}.count(k, by)
 }
 
 // materialize copies the pending writes of kind k into the transaction's
-// memdb write txn, so that index scans see them.
-func (t *tx) materialize(k Kind) error {
-	p := t.pending[k]
-	if len(p) == 0 {
-		return nil
+// write transaction, so that index scans see them.
+func (t *tx) materialize(k Kind) {
+	kp := kindPos(k)
+	if kp < 0 || t.kindN[kp] == 0 {
+		return
 	}
-	if !t.writing {
-		t.txn = t.snap.Txn(true)
-		t.writing = true
+	if t.wt == nil {
+		t.wt = newDBTxn(t.snap)
 	}
-	for id, o := range p {
-		if o != nil {
-			if err := t.txn.Insert(string(k), o); err != nil {
-				return fmt.Errorf("%s %s: %w", k, id, err)
-			}
-			continue
+	t.pending.each(func(key objKey, o api.StoreObject) {
+		switch {
+		case key.kind != k:
+		case o != nil:
+			t.wt.put(kp, o)
+		default:
+			t.wt.remove(kp, key.id)
 		}
-		old, err := t.txn.First(string(k), indexID, id)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", k, id, err)
-		}
-		if old != nil {
-			if err := t.txn.Delete(string(k), old); err != nil {
-				return fmt.Errorf("%s %s: %w", k, id, err)
-			}
-		}
-	}
-	delete(t.pending, k)
-	return nil
+	})
+	t.pending.removeKind(k)
+	t.kindN[kp] = 0
 }
 
 // view methods, for the writer.
 
-func (t *tx) get(k Kind, id string) (api.StoreObject, error) { return t.lookup(k, id), nil }
+func (t *tx) get(k Kind, id string) api.StoreObject { return t.lookup(k, id) }
 
-func (t *tx) byName(k Kind, name string, fn func(api.StoreObject) bool) error {
-	return t.each(k, ByName(name), fn)
+// overlayScanMax is the most pending writes of a kind a name check scans
+// rather than materializing them.
+const overlayScanMax = 8
+
+func (t *tx) nameOwner(k Kind, lname, self string) string {
+	kp := kindPos(k)
+	if t.kindN[kp] > overlayScanMax {
+		t.materialize(k)
+	}
+	// Names are unique in the overlay and below it, so at most one
+	// object other than self can match.
+	other := ""
+	if t.kindN[kp] > 0 {
+		t.pending.each(func(key objKey, o api.StoreObject) {
+			if key.kind == k && o != nil && key.id != self && lowerName(o) == lname {
+				other = key.id
+			}
+		})
+		if other != "" {
+			return other
+		}
+	}
+	t.state().tables[kp].idx[nameIndex].ascend(keyItem{s: lname}, false, func(it keyItem) bool {
+		if it.s != lname {
+			return false
+		}
+		if it.id == self {
+			return true
+		}
+		if t.kindN[kp] > 0 {
+			if _, overlaid := t.pending.get(objKey{k, it.id}); overlaid {
+				return true // the overlay has this object's current name
+			}
+		}
+		other = it.id
+		return false
+	})
+	return other
 }
 
-func (t *tx) put(k Kind, obj api.StoreObject) error {
-	t.setPending(k, obj.GetId(), obj)
-	return nil
-}
+func (t *tx) store(k Kind, obj api.StoreObject) { t.setPending(k, obj.GetId(), obj) }
 
-func (t *tx) remove(k Kind, obj api.StoreObject) error {
-	t.setPending(k, obj.GetId(), nil)
-	return nil
-}
+func (t *tx) delete(k Kind, id string) { t.setPending(k, id, nil) }
 
 func (t *tx) setPending(k Kind, id string, obj api.StoreObject) {
-	p := t.pending[k]
-	if p == nil {
-		p = make(map[string]api.StoreObject)
-		t.pending[k] = p
+	if t.pending.set(objKey{k, id}, obj) {
+		t.kindN[kindPos(k)]++
 	}
-	p[id] = obj
 }
 
 func (t *tx) Create(obj api.StoreObject) error {
@@ -356,9 +343,8 @@ func (t *tx) abort() {
 		return
 	}
 	t.done = true
-	if t.writing {
-		t.txn.Abort()
-	}
+	t.wt = nil
+	t.pending = keyedList[api.StoreObject]{}
 }
 
 func checkObject(obj api.StoreObject) (Kind, error) {
@@ -375,62 +361,41 @@ func checkObject(obj api.StoreObject) (Kind, error) {
 	return k, nil
 }
 
-// change is one applied action, for watch events.
+// change is one applied action, for watch events and undo.
 type change struct {
+	kind   Kind
 	action api.StoreAction_Kind
 	obj    api.StoreObject // stored after the action (nil for remove)
 	old    api.StoreObject // stored before (nil for create)
 }
 
-// view is what the write rules run against: the store's memdb write txn
-// when applying, a transaction's overlay when preparing.
+// view is what the write rules run against: the batch's write transaction
+// when applying, a transaction's overlay when preparing. Writes cannot
+// fail: the writer checks everything first.
 type view interface {
-	get(k Kind, id string) (api.StoreObject, error)
-	byName(k Kind, name string, fn func(api.StoreObject) bool) error
-	put(k Kind, obj api.StoreObject) error
-	remove(k Kind, obj api.StoreObject) error
+	// get returns the stored object of kind k with that ID, or nil.
+	get(k Kind, id string) api.StoreObject
+	// nameOwner returns the ID of an object of kind k other than self
+	// whose lowercased name is lname, or "".
+	nameOwner(k Kind, lname, self string) string
+	// store stores obj, replacing the object with its ID if any.
+	store(k Kind, obj api.StoreObject)
+	// delete removes the object of kind k with that ID.
+	delete(k Kind, id string)
 }
-
-// memdbView is a view on a memdb write txn.
-type memdbView struct{ txn *memdb.Txn }
-
-func (v memdbView) get(k Kind, id string) (api.StoreObject, error) {
-	raw, err := v.txn.First(string(k), indexID, id)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: lookup: %w", k, id, err)
-	}
-	if raw == nil {
-		return nil, nil
-	}
-	return raw.(api.StoreObject), nil
-}
-
-func (v memdbView) byName(k Kind, name string, fn func(api.StoreObject) bool) error {
-	it, err := v.txn.Get(string(k), indexName, name)
-	if err != nil {
-		return fmt.Errorf("%s name lookup: %w", k, err)
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if !fn(raw.(api.StoreObject)) {
-			return nil
-		}
-	}
-	return nil
-}
-
-func (v memdbView) put(k Kind, obj api.StoreObject) error { return v.txn.Insert(string(k), obj) }
-
-func (v memdbView) remove(k Kind, obj api.StoreObject) error { return v.txn.Delete(string(k), obj) }
 
 // writer performs store actions on a view with every precondition checked.
 // It is the one implementation of the write rules, used both while a
 // transaction is prepared and when it is applied.
 type writer struct {
 	v view
+	// track makes the writer remember base versions (below): needed only
+	// when several actions are performed as one request.
+	track bool
 	// base holds, for each object already written through this writer,
 	// its version before the first write: later updates of it in the same
 	// request must carry that version.
-	base map[objKey]uint64
+	base keyedList[uint64]
 }
 
 type objKey struct {
@@ -438,9 +403,13 @@ type objKey struct {
 	id   string
 }
 
-func newWriter(v view) writer {
-	return writer{v: v, base: make(map[objKey]uint64)}
+// reset starts a new request.
+func (w *writer) reset(track bool) {
+	w.track = track
+	w.base.reset()
 }
+
+func (w *writer) setBase(key objKey, v uint64) { w.base.set(key, v) }
 
 // checkName fails if another object of obj's kind has obj's name and names
 // of that kind are unique.
@@ -452,19 +421,8 @@ func (w *writer) checkName(k Kind, obj api.StoreObject) error {
 	if name == "" {
 		return nil
 	}
-	var other api.StoreObject
-	err := w.v.byName(k, name, func(o api.StoreObject) bool {
-		if o.GetId() != obj.GetId() {
-			other = o
-			return false
-		}
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", k, obj.GetId(), err)
-	}
-	if other != nil {
-		return fmt.Errorf("%s %s: %s %q (%s) already exists: %w", k, obj.GetId(), k, name, other.GetId(), ErrNameConflict)
+	if other := w.v.nameOwner(k, strings.ToLower(name), obj.GetId()); other != "" {
+		return fmt.Errorf("%s %s: %s %q (%s) already exists: %w", k, obj.GetId(), k, name, other, ErrNameConflict)
 	}
 	return nil
 }
@@ -479,11 +437,7 @@ func (w *writer) do(a *api.StoreAction, index uint64) (change, error) {
 		return change{}, err
 	}
 	id := obj.GetId()
-	key := objKey{k, id}
-	cur, err := w.v.get(k, id)
-	if err != nil {
-		return change{}, err
-	}
+	cur := w.v.get(k, id)
 	switch a.GetKind() {
 	case api.StoreAction_CREATE:
 		if cur != nil {
@@ -495,17 +449,21 @@ func (w *writer) do(a *api.StoreAction, index uint64) (change, error) {
 		if index != 0 {
 			setVersion(obj, index)
 		}
-		if err := w.v.put(k, obj); err != nil {
-			return change{}, fmt.Errorf("create %s %s: %w", k, id, err)
+		w.v.store(k, obj)
+		if w.track {
+			w.setBase(objKey{k, id}, 0)
 		}
-		w.base[key] = 0
-		return change{action: api.StoreAction_CREATE, obj: obj}, nil
+		return change{kind: k, action: api.StoreAction_CREATE, obj: obj}, nil
 
 	case api.StoreAction_UPDATE:
 		if cur == nil {
 			return change{}, fmt.Errorf("update %s %s: %w", k, id, ErrNotExist)
 		}
-		want, seen := w.base[key]
+		var want uint64
+		seen := false
+		if w.track {
+			want, seen = w.base.get(objKey{k, id})
+		}
 		if !seen {
 			want = cur.GetMeta().GetVersion().GetIndex()
 		}
@@ -520,30 +478,31 @@ func (w *writer) do(a *api.StoreAction, index uint64) (change, error) {
 		if index != 0 {
 			setVersion(obj, index)
 		}
-		if err := w.v.put(k, obj); err != nil {
-			return change{}, fmt.Errorf("update %s %s: %w", k, id, err)
+		w.v.store(k, obj)
+		if w.track && !seen {
+			w.setBase(objKey{k, id}, want)
 		}
-		if !seen {
-			w.base[key] = want
-		}
-		return change{action: api.StoreAction_UPDATE, obj: obj, old: cur}, nil
+		return change{kind: k, action: api.StoreAction_UPDATE, obj: obj, old: cur}, nil
 
 	case api.StoreAction_REMOVE:
 		if cur == nil {
 			return change{}, fmt.Errorf("delete %s %s: %w", k, id, ErrNotExist)
 		}
-		if err := w.v.remove(k, cur); err != nil {
-			return change{}, fmt.Errorf("delete %s %s: %w", k, id, err)
-		}
-		return change{action: api.StoreAction_REMOVE, old: cur}, nil
+		w.v.delete(k, id)
+		return change{kind: k, action: api.StoreAction_REMOVE, old: cur}, nil
 	}
 	return change{}, fmt.Errorf("%s %s: action %v: %w", k, id, a.GetKind(), ErrInvalidObject)
 }
 
-// setVersion gives obj a fresh Meta with version index, keeping its
-// timestamps (which are immutable once stored and may be shared).
+// setVersion sets obj's version to index. The writer owns the object (and
+// its Meta and Version, which transactions and the log decoder create for
+// each object); timestamps, which may be shared, are left alone.
 func setVersion(obj api.StoreObject, index uint64) {
 	m := obj.GetMeta()
+	if m != nil && m.Version != nil {
+		m.Version.Index = index
+		return
+	}
 	obj.SetMeta(&api.Meta{
 		Version:   &api.Version{Index: index},
 		CreatedAt: m.GetCreatedAt(),
