@@ -204,45 +204,36 @@ func (e *ExternalCA) IssueNodeCertificate(ctx context.Context, csrPEM []byte, no
 	if err != nil {
 		return nil, fmt.Errorf("external CA: %w", err)
 	}
-	var cert []byte
-	err = e.each(ctx, func(ctx context.Context, ep externalEndpoint) error {
-		body, err := json.Marshal(cfsslSignRequest{
+	return e.certificate(ctx, cfsslSignPath, func(ep externalEndpoint) any {
+		return cfsslSignRequest{
 			Request: string(csrPEM),
 			Hosts:   []string{string(subj.role), subj.nodeID},
 			Subject: &cfsslSubject{CN: subj.nodeID, Names: []cfsslName{{O: subj.org, OU: string(subj.role)}}},
 			Profile: ep.profile,
-		})
-		if err != nil {
-			return err
 		}
-		var res cfsslCertificateResult
-		if err := ep.call(ctx, cfsslSignPath, body, &res); err != nil {
-			return err
-		}
-		if res.Certificate == "" {
-			return errors.New("no certificate in the answer")
-		}
-		cert = []byte(res.Certificate)
-		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return cert, nil
 }
 
 // RootCertificate asks the external CA for its signing certificate
 // (POST /api/v1/cfssl/info), e.g. to create a cluster whose root is the
 // external CA's. Check it before trusting it.
 func (e *ExternalCA) RootCertificate(ctx context.Context) ([]byte, error) {
+	return e.certificate(ctx, cfsslInfoPath, func(ep externalEndpoint) any {
+		return map[string]string{"label": "", "profile": ep.profile}
+	})
+}
+
+// certificate posts the request made for each endpoint to path, in turn,
+// and returns the certificate of the first endpoint that gives one.
+func (e *ExternalCA) certificate(ctx context.Context, path string, request func(externalEndpoint) any) ([]byte, error) {
 	var cert []byte
 	err := e.each(ctx, func(ctx context.Context, ep externalEndpoint) error {
-		body, err := json.Marshal(map[string]string{"label": "", "profile": ep.profile})
+		body, err := json.Marshal(request(ep))
 		if err != nil {
 			return err
 		}
 		var res cfsslCertificateResult
-		if err := ep.call(ctx, cfsslInfoPath, body, &res); err != nil {
+		if err := ep.call(ctx, path, body, &res); err != nil {
 			return err
 		}
 		if res.Certificate == "" {
