@@ -196,7 +196,7 @@ func (n *Node) runNode(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if sec.Peer().Role == ca.RoleManager {
 		m, err := n.startManager(ctx, sec, boot, managers, &wg, errc)
 		if err != nil {
@@ -230,6 +230,13 @@ func (n *Node) runNode(ctx context.Context) error {
 	if err := saveState(n.cfg.StateDir, persistentState{Managers: a.Managers()}); err != nil {
 		n.log.Warn("node: save known managers", "error", err)
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := n.runRenewal(ctx, sec, a.Managers); err != nil && ctx.Err() == nil {
+			errc <- err
+		}
+	}()
 	n.readyOnce.Do(func() { close(n.ready) })
 	n.log.Info("node is ready", "node.id", sec.NodeID(), "role", string(sec.Peer().Role),
 		"elapsed", time.Since(n.startedAt).Round(time.Microsecond))
