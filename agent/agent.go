@@ -32,6 +32,8 @@ type Config struct {
 	Logger      *slog.Logger
 	// MaxBackoff bounds the wait between reconnections (default 8s).
 	MaxBackoff time.Duration
+	// OnNode, if set, is called with every node object the dispatcher sends.
+	OnNode func(*api.Node)
 }
 
 // Agent keeps the node's session with the managers.
@@ -211,6 +213,9 @@ func (a *Agent) update(addr string, msg *api.SessionMessage) {
 	a.sessionID = msg.GetSessionId()
 	a.manager = addr
 	a.mu.Unlock()
+	if msg.GetNode() != nil && a.cfg.OnNode != nil {
+		a.cfg.OnNode(msg.GetNode())
+	}
 	if ms := msg.GetManagers(); len(ms) > 0 {
 		addrs := make([]string, 0, len(ms))
 		for _, m := range ms {

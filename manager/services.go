@@ -69,5 +69,5 @@ func (m *Manager) newJoinToken(api.NodeRole) (string, error) {
 
 // leaderDuties lists what runs only on the leader.
 func (m *Manager) leaderDuties() []func(context.Context) error {
-	return []func(context.Context) error{m.dispatcher.Run}
+	return []func(context.Context) error{m.dispatcher.Run, m.reconcileRoles}
 }

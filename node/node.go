@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/ca"
 	"github.com/openswarm/swarmd/manager"
+	"github.com/openswarm/swarmd/manager/state/raft"
 )
 
 // Config configures a node.
@@ -196,16 +198,16 @@ func (n *Node) runNode(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	errc := make(chan error, 3)
+	var mr *managerRun
+	defer func() { mr.stop() }()
 	if sec.Peer().Role == ca.RoleManager {
-		m, err := n.startManager(ctx, sec, boot, managers, &wg, errc)
-		if err != nil {
+		if mr, err = n.startManager(ctx, sec, boot, managers); err != nil {
 			return err
 		}
 		select {
-		case <-m.Ready():
-		case err := <-errc:
-			return err
+		case <-mr.m.Ready():
+		case <-mr.exited:
+			return mr.err
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -214,10 +216,17 @@ func (n *Node) runNode(ctx context.Context) error {
 	if len(managers) == 0 {
 		return errors.New("node: no manager known; join again with --join-addr")
 	}
-	a, err := n.newAgent(sec, managers)
+	renewNow := make(chan struct{}, 1)
+	roleCheck := make(chan struct{}, 1)
+	a, err := n.newAgent(sec, managers, func(obj *api.Node) {
+		if want, err := ca.RoleOf(ca.IssuedRole(obj)); err == nil && want != sec.Peer().Role {
+			signal(renewNow)
+		}
+	})
 	if err != nil {
 		return err
 	}
+	errc := make(chan error, 2)
 	wg.Add(1)
 	go func() { defer wg.Done(); errc <- a.Run(ctx) }()
 	select {
@@ -233,22 +242,96 @@ func (n *Node) runNode(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := n.runRenewal(ctx, sec, a.Managers); err != nil && ctx.Err() == nil {
+		if err := n.runRenewal(ctx, sec, a.Managers, renewNow, func() { signal(roleCheck) }); err != nil && ctx.Err() == nil {
 			errc <- err
 		}
 	}()
 	n.readyOnce.Do(func() { close(n.ready) })
 	n.log.Info("node is ready", "node.id", sec.NodeID(), "role", string(sec.Peer().Role),
 		"elapsed", time.Since(n.startedAt).Round(time.Microsecond))
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		var exited <-chan struct{}
+		if mr != nil {
+			exited = mr.exited
+		}
+		select {
+		case <-roleCheck:
+			if mr, err = n.followRole(ctx, sec, mr, a.Managers()); err != nil {
+				return err
+			}
+		case <-exited:
+			if !errors.Is(mr.err, raft.ErrMemberRemoved) {
+				return mr.err
+			}
+			// Demoted: the leader removed this manager from the raft
+			// group; the worker certificate follows once the leader
+			// records the worker role (the node object says so).
+			n.log.Info("node: removed from the raft group; running as a worker")
+			mr = nil
+			if err := n.removeRaftState(); err != nil {
+				return err
+			}
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
-func (n *Node) startManager(ctx context.Context, sec *ca.SecurityConfig, boot *manager.Bootstrap, managers []string, wg *sync.WaitGroup, errc chan<- error) (*manager.Manager, error) {
+// signal makes a pending notification on a channel of capacity one.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// followRole starts or stops the manager to match the role the node's
+// certificate now names: promotion and demotion need no restart.
+func (n *Node) followRole(ctx context.Context, sec *ca.SecurityConfig, mr *managerRun, managers []string) (*managerRun, error) {
+	switch role := sec.Peer().Role; {
+	case role == ca.RoleManager && mr == nil:
+		n.log.Info("node: promoted; starting the manager")
+		if err := n.removeRaftState(); err != nil {
+			return nil, err
+		}
+		return n.startManager(ctx, sec, nil, managers)
+	case role == ca.RoleWorker && mr != nil:
+		n.log.Info("node: demoted; stopping the manager")
+		mr.stop()
+		return nil, n.removeRaftState()
+	}
+	return mr, nil
+}
+
+// removeRaftState forgets this node's raft membership: a manager that left
+// the raft group joins again under a new raft ID if promoted later.
+func (n *Node) removeRaftState() error {
+	if err := os.RemoveAll(filepath.Join(n.cfg.StateDir, "raft")); err != nil {
+		return fmt.Errorf("node: remove raft state: %w", err)
+	}
+	return nil
+}
+
+// managerRun is a running manager.
+type managerRun struct {
+	m      *manager.Manager
+	cancel context.CancelFunc
+	exited chan struct{}
+	err    error
+}
+
+// stop stops the manager and waits for it; a nil managerRun is stopped.
+func (r *managerRun) stop() {
+	if r == nil {
+		return
+	}
+	r.cancel()
+	<-r.exited
+}
+
+func (n *Node) startManager(ctx context.Context, sec *ca.SecurityConfig, boot *manager.Bootstrap, managers []string) (*managerRun, error) {
 	lis, err := net.Listen("tcp", n.cfg.ListenRemoteAPI)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen on the remote API %s: %w", n.cfg.ListenRemoteAPI, err)
@@ -280,17 +363,21 @@ func (n *Node) startManager(ctx context.Context, sec *ca.SecurityConfig, boot *m
 	n.mu.Lock()
 	n.manager = m
 	n.mu.Unlock()
-	wg.Add(1)
+	mctx, cancel := context.WithCancel(ctx)
+	r := &managerRun{m: m, cancel: cancel, exited: make(chan struct{})}
 	go func() {
-		defer wg.Done()
-		if err := m.Run(ctx); err != nil {
-			errc <- err
+		defer close(r.exited)
+		r.err = m.Run(mctx)
+		n.mu.Lock()
+		if n.manager == m {
+			n.manager = nil
 		}
+		n.mu.Unlock()
 	}()
-	return m, nil
+	return r, nil
 }
 
-func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string) (*agent.Agent, error) {
+func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string, onNode func(*api.Node)) (*agent.Agent, error) {
 	creds, err := sec.ClientCredentials(ca.ManagerServerName)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -300,6 +387,7 @@ func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string) (*agent.Agent
 		Credentials: creds,
 		Description: n.describe,
 		Logger:      n.cfg.Logger,
+		OnNode:      onNode,
 	})
 	if err != nil {
 		return nil, err

@@ -20,13 +20,22 @@ const (
 // and 80 % of its life, through the managers the agent knows, retrying
 // with backoff until it succeeds. A renewed certificate is written to disk
 // before the node switches to it; connections made afterwards present it.
-func (n *Node) runRenewal(ctx context.Context, sec *ca.SecurityConfig, managers func() []string) error {
+//
+// renewNow asks for a renewal at once (the node's role changed); renewed is
+// called after every renewal.
+func (n *Node) runRenewal(ctx context.Context, sec *ca.SecurityConfig, managers func() []string, renewNow <-chan struct{}, renewed func()) error {
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
 	krw := ca.NewKeyReadWriter(n.cfg.StateDir)
 	for {
 		delay := ca.CertificateRenewalDelay(sec.Certificate(), time.Now(), rnd)
 		n.log.Debug("node: certificate renewal scheduled", "in", delay.Round(time.Second))
-		if !sleepCtx(ctx, delay) {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-renewNow:
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
 		}
 		retry := time.Second
@@ -35,7 +44,9 @@ func (n *Node) runRenewal(ctx context.Context, sec *ca.SecurityConfig, managers 
 			if err == nil {
 				cert := sec.Certificate()
 				n.log.Info("node: certificate renewed", "node.id", sec.NodeID(),
-					"serial", cert.SerialNumber.Text(16), "not_after", cert.NotAfter.UTC().Format(time.RFC3339))
+					"serial", cert.SerialNumber.Text(16), "not_after", cert.NotAfter.UTC().Format(time.RFC3339),
+					"role", string(sec.Peer().Role))
+				renewed()
 				break
 			}
 			n.log.Warn("node: certificate renewal failed; retrying", "error", err, "retry_in", retry)

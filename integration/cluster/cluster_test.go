@@ -200,3 +200,58 @@ func TestJoinRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestPromoteDemoteWithoutRestart promotes a worker to a manager and demotes
+// it back; its process never restarts.
+func TestPromoteDemoteWithoutRestart(t *testing.T) {
+	m1 := startSwarmd(t, "m1", "127.0.0.91:4242", "--init")
+	m1.waitReady(t)
+	worker, manager := joinTokens(t, m1.socket())
+	m2 := startSwarmd(t, "m2", "127.0.0.92:4242", "--join-addr", m1.addr, "--join-token", manager)
+	m2.waitReady(t)
+	w := startSwarmd(t, "w", "127.0.0.93:4242", "--join-addr", m1.addr, "--join-token", worker)
+	w.waitReady(t)
+	pid := w.cmd.Process.Pid
+	status := func() string {
+		out, err := swarmctl(t, m1.socket(), "node", "ls")
+		if err != nil {
+			return ""
+		}
+		f := nodeRows(out)["w"]
+		if len(f) < 5 {
+			return ""
+		}
+		if len(f) == 5 {
+			return "worker"
+		}
+		return f[5]
+	}
+	if out, err := swarmctl(t, m1.socket(), "node", "promote", "w"); err != nil {
+		t.Fatalf("promote: %v\n%s", err, out)
+	}
+	eventually(t, 30*time.Second, "w to be a Reachable manager", func() bool { return status() == "Reachable" }, w, m1)
+	eventually(t, 30*time.Second, "the promoted node's control socket to answer", func() bool {
+		_, err := swarmctl(t, w.socket(), "node", "ls")
+		return err == nil
+	}, w)
+	if out, err := swarmctl(t, m1.socket(), "node", "demote", "w"); err != nil {
+		t.Fatalf("demote: %v\n%s", err, out)
+	}
+	eventually(t, 30*time.Second, "w to be a worker again", func() bool { return status() == "worker" }, w, m1)
+	if w.hasExited() || w.cmd.Process.Pid != pid {
+		t.Fatal("the node's process restarted")
+	}
+	eventually(t, 10*time.Second, "2 managers in the raft group", func() bool {
+		out, err := swarmctl(t, m2.socket(), "node", "ls")
+		if err != nil {
+			return false
+		}
+		managers := 0
+		for _, f := range nodeRows(out) {
+			if len(f) > 5 {
+				managers++
+			}
+		}
+		return managers == 2
+	}, m1, m2)
+}
