@@ -63,10 +63,6 @@ func (n *Node) loadOrCreateSecurity(ctx context.Context) (*ca.SecurityConfig, *m
 }
 
 func (n *Node) createCluster(ctx context.Context, krw *ca.KeyReadWriter) (*ca.SecurityConfig, *manager.Bootstrap, error) {
-	root, err := ca.CreateRootCA("swarm-ca")
-	if err != nil {
-		return nil, nil, fmt.Errorf("node: create root CA: %w", err)
-	}
 	clusterID, err := ca.NewNodeID()
 	if err != nil {
 		return nil, nil, err
@@ -80,9 +76,9 @@ func (n *Node) createCluster(ctx context.Context, krw *ca.KeyReadWriter) (*ca.Se
 		return nil, nil, fmt.Errorf("node: %w", err)
 	}
 	expiry := n.cfg.NodeCertExpiry
-	cert, err := root.IssueNodeCertificate(ctx, csr, nodeID, api.NodeRole_NODE_ROLE_MANAGER, clusterID, expiry)
+	root, cert, err := n.firstCertificate(ctx, csr, nodeID, clusterID)
 	if err != nil {
-		return nil, nil, fmt.Errorf("node: issue the first manager certificate: %w", err)
+		return nil, nil, err
 	}
 	rootCA, err := ca.NewClusterRootCA(root)
 	if err != nil {
@@ -125,6 +121,42 @@ func (n *Node) createCluster(ctx context.Context, krw *ca.KeyReadWriter) (*ca.Se
 	}
 	n.log.Info("node: created a new swarm", "cluster.id", clusterID, "node.id", nodeID)
 	return sec, boot, nil
+}
+
+// firstCertificate makes the root CA of a new swarm and signs its first
+// manager certificate: locally with a new root, or, with external CAs,
+// through them, the root then being the external CA's certificate (its key
+// never comes here).
+func (n *Node) firstCertificate(ctx context.Context, csr []byte, nodeID, clusterID string) (ca.RootCA, []byte, error) {
+	role := api.NodeRole_NODE_ROLE_MANAGER
+	if len(n.cfg.ExternalCAs) == 0 {
+		root, err := ca.CreateRootCA("swarm-ca")
+		if err != nil {
+			return ca.RootCA{}, nil, fmt.Errorf("node: create root CA: %w", err)
+		}
+		cert, err := root.IssueNodeCertificate(ctx, csr, nodeID, role, clusterID, n.cfg.NodeCertExpiry)
+		if err != nil {
+			return ca.RootCA{}, nil, fmt.Errorf("node: issue the first manager certificate: %w", err)
+		}
+		return root, cert, nil
+	}
+	ext, err := ca.NewExternalCA(n.cfg.ExternalCAs, ca.RootCA{}, ca.ExternalCAOptions{})
+	if err != nil {
+		return ca.RootCA{}, nil, fmt.Errorf("node: %w", err)
+	}
+	rootPEM, err := ext.RootCertificate(ctx)
+	if err != nil {
+		return ca.RootCA{}, nil, fmt.Errorf("node: get the external CA's certificate: %w", err)
+	}
+	root, err := ca.NewRootCA(rootPEM, nil)
+	if err != nil {
+		return ca.RootCA{}, nil, fmt.Errorf("node: external CA: %w", err)
+	}
+	cert, err := ext.IssueNodeCertificate(ctx, csr, nodeID, role, clusterID)
+	if err != nil {
+		return ca.RootCA{}, nil, fmt.Errorf("node: external CA: issue the first manager certificate: %w", err)
+	}
+	return root, cert, nil
 }
 
 func defaultClusterSpec(cfg Config) *api.ClusterSpec {
