@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +176,16 @@ func TestJoinRefusals(t *testing.T) {
 	other.waitReady(t)
 	otherWorker, _ := joinTokens(t, other.socket())
 
+	// Rotate the worker token: the old one must stop working at once.
+	if out, err := swarmctl(t, m1.socket(), "cluster", "update", "default", "--rotate-join-token", "worker"); err != nil {
+		t.Fatalf("rotate: %v\n%s", err, out)
+	}
+	rotatedAway := worker
+	worker, _ = joinTokens(t, m1.socket())
+	if worker == rotatedAway {
+		t.Fatal("the worker token did not change")
+	}
+
 	// A made-up secret for the right cluster, and a token of another cluster.
 	parts := strings.Split(worker, "-")
 	parts[len(parts)-1] = "0000000000000000000000000"
@@ -182,12 +193,13 @@ func TestJoinRefusals(t *testing.T) {
 		name, token, want string
 	}{
 		{"wrong secret", strings.Join(parts, "-"), "join token"},
+		{"rotated-away token", rotatedAway, "join token"},
 		{"token of another cluster", otherWorker, "fingerprint"},
 		{"malformed token", "SWMTKN-1-nope", "--join-token"},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startSwarmd(t, "j", "127.0.0.4"+string(rune('1'+i))+":4242", "--join-addr", m1.addr, "--join-token", tc.token)
+			p := startSwarmd(t, "j", fmt.Sprintf("127.0.0.%d:4242", 41+i), "--join-addr", m1.addr, "--join-token", tc.token)
 			eventually(t, 20*time.Second, "swarmd to exit refusing the token", func() bool {
 				return p.hasExited()
 			}, p)
