@@ -188,3 +188,11 @@ func toStatus(err error) error {
 		return status.Error(codes.Unavailable, fmt.Sprint(err))
 	}
 }
+
+// LeaveCluster removes this member from the raft group through the leader
+// (handing leadership over first if it leads). The member stops once the
+// removal is applied.
+func (n *Node) LeaveCluster(ctx context.Context) error {
+	_, err := (&service{n: n}).Leave(ctx, &api.LeaveRequest{RaftId: n.id})
+	return err
+}

@@ -1,0 +1,61 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/openswarm/swarmd/ca"
+)
+
+// The texts docker prints when a manager is asked to leave without force.
+const (
+	leaveLastManagerText = "You are attempting to leave the swarm on a node that is participating as a manager. " +
+		"Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message."
+	leaveManagerText = "You are attempting to leave the swarm on a node that is participating as a manager. " +
+		"Removing this node leaves %d managers out of %d. Without a Raft quorum your swarm will be inaccessible. " +
+		"The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. " +
+		"Use `--force` to suppress this message."
+)
+
+// ErrManagerLeave is the refusal of a manager's leave without force.
+var ErrManagerLeave = errors.New("manager must be forced to leave")
+
+// Leave takes the node out of its swarm and erases its swarm state, as
+// `docker swarm leave` does. A worker leaves at once. A manager is refused
+// without force; with force it first leaves the raft group (through the
+// leader) when other managers remain, so the others keep their quorum
+// arithmetic right.
+func (n *Node) Leave(ctx context.Context, force bool) error {
+	if m := n.Manager(); m != nil {
+		members := len(m.Raft().Members())
+		if !force {
+			if members <= 1 {
+				return fmt.Errorf("%w: %s", ErrManagerLeave, leaveLastManagerText)
+			}
+			return fmt.Errorf("%w: "+leaveManagerText, ErrManagerLeave, members-1, members)
+		}
+		if members > 1 {
+			if err := m.Raft().LeaveCluster(ctx); err != nil {
+				return fmt.Errorf("node: leave the raft group: %w", err)
+			}
+		}
+	}
+	if err := n.Stop(ctx); err != nil {
+		return err
+	}
+	return n.eraseState()
+}
+
+// eraseState removes what makes this node a member of its swarm.
+func (n *Node) eraseState() error {
+	for _, name := range []string{ca.CertificatesDir, "raft", "worker", stateFile, bootstrapFile} {
+		if err := os.RemoveAll(filepath.Join(n.cfg.StateDir, name)); err != nil {
+			return fmt.Errorf("node: erase swarm state: %w", err)
+		}
+	}
+	n.log.Info("node: left the swarm; its swarm state is erased", "state_dir", n.cfg.StateDir)
+	return nil
+}
