@@ -20,8 +20,15 @@ const (
 		"Use `--force` to suppress this message."
 )
 
-// ErrManagerLeave is the refusal of a manager's leave without force.
+// ErrManagerLeave is the refusal of a manager's leave without force; the
+// error returned says it in docker's words.
 var ErrManagerLeave = errors.New("manager must be forced to leave")
+
+// managerLeaveError carries docker's text and matches ErrManagerLeave.
+type managerLeaveError struct{ text string }
+
+func (e *managerLeaveError) Error() string        { return e.text }
+func (e *managerLeaveError) Is(target error) bool { return target == ErrManagerLeave }
 
 // Leave takes the node out of its swarm and erases its swarm state, as
 // `docker swarm leave` does. A worker leaves at once. A manager is refused
@@ -33,9 +40,9 @@ func (n *Node) Leave(ctx context.Context, force bool) error {
 		members := len(m.Raft().Members())
 		if !force {
 			if members <= 1 {
-				return fmt.Errorf("%w: %s", ErrManagerLeave, leaveLastManagerText)
+				return &managerLeaveError{leaveLastManagerText}
 			}
-			return fmt.Errorf("%w: "+leaveManagerText, ErrManagerLeave, members-1, members)
+			return &managerLeaveError{fmt.Sprintf(leaveManagerText, members-1, members)}
 		}
 		if members > 1 {
 			if err := m.Raft().LeaveCluster(ctx); err != nil {
