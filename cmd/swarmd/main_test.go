@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -173,5 +176,34 @@ func TestRunWithoutStateIsInactive(t *testing.T) {
 	cmd.SetArgs([]string{"-d", t.TempDir(), "--listen-remote-api", "127.0.0.1:0"})
 	if err := cmd.ExecuteContext(context.Background()); !errors.Is(err, node.ErrInactive) {
 		t.Errorf("got %v, want node.ErrInactive", err)
+	}
+}
+
+func TestDebugServerServesMetricsAndPprof(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	_ = lis.Close()
+	stop, err := serveDebug(addr, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	tests := []struct{ path, want string }{
+		{"/metrics", "go_goroutines"},
+		{"/debug/pprof/", "goroutine"},
+	}
+	for _, tc := range tests {
+		resp, err := http.Get("http://" + addr + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), tc.want) {
+			t.Fatalf("%s: %d, body without %q", tc.path, resp.StatusCode, tc.want)
+		}
 	}
 }

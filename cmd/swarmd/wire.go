@@ -11,6 +11,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/node"
 )
@@ -54,13 +58,17 @@ func nodeConfig(cfg *Config, logger *slog.Logger) (node.Config, error) {
 	}, nil
 }
 
-// serveDebug serves pprof on addr until the returned function is called.
+// serveDebug serves pprof (/debug/pprof/) and Prometheus metrics (/metrics)
+// on addr until the returned function is called.
 func serveDebug(addr string, logger *slog.Logger) (func(), error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--listen-debug: %w", err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
