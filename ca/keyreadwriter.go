@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/openswarm/swarmd/internal/atomicfile"
 )
 
 // Files under <state-dir>/certificates.
@@ -70,7 +72,7 @@ func (k *KeyReadWriter) WriteRootCA(root RootCA) error {
 	if err := k.mkdir(); err != nil {
 		return fmt.Errorf("write root CA: %w", err)
 	}
-	if err := writeFileAtomic(k.dir, RootCACertFilename, root.CertPEM()); err != nil {
+	if err := atomicfile.WriteFile(k.path(RootCACertFilename), root.CertPEM(), fileMode); err != nil {
 		return fmt.Errorf("write root CA: %w", err)
 	}
 	return nil
@@ -97,13 +99,13 @@ func (k *KeyReadWriter) Write(certPEM, keyPEM []byte) error {
 		return fmt.Errorf("write node certificate: %w", err)
 	}
 	pending := NodeKeyFilename + pendingKeySuffix
-	if err := writeFileAtomic(k.dir, pending, keyPEM); err != nil {
+	if err := atomicfile.WriteFile(k.path(pending), keyPEM, fileMode); err != nil {
 		return fmt.Errorf("write node key: %w", err)
 	}
-	if err := writeFileAtomic(k.dir, NodeCertFilename, certPEM); err != nil {
+	if err := atomicfile.WriteFile(k.path(NodeCertFilename), certPEM, fileMode); err != nil {
 		return fmt.Errorf("write node certificate: %w", err)
 	}
-	if err := renameSync(k.dir, pending, NodeKeyFilename); err != nil {
+	if err := atomicfile.Rename(k.path(pending), k.path(NodeKeyFilename)); err != nil {
 		return fmt.Errorf("write node key: %w", err)
 	}
 	return nil
@@ -132,7 +134,7 @@ func (k *KeyReadWriter) Read() (certPEM, keyPEM []byte, err error) {
 	}
 	newKey, pErr := os.ReadFile(k.path(pending))
 	if pErr == nil && keyMatches(certPEM, newKey) {
-		if err := renameSync(k.dir, pending, NodeKeyFilename); err != nil {
+		if err := atomicfile.Rename(k.path(pending), k.path(NodeKeyFilename)); err != nil {
 			return nil, nil, fmt.Errorf("complete node key write: %w", err)
 		}
 		return certPEM, newKey, nil
@@ -189,58 +191,5 @@ func (k *KeyReadWriter) Remove() error {
 	if err := os.RemoveAll(k.dir); err != nil {
 		return fmt.Errorf("remove %s: %w", k.dir, err)
 	}
-	return syncDir(filepath.Dir(k.dir))
-}
-
-// writeFileAtomic replaces dir/name with data (mode 0600): a temporary file
-// in dir, fsync'd, renamed over name, then dir fsync'd.
-func writeFileAtomic(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(fileMode); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// renameSync renames dir/from to dir/to and fsyncs dir.
-func renameSync(dir, from, to string) error {
-	if err := os.Rename(filepath.Join(dir, from), filepath.Join(dir, to)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	serr := d.Sync()
-	cerr := d.Close()
-	if serr != nil {
-		return serr
-	}
-	return cerr
+	return atomicfile.SyncDir(filepath.Dir(k.dir))
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/ca"
+	"github.com/openswarm/swarmd/internal/atomicfile"
 	"github.com/openswarm/swarmd/manager"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -179,7 +180,7 @@ func saveBootstrap(dir string, b *manager.Bootstrap) error {
 	if err != nil {
 		return fmt.Errorf("node: encode bootstrap: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, bootstrapFile), data, 0o600)
+	return atomicfile.WriteFile(filepath.Join(dir, bootstrapFile), data, 0o600)
 }
 
 func loadBootstrap(dir string) (*manager.Bootstrap, error) {

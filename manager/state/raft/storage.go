@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/internal/atomicfile"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
@@ -233,41 +234,13 @@ const removedFile = "removed"
 // writeRemovedMarker records, atomically and durably, that the member whose
 // state is in dir was removed from its cluster.
 func writeRemovedMarker(dir string) error {
-	tmp := filepath.Join(dir, removedFile+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, removedFile), []byte("this raft member was removed from its cluster\n"), 0o600); err != nil {
 		return fmt.Errorf("write removal marker: %w", err)
 	}
-	if _, err := f.WriteString("this raft member was removed from its cluster\n"); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write removal marker: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write removal marker: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write removal marker: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, removedFile)); err != nil {
-		return fmt.Errorf("write removal marker: %w", err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 func removedMarker(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, removedFile))
 	return err == nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
