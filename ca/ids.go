@@ -1,16 +1,12 @@
 package ca
 
-import (
-	"crypto/rand"
-	"fmt"
-)
+import "crypto/rand"
 
-// NewNodeID returns a new random node ID: 128 random bits written as 25
-// base-36 digits, the form of docker's object IDs.
-func NewNodeID() (string, error) {
+// NewID returns a new random object ID — of a node, a cluster, a service,
+// ...: 128 random bits written as 25 base-36 digits, the form of docker's
+// object IDs.
+func NewID() string {
 	var b [secretBytes]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("new node ID: %w", err)
-	}
-	return base36(b[:], secretDigits), nil
+	_, _ = rand.Read(b[:]) // never fails: crypto/rand crashes the program instead (Go 1.24+)
+	return base36(b[:], secretDigits)
 }

@@ -153,10 +153,7 @@ func (s *Server) join(ctx context.Context, cluster *api.Cluster, req *api.IssueN
 	if req.GetRole() == api.NodeRole_NODE_ROLE_MANAGER && role != api.NodeRole_NODE_ROLE_MANAGER {
 		return nil, status.Errorf(codes.PermissionDenied, "%s as a manager: this is the worker join token", msgNeedToken)
 	}
-	nodeID, err := NewNodeID()
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "%v", err)
-	}
+	nodeID := NewID()
 	cert, err := s.sign(ctx, cluster, req.GetCsr(), nodeID, role)
 	if err != nil {
 		return nil, err

@@ -64,14 +64,7 @@ func (n *Node) loadOrCreateSecurity(ctx context.Context) (*ca.SecurityConfig, *m
 }
 
 func (n *Node) createCluster(ctx context.Context, krw *ca.KeyReadWriter) (*ca.SecurityConfig, *manager.Bootstrap, error) {
-	clusterID, err := ca.NewNodeID()
-	if err != nil {
-		return nil, nil, err
-	}
-	nodeID, err := ca.NewNodeID()
-	if err != nil {
-		return nil, nil, err
-	}
+	clusterID, nodeID := ca.NewID(), ca.NewID()
 	csr, key, err := ca.GenerateNodeKeyAndCSR()
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: %w", err)

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/ca"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -18,7 +19,7 @@ func (s *Server) CreateConfig(ctx context.Context, req *api.CreateConfigRequest)
 	if err := validateConfigSpec(req.GetSpec()); err != nil {
 		return nil, err
 	}
-	c := &api.Config{Id: NewID(), Spec: proto.CloneOf(req.GetSpec())}
+	c := &api.Config{Id: ca.NewID(), Spec: proto.CloneOf(req.GetSpec())}
 	err := s.store.Update(ctx, func(tx store.Tx) error { return tx.Create(c) })
 	if errors.Is(err, store.ErrNameConflict) {
 		return nil, wrapf(err, codes.AlreadyExists, "config %s already exists", req.GetSpec().GetAnnotations().GetName())

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/ca"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -16,7 +17,7 @@ func (s *Server) CreateNetwork(ctx context.Context, req *api.CreateNetworkReques
 	if err := validateNetworkSpec(req.GetSpec()); err != nil {
 		return nil, err
 	}
-	n := &api.Network{Id: NewID(), Spec: proto.CloneOf(req.GetSpec())}
+	n := &api.Network{Id: ca.NewID(), Spec: proto.CloneOf(req.GetSpec())}
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		if n.GetSpec().GetIngress() {
 			if in, err := ingressNetwork(tx); err != nil {

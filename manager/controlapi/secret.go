@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/ca"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -30,7 +31,7 @@ func (s *Server) CreateSecret(ctx context.Context, req *api.CreateSecretRequest)
 	if err := validateSecretSpec(req.GetSpec()); err != nil {
 		return nil, err
 	}
-	sec := &api.Secret{Id: NewID(), Spec: proto.CloneOf(req.GetSpec())}
+	sec := &api.Secret{Id: ca.NewID(), Spec: proto.CloneOf(req.GetSpec())}
 	err := s.store.Update(ctx, func(tx store.Tx) error { return tx.Create(sec) })
 	if errors.Is(err, store.ErrNameConflict) {
 		return nil, wrapf(err, codes.AlreadyExists, "secret %s already exists", req.GetSpec().GetAnnotations().GetName())

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/ca"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -25,7 +26,7 @@ func (s *Server) CreateService(ctx context.Context, req *api.CreateServiceReques
 	if err := validateServiceSpec(spec); err != nil {
 		return nil, err
 	}
-	svc := &api.Service{Id: NewID(), Spec: spec, SpecVersion: &api.Version{}}
+	svc := &api.Service{Id: ca.NewID(), Spec: spec, SpecVersion: &api.Version{}}
 	if isJob(spec) {
 		svc.JobStatus = &api.JobStatus{JobIteration: &api.Version{}, LastExecution: s.timestamp()}
 	}

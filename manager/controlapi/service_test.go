@@ -19,7 +19,7 @@ func TestCreateService(t *testing.T) {
 	ctx := context.Background()
 	spec := serviceSpec("web")
 	svc := createService(t, s, spec)
-	if len(svc.GetId()) != idLen {
+	if len(svc.GetId()) != 25 { // docker-form IDs: 25 base-36 digits
 		t.Fatalf("ID %q", svc.GetId())
 	}
 	if svc.GetMeta().GetVersion().GetIndex() == 0 || svc.GetMeta().GetCreatedAt() == nil {
