@@ -7,12 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/ca"
 	"github.com/openswarm/swarmd/internal/atomicfile"
 	"github.com/openswarm/swarmd/manager"
+	"github.com/openswarm/swarmd/manager/dispatcher"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -161,7 +161,7 @@ func defaultClusterSpec(cfg Config) *api.ClusterSpec {
 			SnapshotInterval: 10000, LogEntriesForSlowFollowers: 500,
 			HeartbeatTick: uint32(max(cfg.HeartbeatTick, 1)), ElectionTick: uint32(max(cfg.ElectionTick, 10)),
 		},
-		Dispatcher: &api.DispatcherConfig{HeartbeatPeriod: durationpb.New(5 * time.Second)},
+		Dispatcher: &api.DispatcherConfig{HeartbeatPeriod: durationpb.New(dispatcher.DefaultHeartbeatPeriod)},
 		CaConfig:   &api.CAConfig{NodeCertExpiry: durationpb.New(ca.DefaultNodeCertExpiry)},
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/ca"
+	"github.com/openswarm/swarmd/manager/dispatcher"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -15,8 +17,6 @@ const (
 	defaultUpdateMonitor   = 5 * time.Second
 	defaultUpdateParallel  = 1
 	defaultReplicas        = 1
-	defaultHeartbeatPeriod = 5 * time.Second
-	defaultNodeCertExpiry  = 90 * 24 * time.Hour
 )
 
 // applyServiceDefaults fills what spec leaves unset, in place, as docker
@@ -115,13 +115,13 @@ func applyClusterDefaults(spec, cur *api.ClusterSpec) {
 		spec.Dispatcher = &api.DispatcherConfig{}
 	}
 	if spec.Dispatcher.GetHeartbeatPeriod().AsDuration() == 0 {
-		spec.Dispatcher.HeartbeatPeriod = durationpb.New(defaultHeartbeatPeriod)
+		spec.Dispatcher.HeartbeatPeriod = durationpb.New(dispatcher.DefaultHeartbeatPeriod)
 	}
 	if spec.CaConfig == nil {
 		spec.CaConfig = &api.CAConfig{}
 	}
 	if spec.CaConfig.GetNodeCertExpiry().AsDuration() == 0 {
-		spec.CaConfig.NodeCertExpiry = durationpb.New(defaultNodeCertExpiry)
+		spec.CaConfig.NodeCertExpiry = durationpb.New(ca.DefaultNodeCertExpiry)
 	}
 	if spec.Raft == nil && cur.GetRaft() != nil {
 		spec.Raft = proto.CloneOf(cur.GetRaft())

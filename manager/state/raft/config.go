@@ -37,7 +37,6 @@ const (
 	DefaultElectionTick               = 10
 	DefaultSnapshotInterval           = 10000
 	DefaultLogEntriesForSlowFollowers = 500
-	DefaultKeepOldSnapshots           = 0
 	DefaultMaxProposalBytes           = 1 << 20
 	maxBatchBytes                     = 512 << 10
 	maxSizePerMsg                     = 256 << 10

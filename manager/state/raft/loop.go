@@ -23,7 +23,6 @@ func (n *Node) run() {
 		select {
 		case <-ticker.Chan():
 			n.raft.Tick()
-			n.ticks++
 			if n.IsLeader() {
 				n.promoteLearners()
 			}

@@ -59,7 +59,6 @@ type Node struct {
 	// Owned by the run loop.
 	confState     *raftpb.ConfState
 	snapshotIndex uint64
-	ticks         int
 	aloneChecked  bool
 	promoting     map[uint64]bool
 	promoteMu     sync.Mutex
@@ -161,7 +160,7 @@ func (n *Node) bootstrap() error {
 	if err := n.disk.create(n.self()); err != nil {
 		return err
 	}
-	n.tr = newTransport(n.id, n.cfg.Credentials, n, n.removedByPeer, n.log)
+	n.tr = newTransport(n.id, n.cfg.Credentials, n, n.markRemoved, n.log)
 	n.raft = raft.StartNode(n.raftConfig(0), []raft.Peer{{ID: n.id, Context: encodeMemberContext(n.self())}})
 	n.log.Info("raft: new cluster", "raft.id", fmt.Sprintf("%x", n.id), "addr", n.cfg.Addr)
 	return nil
@@ -184,7 +183,7 @@ func (n *Node) join(ctx context.Context) error {
 	if err := n.disk.create(n.self()); err != nil {
 		return err
 	}
-	n.tr = newTransport(n.id, n.cfg.Credentials, n, n.removedByPeer, n.log)
+	n.tr = newTransport(n.id, n.cfg.Credentials, n, n.markRemoved, n.log)
 	for _, m := range resp.GetMembers() {
 		n.members.add(m)
 		if err := n.tr.setPeer(m.GetRaftId(), m.GetAddr()); err != nil {
@@ -219,7 +218,7 @@ func (n *Node) restart() error {
 	if err := n.storage.Append(l.entries); err != nil {
 		return fmt.Errorf("raft: load log: %w", err)
 	}
-	n.tr = newTransport(n.id, n.cfg.Credentials, n, n.removedByPeer, n.log)
+	n.tr = newTransport(n.id, n.cfg.Credentials, n, n.markRemoved, n.log)
 	for _, m := range n.members.list() {
 		if err := n.tr.setPeer(m.GetRaftId(), m.GetAddr()); err != nil {
 			return err
@@ -385,10 +384,6 @@ func (n *Node) fail(err error) {
 	}
 	n.errMu.Unlock()
 	n.stopOnce.Do(func() { close(n.stopCh) })
-}
-
-func (n *Node) removedByPeer() {
-	n.markRemoved()
 }
 
 // markRemoved records on disk that this member was removed, so it never
