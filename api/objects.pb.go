@@ -382,8 +382,13 @@ type Task struct {
 	Networks           []*NetworkAttachment   `protobuf:"bytes,12,rep,name=networks,proto3" json:"networks,omitempty"`
 	Endpoint           *Endpoint              `protobuf:"bytes,13,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	JobIteration       *Version               `protobuf:"bytes,14,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// restart_history holds when the restart supervisor replaced the earlier
+	// tasks of this task's slot (or node), oldest first, as far back as the
+	// restart policy's window and max attempts need: restart counting
+	// survives a change of leader.
+	RestartHistory []*timestamppb.Timestamp `protobuf:"bytes,15,rep,name=restart_history,json=restartHistory,proto3" json:"restart_history,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -510,6 +515,13 @@ func (x *Task) GetEndpoint() *Endpoint {
 func (x *Task) GetJobIteration() *Version {
 	if x != nil {
 		return x.JobIteration
+	}
+	return nil
+}
+
+func (x *Task) GetRestartHistory() []*timestamppb.Timestamp {
+	if x != nil {
+		return x.RestartHistory
 	}
 	return nil
 }
@@ -949,7 +961,7 @@ const file_api_objects_proto_rawDesc = "" +
 	"\rupdate_status\x18\a \x01(\v2\x18.swarmd.api.UpdateStatusR\fupdateStatus\x124\n" +
 	"\n" +
 	"job_status\x18\b \x01(\v2\x15.swarmd.api.JobStatusR\tjobStatus\x12%\n" +
-	"\x0epending_delete\x18\t \x01(\bR\rpendingDelete\"\x82\x05\n" +
+	"\x0epending_delete\x18\t \x01(\bR\rpendingDelete\"\xc7\x05\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12$\n" +
 	"\x04meta\x18\x02 \x01(\v2\x10.swarmd.api.MetaR\x04meta\x12(\n" +
@@ -966,7 +978,8 @@ const file_api_objects_proto_rawDesc = "" +
 	"\rdesired_state\x18\v \x01(\x0e2\x15.swarmd.api.TaskStateR\fdesiredState\x129\n" +
 	"\bnetworks\x18\f \x03(\v2\x1d.swarmd.api.NetworkAttachmentR\bnetworks\x120\n" +
 	"\bendpoint\x18\r \x01(\v2\x14.swarmd.api.EndpointR\bendpoint\x128\n" +
-	"\rjob_iteration\x18\x0e \x01(\v2\x13.swarmd.api.VersionR\fjobIteration\"\xd1\x01\n" +
+	"\rjob_iteration\x18\x0e \x01(\v2\x13.swarmd.api.VersionR\fjobIteration\x12C\n" +
+	"\x0frestart_history\x18\x0f \x03(\v2\x1a.google.protobuf.TimestampR\x0erestartHistory\"\xd1\x01\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12$\n" +
 	"\x04meta\x18\x02 \x01(\v2\x10.swarmd.api.MetaR\x04meta\x12+\n" +
@@ -1043,12 +1056,12 @@ var file_api_objects_proto_goTypes = []any{
 	(*Annotations)(nil),           // 22: swarmd.api.Annotations
 	(*TaskStatus)(nil),            // 23: swarmd.api.TaskStatus
 	(TaskState)(0),                // 24: swarmd.api.TaskState
-	(*NetworkSpec)(nil),           // 25: swarmd.api.NetworkSpec
-	(*IPAMConfig)(nil),            // 26: swarmd.api.IPAMConfig
-	(*ClusterSpec)(nil),           // 27: swarmd.api.ClusterSpec
-	(*RootCA)(nil),                // 28: swarmd.api.RootCA
-	(*EncryptionKey)(nil),         // 29: swarmd.api.EncryptionKey
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*NetworkSpec)(nil),           // 26: swarmd.api.NetworkSpec
+	(*IPAMConfig)(nil),            // 27: swarmd.api.IPAMConfig
+	(*ClusterSpec)(nil),           // 28: swarmd.api.ClusterSpec
+	(*RootCA)(nil),                // 29: swarmd.api.RootCA
+	(*EncryptionKey)(nil),         // 30: swarmd.api.EncryptionKey
 	(*SecretSpec)(nil),            // 31: swarmd.api.SecretSpec
 	(*ConfigSpec)(nil),            // 32: swarmd.api.ConfigSpec
 }
@@ -1079,25 +1092,26 @@ var file_api_objects_proto_depIdxs = []int32{
 	9,  // 23: swarmd.api.Task.networks:type_name -> swarmd.api.NetworkAttachment
 	18, // 24: swarmd.api.Task.endpoint:type_name -> swarmd.api.Endpoint
 	17, // 25: swarmd.api.Task.job_iteration:type_name -> swarmd.api.Version
-	10, // 26: swarmd.api.Network.meta:type_name -> swarmd.api.Meta
-	25, // 27: swarmd.api.Network.spec:type_name -> swarmd.api.NetworkSpec
-	26, // 28: swarmd.api.Network.ipam:type_name -> swarmd.api.IPAMConfig
-	10, // 29: swarmd.api.Cluster.meta:type_name -> swarmd.api.Meta
-	27, // 30: swarmd.api.Cluster.spec:type_name -> swarmd.api.ClusterSpec
-	28, // 31: swarmd.api.Cluster.root_ca:type_name -> swarmd.api.RootCA
-	29, // 32: swarmd.api.Cluster.network_bootstrap_keys:type_name -> swarmd.api.EncryptionKey
-	29, // 33: swarmd.api.Cluster.unlock_keys:type_name -> swarmd.api.EncryptionKey
-	30, // 34: swarmd.api.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	10, // 35: swarmd.api.Secret.meta:type_name -> swarmd.api.Meta
-	31, // 36: swarmd.api.Secret.spec:type_name -> swarmd.api.SecretSpec
-	10, // 37: swarmd.api.Config.meta:type_name -> swarmd.api.Meta
-	32, // 38: swarmd.api.Config.spec:type_name -> swarmd.api.ConfigSpec
-	5,  // 39: swarmd.api.NetworkAttachment.network:type_name -> swarmd.api.Network
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	25, // 26: swarmd.api.Task.restart_history:type_name -> google.protobuf.Timestamp
+	10, // 27: swarmd.api.Network.meta:type_name -> swarmd.api.Meta
+	26, // 28: swarmd.api.Network.spec:type_name -> swarmd.api.NetworkSpec
+	27, // 29: swarmd.api.Network.ipam:type_name -> swarmd.api.IPAMConfig
+	10, // 30: swarmd.api.Cluster.meta:type_name -> swarmd.api.Meta
+	28, // 31: swarmd.api.Cluster.spec:type_name -> swarmd.api.ClusterSpec
+	29, // 32: swarmd.api.Cluster.root_ca:type_name -> swarmd.api.RootCA
+	30, // 33: swarmd.api.Cluster.network_bootstrap_keys:type_name -> swarmd.api.EncryptionKey
+	30, // 34: swarmd.api.Cluster.unlock_keys:type_name -> swarmd.api.EncryptionKey
+	25, // 35: swarmd.api.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	10, // 36: swarmd.api.Secret.meta:type_name -> swarmd.api.Meta
+	31, // 37: swarmd.api.Secret.spec:type_name -> swarmd.api.SecretSpec
+	10, // 38: swarmd.api.Config.meta:type_name -> swarmd.api.Meta
+	32, // 39: swarmd.api.Config.spec:type_name -> swarmd.api.ConfigSpec
+	5,  // 40: swarmd.api.NetworkAttachment.network:type_name -> swarmd.api.Network
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_api_objects_proto_init() }

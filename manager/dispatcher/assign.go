@@ -14,10 +14,10 @@ import (
 
 // needsTask reports whether the agent of node must know task t: t is
 // assigned to node (scheduled: observed state ASSIGNED or later) and either
-// should run (desired state RUNNING or earlier) or still has to be shut
-// down (desired state past RUNNING while the observed state has not left
-// RUNNING yet). A task that should be stopped and has stopped is no longer
-// the agent's business.
+// should run (desired state COMPLETE or earlier: jobs run to COMPLETE) or
+// still has to be shut down (desired state past COMPLETE while the
+// observed state has not left RUNNING yet). A task that should be stopped
+// and has stopped is no longer the agent's business.
 func needsTask(node string, t *api.Task) bool {
 	if t == nil || t.GetNodeId() != node {
 		return false
@@ -26,7 +26,7 @@ func needsTask(node string, t *api.Task) bool {
 	if observed < api.TaskState_TASK_STATE_ASSIGNED {
 		return false
 	}
-	return t.GetDesiredState() <= api.TaskState_TASK_STATE_RUNNING ||
+	return t.GetDesiredState() <= api.TaskState_TASK_STATE_COMPLETE ||
 		observed <= api.TaskState_TASK_STATE_RUNNING
 }
 

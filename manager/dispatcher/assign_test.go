@@ -60,6 +60,9 @@ func TestNeedsTask(t *testing.T) {
 		{"to remove, completed", "n1", stRemove, stComplete, false},
 		{"failed, still desired running", "n1", stRunning, stFailed, true},
 		{"completed, to shut down", "n1", stShutdown, stComplete, false},
+		{"job task, to complete", "n1", api.TaskState_TASK_STATE_COMPLETE, stAssigned, true},
+		{"job task, completed", "n1", api.TaskState_TASK_STATE_COMPLETE, stComplete, true},
+		{"delayed start, to prepare", "n1", api.TaskState_TASK_STATE_READY, stAssigned, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

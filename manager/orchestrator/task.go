@@ -1,0 +1,182 @@
+// Package orchestrator holds what the orchestrators (replicated, global,
+// jobs), the restart and update supervisors, the task reaper and the
+// constraint enforcer share: how a task is made from a service, when a
+// task is out of date, and how tasks group into slots.
+//
+// Every function here is pure: it reads the objects it is given and
+// returns new ones; the store loops live in the sub-packages.
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/ca"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// DefaultTaskHistoryRetentionLimit is how many stopped tasks a slot keeps
+// when the cluster does not say.
+const DefaultTaskHistoryRetentionLimit = 5
+
+// IsReplicated reports whether s is a replicated service.
+func IsReplicated(s *api.Service) bool { return s.GetSpec().GetReplicated() != nil }
+
+// IsGlobal reports whether s is a global service.
+func IsGlobal(s *api.Service) bool { return s.GetSpec().GetGlobal() != nil }
+
+// IsReplicatedJob reports whether s is a replicated job.
+func IsReplicatedJob(s *api.Service) bool { return s.GetSpec().GetReplicatedJob() != nil }
+
+// IsGlobalJob reports whether s is a global job.
+func IsGlobalJob(s *api.Service) bool { return s.GetSpec().GetGlobalJob() != nil }
+
+// IsJob reports whether s runs to completion rather than forever.
+func IsJob(s *api.Service) bool { return IsReplicatedJob(s) || IsGlobalJob(s) }
+
+// RunState is the desired state of a new task of s: RUNNING for services,
+// COMPLETE for jobs.
+func RunState(s *api.Service) api.TaskState {
+	if IsJob(s) {
+		return api.TaskState_TASK_STATE_COMPLETE
+	}
+	return api.TaskState_TASK_STATE_RUNNING
+}
+
+// NewTask returns a new task of s at now: for slot (replicated services
+// and jobs; slot 0 otherwise) or for nodeID (global services and jobs; ""
+// otherwise). Its status is NEW, its desired state RunState(s).
+func NewTask(s *api.Service, slot uint64, nodeID string, now time.Time) *api.Task {
+	name := s.GetSpec().GetAnnotations().GetName()
+	t := &api.Task{
+		Id:                 ca.NewID(),
+		ServiceId:          s.GetId(),
+		Slot:               slot,
+		NodeId:             nodeID,
+		Spec:               proto.CloneOf(s.GetSpec().GetTask()),
+		SpecVersion:        proto.CloneOf(s.GetSpecVersion()),
+		ServiceAnnotations: proto.CloneOf(s.GetSpec().GetAnnotations()),
+		Endpoint:           proto.CloneOf(s.GetEndpoint()),
+		DesiredState:       RunState(s),
+		Status: &api.TaskStatus{
+			State:     api.TaskState_TASK_STATE_NEW,
+			Message:   "created",
+			Timestamp: timestamppb.New(now),
+		},
+	}
+	if nodeID != "" {
+		t.Annotations = &api.Annotations{Name: fmt.Sprintf("%s.%s", name, nodeID)}
+	} else {
+		t.Annotations = &api.Annotations{Name: fmt.Sprintf("%s.%d", name, slot)}
+	}
+	if js := s.GetJobStatus(); js != nil {
+		t.JobIteration = proto.CloneOf(js.GetJobIteration())
+	}
+	return t
+}
+
+// IsTaskDirty reports whether t no longer matches its service: its task
+// spec differs from s's, or, once the allocator gave t its endpoint, the
+// endpoint s asks for changed. A dirty task is replaced by the update
+// supervisor.
+func IsTaskDirty(s *api.Service, t *api.Task) bool {
+	if !proto.Equal(s.GetSpec().GetTask(), t.GetSpec()) {
+		return true
+	}
+	return t.GetEndpoint() != nil && !proto.Equal(s.GetSpec().GetEndpoint(), t.GetEndpoint().GetSpec())
+}
+
+// IsRunnable reports whether t is still meant to run: its desired state
+// is not past COMPLETE.
+func IsRunnable(t *api.Task) bool {
+	return t.GetDesiredState() <= api.TaskState_TASK_STATE_COMPLETE
+}
+
+// HasStopped reports whether t's observed state is past RUNNING.
+func HasStopped(t *api.Task) bool {
+	return t.GetStatus().GetState() > api.TaskState_TASK_STATE_RUNNING
+}
+
+// IsDead reports whether t neither should run nor runs: it only remains as
+// history (or awaits deletion).
+func IsDead(t *api.Task) bool { return !IsRunnable(t) && HasStopped(t) }
+
+// Slot is the tasks of one replicated slot, or of one node of a global
+// service, that are still meant to run.
+type Slot []*api.Task
+
+// SlotsByNumber groups the runnable tasks of a replicated service by slot.
+func SlotsByNumber(tasks []*api.Task) map[uint64]Slot {
+	slots := make(map[uint64]Slot)
+	for _, t := range tasks {
+		if IsRunnable(t) {
+			slots[t.GetSlot()] = append(slots[t.GetSlot()], t)
+		}
+	}
+	return slots
+}
+
+// SlotsByNode groups the runnable tasks of a global service by node.
+func SlotsByNode(tasks []*api.Task) map[string]Slot {
+	slots := make(map[string]Slot)
+	for _, t := range tasks {
+		if IsRunnable(t) {
+			slots[t.GetNodeId()] = append(slots[t.GetNodeId()], t)
+		}
+	}
+	return slots
+}
+
+// NodeAcceptsTasks reports whether new tasks may go to n: it is not DOWN
+// and its availability is ACTIVE.
+func NodeAcceptsTasks(n *api.Node) bool {
+	return n != nil && n.GetStatus().GetState() != api.NodeStatus_DOWN &&
+		n.GetSpec().GetAvailability() == api.NodeAvailability_NODE_AVAILABILITY_ACTIVE
+}
+
+// NodeKeepsTasks reports whether the tasks already on n may stay there: n
+// exists, is not DOWN and is not drained (a paused node keeps its tasks).
+func NodeKeepsTasks(n *api.Node) bool {
+	return n != nil && n.GetStatus().GetState() != api.NodeStatus_DOWN &&
+		n.GetSpec().GetAvailability() != api.NodeAvailability_NODE_AVAILABILITY_DRAIN
+}
+
+// Updater rolls the tasks of a service to its current spec. The update
+// supervisor implements it; the orchestrators call it with the slots that
+// hold dirty tasks.
+type Updater interface {
+	// Update starts the rolling update of s's slots, or lets the one
+	// already running for s's spec version go on. An update of an older
+	// spec version of s is replaced.
+	Update(ctx context.Context, cluster *api.Cluster, s *api.Service, slots []Slot)
+	// Cancel stops any update of the service with that ID.
+	Cancel(serviceID string)
+}
+
+// Restarter replaces the tasks that stop on their own, as their restart
+// policy says. The restart supervisor implements it; the orchestrators
+// and the update supervisor call it.
+type Restarter interface {
+	// Restart shuts t down (desired SHUTDOWN) within the caller's write
+	// and, if t's restart policy allows, creates its replacement in the
+	// same slot (or on the same node) with a delayed start.
+	Restart(ctx context.Context, tx TaskWriter, cluster *api.Cluster, s *api.Service, t *api.Task) error
+}
+
+// TaskWriter is the part of a store transaction the restart supervisor
+// needs; store.Tx implements it.
+type TaskWriter interface {
+	Create(obj api.StoreObject) error
+	Update(obj api.StoreObject) error
+}
+
+// HistoryLimit is the cluster's task history retention limit.
+func HistoryLimit(c *api.Cluster) int64 {
+	if c == nil || c.GetSpec().GetOrchestration() == nil {
+		return DefaultTaskHistoryRetentionLimit
+	}
+	return c.GetSpec().GetOrchestration().GetTaskHistoryRetentionLimit()
+}
