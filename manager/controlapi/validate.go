@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/manager/constraint"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -39,15 +40,8 @@ var (
 	// Secrets and configs also allow dots.
 	validSecretName = regexp.MustCompile(`^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$`)
 
-	constraintKey   = regexp.MustCompile(`^(?i)[a-z_][a-z0-9\-_.]+$`)
-	constraintValue = regexp.MustCompile(`^(?i)[a-z0-9:\-_\s\.\*\(\)\?\+\[\]\\\^\$\|\/]+$`)
-
 	imageReference = regexp.MustCompile(referencePattern())
 )
-
-// constraintOperators are the placement constraint operators, in the
-// order they are looked for.
-var constraintOperators = []string{"==", "!="}
 
 // referencePattern is the grammar of a docker image reference
 // (name[:tag][@digest]) as distribution/reference defines it.
@@ -247,28 +241,10 @@ func validatePlacement(p *api.Placement) error {
 }
 
 // validateConstraints checks placement constraints: "key==value" or
-// "key!=value", with swarmkit's rules for keys and values.
+// "key!=value" (manager/constraint's grammar, the one placement uses).
 func validateConstraints(exprs []string) error {
-	for _, e := range exprs {
-		found := false
-		for _, op := range constraintOperators {
-			key, value, ok := strings.Cut(e, op)
-			if !ok {
-				continue
-			}
-			key, value = strings.TrimSpace(key), strings.TrimSpace(value)
-			if !constraintKey.MatchString(key) {
-				return errorf(codes.InvalidArgument, "key '%s' is invalid", key)
-			}
-			if !constraintValue.MatchString(value) {
-				return errorf(codes.InvalidArgument, "value '%s' is invalid", value)
-			}
-			found = true
-			break
-		}
-		if !found {
-			return errorf(codes.InvalidArgument, "constraint expected one operator from %s", strings.Join(constraintOperators, ", "))
-		}
+	if _, err := constraint.Parse(exprs); err != nil {
+		return errorf(codes.InvalidArgument, "%s", err.Error())
 	}
 	return nil
 }
