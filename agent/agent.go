@@ -2,6 +2,12 @@
 // manager's dispatcher, heartbeats on the period the dispatcher asks for,
 // follows the manager list it is given, and reconnects with backoff to
 // another manager when the session breaks.
+//
+// Given an executor, the agent also runs the node's tasks: beside each
+// session it reads the dispatcher's Assignments stream, hands every change
+// set to its worker (agent/worker), and sends the statuses the worker
+// reports with UpdateTaskStatus on the current session; reports a session
+// did not get acknowledged are sent on the next one.
 package agent
 
 import (
@@ -14,6 +20,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/openswarm/swarmd/agent/exec"
+	"github.com/openswarm/swarmd/agent/worker"
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -26,7 +34,9 @@ type Config struct {
 	Remotes *Remotes
 	// Credentials secure the connection (the node's mTLS identity).
 	Credentials credentials.TransportCredentials
-	// Description describes this node to the dispatcher.
+	// Description describes this node to the dispatcher, unless Executor
+	// is set and describes it (then Description is the fallback when
+	// Executor.Describe fails).
 	Description func() *api.NodeDescription
 	Clock       clockwork.Clock
 	Logger      *slog.Logger
@@ -34,6 +44,16 @@ type Config struct {
 	MaxBackoff time.Duration
 	// OnNode, if set, is called with every node object the dispatcher sends.
 	OnNode func(*api.Node)
+
+	// Executor runs the node's tasks; nil: the agent runs none (and does
+	// not ask for assignments).
+	Executor exec.Executor
+	// WorkerDBPath is the worker's task DB (a node's is
+	// <state-dir>/worker/tasks.db); empty keeps it in memory, so nothing
+	// survives a restart (simulated nodes). Used only with an Executor.
+	WorkerDBPath string
+	// DialOptions are added to the options of connections to managers.
+	DialOptions []grpc.DialOption
 }
 
 // Agent keeps the node's session with the managers.
@@ -42,6 +62,10 @@ type Agent struct {
 	log   *slog.Logger
 	ready chan struct{}
 	once  sync.Once
+
+	// worker and reporter run tasks; nil without an executor.
+	worker   *worker.Worker
+	reporter *worker.Reporter
 
 	mu        sync.Mutex
 	node      *api.Node
@@ -69,8 +93,23 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = 8 * time.Second
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With("module", "agent"), ready: make(chan struct{})}, nil
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("module", "agent"), ready: make(chan struct{})}
+	if cfg.Executor != nil {
+		a.reporter = worker.NewReporter(worker.ReporterConfig{Clock: cfg.Clock, Logger: cfg.Logger})
+		w, err := worker.New(worker.Config{
+			Executor: cfg.Executor, DBPath: cfg.WorkerDBPath, Reporter: a.reporter,
+			Clock: cfg.Clock, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		a.worker = w
+	}
+	return a, nil
 }
+
+// Worker is the agent's worker, nil if it runs no tasks.
+func (a *Agent) Worker() *worker.Worker { return a.worker }
 
 // Ready is closed once the first session is established.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
@@ -95,8 +134,17 @@ func (a *Agent) Manager() string {
 	return a.manager
 }
 
-// Run keeps a session open until ctx ends.
+// Run keeps a session open until ctx ends. With an executor, it first
+// starts the worker (which re-adopts the tasks of its task DB), and stops
+// it on return; the tasks themselves keep running. An agent runs once.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.worker != nil {
+		stop, err := a.startWorker(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	backoff := time.Duration(0)
 	var last, redirect string
@@ -134,6 +182,26 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
+// startWorker runs the worker until stop is called, once it has restored
+// the tasks of its DB.
+func (a *Agent) startWorker(ctx context.Context) (stop func(), err error) {
+	wctx, cancel := context.WithCancel(ctx)
+	werr := make(chan error, 1)
+	go func() { werr <- a.worker.Run(wctx) }()
+	select {
+	case <-a.worker.Ready():
+	case err := <-werr:
+		cancel()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return func() {
+		cancel()
+		if err := <-werr; err != nil {
+			a.log.Error("agent: worker stopped with an error", "error", err)
+		}
+	}, nil
+}
+
 var errSessionEnded = errors.New("session ended")
 
 // leaderTrailer is the trailer in which a manager that does not lead names
@@ -163,7 +231,8 @@ func nextBackoff(cur, maxWait time.Duration) time.Duration {
 // It returns an error wrapping errSessionEnded if the session was
 // established first.
 func (a *Agent) runSession(ctx context.Context, addr string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(a.cfg.Credentials))
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(a.cfg.Credentials)}, a.cfg.DialOptions...)
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", addr, err)
 	}
@@ -171,7 +240,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	client := api.NewDispatcherClient(conn)
-	stream, err := client.Session(sctx, &api.SessionRequest{Description: a.cfg.Description()})
+	stream, err := client.Session(sctx, &api.SessionRequest{Description: a.describe(sctx)})
 	if err != nil {
 		return fmt.Errorf("open session: %w", err)
 	}
@@ -185,23 +254,103 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 	a.update(addr, msg)
 	a.once.Do(func() { close(a.ready) })
 	a.log.Info("agent: session established", "manager", addr, "node.id", msg.GetNode().GetId())
+	err = a.serveSession(sctx, cancel, client, stream, addr, msg.GetSessionId())
+	return fmt.Errorf("%w: %w", errSessionEnded, err)
+}
 
-	// A failed heartbeat ends the session: cancelling its context ends Recv.
-	hbErr := make(chan error, 1)
-	go func() {
-		hbErr <- a.heartbeat(sctx, client, msg.GetSessionId())
+// serveSession serves an established session until it breaks, and returns
+// why. Beside the session stream run the heartbeats and, with a worker,
+// the Assignments stream and the status reports: the first of them to
+// fail ends the session (cancel), and its error is the one returned.
+func (a *Agent) serveSession(ctx context.Context, cancel context.CancelFunc, client api.DispatcherClient,
+	stream grpc.ServerStreamingClient[api.SessionMessage], addr, sid string,
+) error {
+	var (
+		wg    sync.WaitGroup
+		first sync.Once
+		cause error
+	)
+	// What fails after the first failure fails because the session ended.
+	fail := func(err error) {
+		first.Do(func() { cause = err })
 		cancel()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		fail(fmt.Errorf("heartbeat: %w", a.heartbeat(ctx, client, sid)))
 	}()
+	if a.worker != nil {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			fail(fmt.Errorf("assignments: %w", a.assignments(ctx, client, sid)))
+		}()
+		go func() {
+			defer wg.Done()
+			_ = a.reporter.Run(ctx, statusSender(client, sid))
+		}()
+	}
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
-			cancel()
-			if herr := <-hbErr; herr != nil && !errors.Is(herr, context.Canceled) {
-				err = fmt.Errorf("heartbeat: %w", herr)
-			}
-			return fmt.Errorf("%w: %w", errSessionEnded, err)
+			fail(err)
+			break
 		}
 		a.update(addr, msg)
+	}
+	wg.Wait()
+	return cause
+}
+
+// describe describes the node: through the executor if there is one.
+func (a *Agent) describe(ctx context.Context) *api.NodeDescription {
+	if a.cfg.Executor != nil {
+		d, err := a.cfg.Executor.Describe(ctx)
+		if err == nil {
+			return d
+		}
+		a.log.Warn("agent: executor cannot describe the node; using the configured description", "error", err)
+	}
+	return a.cfg.Description()
+}
+
+// assignments reads the session's Assignments stream and hands each
+// change set to the worker, until the stream or the worker fails.
+func (a *Agent) assignments(ctx context.Context, client api.DispatcherClient, session string) error {
+	stream, err := client.Assignments(ctx, &api.AssignmentsRequest{SessionId: session})
+	if err != nil {
+		return err
+	}
+	var as assembler
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		set, err := as.add(m)
+		if err != nil {
+			return err
+		}
+		if set == nil {
+			continue
+		}
+		if set.complete {
+			err = a.worker.Assign(ctx, set.changes)
+		} else {
+			err = a.worker.Update(ctx, set.changes)
+		}
+		if err != nil {
+			return fmt.Errorf("apply change set %s: %w", m.GetResultsIn(), err)
+		}
+	}
+}
+
+// statusSender sends task status reports on a session.
+func statusSender(client api.DispatcherClient, session string) worker.Sender {
+	return func(ctx context.Context, updates []*worker.Update) error {
+		_, err := client.UpdateTaskStatus(ctx, &api.UpdateTaskStatusRequest{SessionId: session, Updates: updates})
+		return err
 	}
 }
 

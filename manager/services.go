@@ -67,7 +67,10 @@ func (m *Manager) newJoinToken(api.NodeRole) (string, error) {
 	return ca.GenerateJoinToken(root)
 }
 
-// leaderDuties lists what runs only on the leader.
+// leaderDuties lists what runs only on the leader: the dispatcher, role
+// changes, and the control loop from services to running tasks
+// (orchestration.go). Each starts from what the store says, so a new
+// leader goes on where the last one stopped.
 func (m *Manager) leaderDuties() []func(context.Context) error {
-	return []func(context.Context) error{m.dispatcher.Run, m.reconcileRoles}
+	return append([]func(context.Context) error{m.dispatcher.Run, m.reconcileRoles}, m.orchestration()...)
 }
