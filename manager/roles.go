@@ -6,6 +6,7 @@ import (
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/state/store"
+	"google.golang.org/protobuf/proto"
 )
 
 // roleCheckInterval is how often the leader retries role changes that could
@@ -16,33 +17,57 @@ const roleCheckInterval = time.Second
 // node becomes a manager at once: its next certificate names the manager
 // role and it joins the raft group. A demoted manager first leaves the raft
 // group (refused while that would cost the quorum), then becomes a worker.
+//
+// Node events only name a node to look at: a node whose role matches its
+// desired role (nearly every event: registrations, status changes) costs
+// nothing more; the whole table is read at start, after a restore, and on
+// the retry tick only while some change is still outstanding.
 func (m *Manager) reconcileRoles(ctx context.Context) error {
 	events, cancel := m.store.Watch(store.MatchKind(store.KindNode))
 	defer cancel()
 	tick := time.NewTicker(roleCheckInterval)
 	defer tick.Stop()
+	outstanding := m.reconcileAllRoles(ctx)
 	for {
-		m.reconcileAllRoles(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-events:
+		case ev, ok := <-events:
 			if !ok {
 				return nil
 			}
+			n, isNode := ev.Object.(*api.Node)
+			switch {
+			case ev.Action == store.EventRestore:
+				outstanding = m.reconcileAllRoles(ctx)
+			case isNode && ev.Action != store.EventRemove && roleOutstanding(n):
+				m.reconcileRole(ctx, proto.CloneOf(n))
+				outstanding = true
+			}
 		case <-tick.C:
+			if outstanding {
+				outstanding = m.reconcileAllRoles(ctx)
+			}
 		}
 	}
 }
 
-func (m *Manager) reconcileAllRoles(ctx context.Context) {
+// roleOutstanding reports whether n's role is not yet its desired role.
+func roleOutstanding(n *api.Node) bool { return n.GetSpec().GetDesiredRole() != n.GetRole() }
+
+// reconcileAllRoles works on every node whose role is not its desired
+// role and reports whether there was any.
+func (m *Manager) reconcileAllRoles(ctx context.Context) bool {
 	var nodes []*api.Node
 	m.store.View(func(tx store.ReadTx) { nodes, _ = store.FindNodes(tx, store.All) })
+	found := false
 	for _, n := range nodes {
-		if n.GetSpec().GetDesiredRole() != n.GetRole() {
+		if roleOutstanding(n) {
 			m.reconcileRole(ctx, n)
+			found = true
 		}
 	}
+	return found
 }
 
 func (m *Manager) reconcileRole(ctx context.Context, n *api.Node) {

@@ -47,6 +47,7 @@ func newRootCommand() *cobra.Command {
 	pf.StringVar(&ip, "ip", "127.0.0.71", "loopback address of the first manager; the others take the next ones")
 	pf.IntVar(&o.JoinParallel, "join-parallel", 32, "simulated nodes joining at once")
 	pf.DurationVar(&timeout, "timeout", 15*time.Minute, "give up after this long")
+	pf.StringArrayVar(&o.ManagerArgs, "manager-arg", nil, "extra flag for the first manager, e.g. --manager-arg=--listen-debug=127.0.0.1:6060 (repeatable)")
 
 	prepare := func(cmd *cobra.Command) (context.Context, context.CancelFunc, func(), error) {
 		parsed := net.ParseIP(ip).To4()
