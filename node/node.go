@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/openswarm/swarmd/agent"
+	"github.com/openswarm/swarmd/agent/exec"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/ca"
 	"github.com/openswarm/swarmd/manager"
@@ -42,7 +43,13 @@ type Config struct {
 	ExternalCAs    []*api.ExternalCA
 	NodeCertExpiry time.Duration
 	Logger         *slog.Logger
+	// Executor runs the tasks assigned to this node (the Docker executor;
+	// the test executor in tests). Without one the node runs no task.
+	Executor exec.Executor
 }
+
+// workerDBPath is where the worker keeps its tasks, under the state dir.
+func workerDBPath(stateDir string) string { return filepath.Join(stateDir, "worker", "tasks.db") }
 
 // Node is one swarm node.
 type Node struct {
@@ -382,13 +389,21 @@ func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string, onNode func(*
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		Remotes:     agent.NewRemotes(uint64(time.Now().UnixNano()), managers...),
 		Credentials: creds,
 		Description: n.describe,
 		Logger:      n.cfg.Logger,
 		OnNode:      onNode,
-	})
+	}
+	if n.cfg.Executor != nil {
+		dbPath := workerDBPath(n.cfg.StateDir)
+		if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
+			return nil, fmt.Errorf("node: worker dir: %w", err)
+		}
+		cfg.Executor, cfg.WorkerDBPath = n.cfg.Executor, dbPath
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,325 @@
+// Package replicated is the orchestrator of replicated services: it keeps
+// each service's slots 1..Replicas filled with a runnable task.
+//
+// For each service it reconciles (see reconcile):
+//
+//   - missing slots get a new task, the lowest free slot numbers first;
+//     a slot its restart policy left empty (restart.GaveUp) stays empty
+//     until the spec changes;
+//   - extra slots are removed (desired REMOVE): first those whose task
+//     does not run (stopped, then least advanced), then running ones from
+//     the nodes holding the most tasks of the service;
+//   - tasks that stopped, or whose node is gone, DOWN or drained, go to
+//     the Restarter, which shuts them down and replaces them in the same
+//     slot as their restart policy says (tasks that lost their node are
+//     always replaced);
+//   - slots holding tasks of an older spec go to the Updater;
+//   - the tasks of a removed service get desired REMOVE, and its update
+//     is cancelled;
+//   - with the cluster's Rebalance option, tasks move gradually onto
+//     nodes that joined or became available (see rebalance.go).
+//
+// Run watches services, tasks, nodes and the cluster, and reconciles the
+// services a committed change concerns, all of them at start: nothing
+// depends on what an earlier leader did in memory.
+package replicated
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/manager/orchestrator"
+	"github.com/openswarm/swarmd/manager/state/store"
+)
+
+// Waits before a failed pass is tried again.
+const (
+	minRetryDelay = 50 * time.Millisecond
+	maxRetryDelay = 5 * time.Second
+)
+
+var errWatchClosed = errors.New("replicated orchestrator: store watch closed")
+
+// Orchestrator reconciles replicated services. Run it on the leader.
+type Orchestrator struct {
+	store     *store.MemoryStore
+	updater   orchestrator.Updater
+	restarter orchestrator.Restarter
+	clock     clockwork.Clock
+	log       *slog.Logger
+}
+
+// Option configures an Orchestrator.
+type Option func(*Orchestrator)
+
+// WithClock sets the clock of task timestamps and retries (default: the
+// real clock).
+func WithClock(c clockwork.Clock) Option { return func(o *Orchestrator) { o.clock = c } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *Orchestrator) { o.log = l } }
+
+// New returns the orchestrator of the replicated services in s, which
+// hands dirty slots to u and stopped or displaced tasks to r.
+func New(s *store.MemoryStore, u orchestrator.Updater, r orchestrator.Restarter, opts ...Option) *Orchestrator {
+	o := &Orchestrator{store: s, updater: u, restarter: r, clock: clockwork.NewRealClock(), log: slog.Default()}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
+}
+
+// Run reconciles until ctx ends (then it returns nil) or the store closes
+// its watch.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	events, cancel, err := o.store.ViewAndWatch(nil, watchFilter)
+	if err != nil {
+		return fmt.Errorf("replicated orchestrator: watch the store: %w", err)
+	}
+	defer cancel()
+	rs := newRunState()
+	defer rs.stopRetry()
+	for {
+		if rs.due() {
+			o.pass(ctx, rs)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				return errWatchClosed
+			}
+			rs.note(ev)
+		case <-rs.retryC():
+			rs.retry, rs.paused = nil, false
+		}
+	}
+}
+
+// watchFilter passes what the orchestrator reacts to, and commits.
+func watchFilter(e store.Event) bool {
+	switch e.Action {
+	case store.EventCommit, store.EventRestore:
+		return true
+	}
+	switch e.Kind() {
+	case store.KindService, store.KindTask, store.KindNode, store.KindCluster:
+		return true
+	}
+	return false
+}
+
+// pass reconciles the services noted since the last pass.
+func (o *Orchestrator) pass(ctx context.Context, rs *runState) {
+	job := rs.take()
+	var cluster *api.Cluster
+	var err error
+	o.store.View(func(tx store.ReadTx) {
+		cluster = firstCluster(tx)
+		err = job.expand(tx)
+	})
+	rebalancing := cluster.GetSpec().GetOrchestration().GetRebalance()
+	rs.startRebalancing(job, rebalancing)
+	var outs []outcome
+	if err == nil {
+		outs, err = o.write(ctx, cluster, job, rs.rebalance, rebalancing)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		rs.failed(job)
+		o.log.WarnContext(ctx, "replicated orchestrator: reconcile failed; retrying", "error", err, "retry.in", rs.pause(o.clock))
+		return
+	}
+	rs.succeeded()
+	for _, out := range outs {
+		o.report(ctx, cluster, out, rs)
+	}
+}
+
+// outcome is what reconciling one service did, for the side effects that
+// follow a successful write.
+type outcome struct {
+	id      string
+	service *api.Service // nil: removed, or not a replicated service
+	removed bool         // the service is gone
+	dirty   []orchestrator.Slot
+	wave    *wave // the rebalancing step taken, if any
+}
+
+// write reconciles the job's services, each in its own transaction of
+// one batch. A service whose reconciliation fails is noted again.
+func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, job *passJob, rebalance map[string]int, rebalancing bool) ([]outcome, error) {
+	nodes := newNodeCache()
+	var outs []outcome
+	var failed []error
+	err := o.store.Batch(ctx, func(b *store.Batch) error {
+		for _, id := range job.ids() {
+			var out outcome
+			err := b.Update(func(tx store.Tx) error {
+				var err error
+				_, candidate := rebalance[id]
+				out, err = o.reconcileOne(ctx, tx, cluster, id, nodes, rebalancing && candidate, rebalance[id])
+				return err
+			})
+			if err != nil {
+				failed = append(failed, fmt.Errorf("service %s: %w", id, err))
+				continue
+			}
+			outs = append(outs, out)
+		}
+		return nil
+	})
+	if err == nil && len(failed) > 0 {
+		err = errors.Join(failed...)
+	}
+	return outs, err
+}
+
+// reconcileOne reconciles the service with that ID within tx.
+func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *api.Cluster, id string, nodes *nodeCache, rebalance bool, lastImbalance int) (outcome, error) {
+	s := store.GetService(tx, id)
+	if s != nil && !orchestrator.IsReplicated(s) {
+		return outcome{id: id}, nil
+	}
+	tasks, err := store.FindTasks(tx, store.ByServiceID(id))
+	if err != nil {
+		return outcome{}, fmt.Errorf("find tasks: %w", err)
+	}
+	if s == nil {
+		tasks = ours(tasks)
+	}
+	p := reconcile(s, tasks, nodes.of(tx, tasks))
+	out := outcome{id: id, service: s, removed: s == nil, dirty: p.dirty}
+	if rebalance && p.settled() {
+		all, err := nodes.all(tx)
+		if err != nil {
+			return outcome{}, err
+		}
+		w := nextWave(s, tasks, eligibleNodes(s, all), lastImbalance)
+		out.wave = &w
+		p.restart = w.moves
+	}
+	return out, o.apply(ctx, tx, cluster, id, s, p)
+}
+
+// apply writes p for the service with that ID (s, nil if removed) within tx.
+func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Cluster, id string, s *api.Service, p plan) error {
+	for _, t := range p.remove {
+		t.DesiredState = api.TaskState_TASK_STATE_REMOVE
+		if err := tx.Update(t); err != nil {
+			return fmt.Errorf("remove task %s: %w", t.GetId(), err)
+		}
+	}
+	for _, t := range p.restart {
+		if err := o.restarter.Restart(ctx, tx, cluster, s, t); err != nil {
+			return err
+		}
+	}
+	now := o.clock.Now()
+	for _, slot := range p.create {
+		if err := tx.Create(orchestrator.NewTask(s, slot, "", now)); err != nil {
+			return fmt.Errorf("create task for slot %d: %w", slot, err)
+		}
+	}
+	if len(p.remove)+len(p.create)+len(p.restart) > 0 {
+		o.log.DebugContext(ctx, "replicated orchestrator: reconciled service", "service.id", id,
+			"created", len(p.create), "removed", len(p.remove), "restarted", len(p.restart))
+	}
+	return nil
+}
+
+// report hands a written outcome to the Updater and the rebalancing
+// state.
+func (o *Orchestrator) report(ctx context.Context, cluster *api.Cluster, out outcome, rs *runState) {
+	switch {
+	case out.removed:
+		o.updater.Cancel(out.id)
+		delete(rs.rebalance, out.id)
+		return
+	case out.service == nil:
+		return
+	}
+	if len(out.dirty) > 0 {
+		o.updater.Update(ctx, cluster, out.service, out.dirty)
+	}
+	if w := out.wave; w != nil {
+		switch {
+		case w.done:
+			delete(rs.rebalance, out.id)
+			o.log.DebugContext(ctx, "replicated orchestrator: rebalancing over", "service.id", out.id, "reason", w.why, "imbalance", w.imbalance)
+		case len(w.moves) > 0:
+			rs.rebalance[out.id] = w.imbalance
+			o.log.InfoContext(ctx, "replicated orchestrator: rebalancing", "service.id", out.id, "moves", len(w.moves), "imbalance", w.imbalance)
+		}
+	}
+}
+
+// ours returns the tasks that belong to a replicated service: they have
+// a slot and no job iteration.
+func ours(tasks []*api.Task) []*api.Task {
+	var out []*api.Task
+	for _, t := range tasks {
+		if isOurs(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func isOurs(t *api.Task) bool { return t.GetSlot() > 0 && t.GetJobIteration() == nil }
+
+func firstCluster(tx store.ReadTx) *api.Cluster {
+	clusters, err := store.FindClusters(tx, store.All)
+	if err != nil || len(clusters) == 0 {
+		return nil
+	}
+	return clusters[0]
+}
+
+// nodeCache reads each node once per pass.
+type nodeCache struct {
+	byID   map[string]*api.Node
+	listed []*api.Node
+}
+
+func newNodeCache() *nodeCache { return &nodeCache{byID: make(map[string]*api.Node)} }
+
+// of returns the nodes the tasks are on (gone ones are missing).
+func (c *nodeCache) of(tx store.ReadTx, tasks []*api.Task) map[string]*api.Node {
+	out := make(map[string]*api.Node)
+	for _, t := range tasks {
+		id := t.GetNodeId()
+		if id == "" {
+			continue
+		}
+		n, ok := c.byID[id]
+		if !ok {
+			n = store.GetNode(tx, id)
+			c.byID[id] = n
+		}
+		if n != nil {
+			out[id] = n
+		}
+	}
+	return out
+}
+
+// all returns every node.
+func (c *nodeCache) all(tx store.ReadTx) ([]*api.Node, error) {
+	if c.listed == nil {
+		nodes, err := store.FindNodes(tx, store.All)
+		if err != nil {
+			return nil, fmt.Errorf("find nodes: %w", err)
+		}
+		c.listed = append(make([]*api.Node, 0, len(nodes)), nodes...)
+	}
+	return c.listed, nil
+}
