@@ -22,6 +22,7 @@ import (
 	"github.com/openswarm/swarmd/manager/state/raft"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Config configures a manager.
@@ -122,7 +123,7 @@ func New(cfg Config) (*Manager, error) {
 		ready: make(chan struct{}), stopCh: make(chan struct{}), done: make(chan struct{}),
 	}
 	auth := ca.NewAuthorizer(peer.Org, ca.MethodRoles())
-	m.remote = grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(cfg.Security.ServerCredentials())}, auth.ServerOptions()...)...)
+	m.remote = grpc.NewServer(append(remoteServerOptions(cfg.Security.ServerCredentials()), auth.ServerOptions()...)...)
 	rn.Register(m.remote)
 	caSrv.Register(m.remote)
 	m.fwd = &leaderForwarder{m: m}
@@ -219,4 +220,17 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("manager: control socket permissions: %w", err)
 	}
 	return lis, nil
+}
+
+// remoteServerOptions are the options of the remote API server, which
+// holds one connection per node of the swarm (thousands): each connection
+// gets a small read buffer and borrows a write buffer only while it
+// writes, instead of keeping 64 KiB of buffers for its whole life.
+// Large messages (raft batches, snapshot chunks) are read past the buffer.
+func remoteServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.Creds(creds),
+		grpc.ReadBufferSize(8 << 10),
+		grpc.SharedWriteBuffer(true),
+	}
 }
