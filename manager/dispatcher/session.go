@@ -192,7 +192,11 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 	}
 	addr := peerAddr(ctx)
 	s, gen := r.register(node, req.GetDescription(), addr)
-	defer r.unregister(s, errSessionEnded)
+	// The session's other streams (Assignments) end with the reason this
+	// one ends: errStopped when the dispatcher stops, so that the agent
+	// looks for the new leader, errSessionEnded otherwise.
+	endErr := errSessionEnded
+	defer func() { r.unregister(s, endErr) }()
 	if err := r.w.wait(ctx, gen, node); err != nil {
 		return err
 	}
@@ -211,6 +215,7 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 		case <-s.done:
 			return s.err
 		case <-r.ctx.Done():
+			endErr = errStopped
 			return errStopped
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
