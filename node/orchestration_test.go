@@ -203,7 +203,10 @@ func TestRollingUpdateFailurePausesOrRollsBack(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.action.String(), func(t *testing.T) {
 			spec := replicated("app-"+strings.ToLower(tt.action.String()), 4)
-			spec.Update = &api.UpdateConfig{Parallelism: 2, FailureAction: tt.action, Monitor: durationpb.New(time.Second)}
+			// The delay between batches lets the first batch's failures
+			// be seen before a second batch could start (a task that
+			// fails after RUNNING ends its batch like one that runs).
+			spec.Update = &api.UpdateConfig{Parallelism: 2, Delay: durationpb.New(time.Second), FailureAction: tt.action, Monitor: durationpb.New(time.Second)}
 			spec.Rollback = &api.UpdateConfig{Parallelism: 2, Monitor: durationpb.New(200 * time.Millisecond)}
 			svc := c.createService(spec)
 			c.waitFor(20*time.Second, "4 replicas of app:1", svc.GetId(), func() bool { return c.images(svc.GetId())["app:1"] == 4 })

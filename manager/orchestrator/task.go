@@ -1,10 +1,15 @@
 // Package orchestrator holds what the orchestrators (replicated, global,
 // jobs), the restart and update supervisors, the task reaper and the
 // constraint enforcer share: how a task is made from a service, when a
-// task is out of date, and how tasks group into slots.
+// task is out of date, and how tasks group into slots (task.go); the
+// store loop the leader's reconcilers run, with its retry backoff
+// (Loop, loop.go); and the record of the services a service
+// orchestrator has to reconcile (ServiceWork, servicework.go).
 //
-// Every function here is pure: it reads the objects it is given and
-// returns new ones; the store loops live in the sub-packages.
+// The functions of task.go are pure: they read the objects they are
+// given and return new ones. Each reconciler keeps its decisions in its
+// own sub-package and hands Loop three callbacks: what an event
+// concerns, whether work waits, and one pass.
 package orchestrator
 
 import (

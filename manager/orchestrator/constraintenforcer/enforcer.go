@@ -13,7 +13,6 @@ package constraintenforcer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -27,14 +26,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Waits before a failed pass is tried again.
-const (
-	minRetryDelay = 50 * time.Millisecond
-	maxRetryDelay = 5 * time.Second
-)
-
-var errWatchClosed = errors.New("constraint enforcer: store watch closed")
-
 // Enforcer moves tasks off nodes that no longer suit them. Run it on the
 // leader.
 type Enforcer struct {
@@ -45,63 +36,38 @@ type Enforcer struct {
 }
 
 // Option configures an Enforcer.
-type Option func(*Enforcer)
+type Option = orchestrator.Option
 
 // WithClock sets the clock of retries (default: the real clock).
-func WithClock(c clockwork.Clock) Option { return func(e *Enforcer) { e.clock = c } }
+func WithClock(c clockwork.Clock) Option { return orchestrator.WithClock(c) }
 
 // WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(e *Enforcer) { e.log = l } }
+func WithLogger(l *slog.Logger) Option { return orchestrator.WithLogger(l) }
 
 // New returns the constraint enforcer of the nodes in s, which hands the
 // tasks to move to r.
 func New(s *store.MemoryStore, r orchestrator.Restarter, opts ...Option) *Enforcer {
-	e := &Enforcer{store: s, restarter: r, clock: clockwork.NewRealClock(), log: slog.Default()}
-	for _, o := range opts {
-		o(e)
-	}
-	return e
+	opt := orchestrator.NewOptions(opts)
+	return &Enforcer{store: s, restarter: r, clock: opt.Clock, log: opt.Log}
 }
 
 // Run enforces until ctx ends (then it returns nil) or the store closes
 // its watch.
 func (e *Enforcer) Run(ctx context.Context) error {
-	events, cancel, err := e.store.ViewAndWatch(nil, watchFilter)
-	if err != nil {
-		return fmt.Errorf("constraint enforcer: watch the store: %w", err)
-	}
-	defer cancel()
 	rs := &runState{nodes: make(map[string]bool), all: true}
-	defer rs.stopRetry()
-	for {
-		if rs.due() {
-			e.pass(ctx, rs)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return errWatchClosed
-			}
-			rs.note(ev)
-		case <-rs.retryC():
-			rs.retry, rs.paused = nil, false
-		}
-	}
+	l := orchestrator.Loop{Name: "constraint enforcer", Store: e.store, Clock: e.clock, Log: e.log,
+		Filter: watchFilter,
+		Note:   rs.note, Pending: rs.due, Pass: func(ctx context.Context) (time.Duration, error) { return 0, e.pass(ctx, rs) }}
+	return l.Run(ctx)
 }
 
-// watchFilter passes node changes, commits and restores.
+// watchFilter passes node changes (not removals).
 func watchFilter(e store.Event) bool {
-	switch e.Action {
-	case store.EventCommit, store.EventRestore:
-		return true
-	}
 	return e.Kind() == store.KindNode && e.Action != store.EventRemove
 }
 
 // pass moves the tasks the noted nodes no longer suit.
-func (e *Enforcer) pass(ctx context.Context, rs *runState) {
+func (e *Enforcer) pass(ctx context.Context, rs *runState) error {
 	nodes, all := rs.take()
 	var evs []eviction
 	var err error
@@ -110,14 +76,9 @@ func (e *Enforcer) pass(ctx context.Context, rs *runState) {
 		err = e.move(ctx, evs)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
 		rs.failed(nodes, all)
-		e.log.WarnContext(ctx, "constraint enforcer: pass failed; retrying", "error", err, "retry.in", rs.pause(e.clock))
-		return
 	}
-	rs.failures = 0
+	return err
 }
 
 // decide reads the nodes (every one with all) and their tasks, and
@@ -166,7 +127,7 @@ func (e *Enforcer) move(ctx context.Context, evs []eviction) error {
 					return nil // the orchestrators remove it
 				}
 				if cluster == nil {
-					cluster = firstCluster(tx)
+					cluster = orchestrator.FirstCluster(tx)
 				}
 				e.log.InfoContext(ctx, "constraint enforcer: moving task off its node", "task.id", t.GetId(),
 					"service.id", t.GetServiceId(), "node.id", t.GetNodeId(), "reason", ev.reason)
@@ -180,41 +141,22 @@ func (e *Enforcer) move(ctx context.Context, evs []eviction) error {
 	})
 }
 
-func firstCluster(tx store.ReadTx) *api.Cluster {
-	clusters, err := store.FindClusters(tx, store.All)
-	if err != nil || len(clusters) == 0 {
-		return nil
-	}
-	return clusters[0]
-}
-
 // runState is what one Run has noted and not yet looked at.
 type runState struct {
 	nodes map[string]bool
 	all   bool // every node (start, restore)
-	// mid: events of a request were seen, not yet its commit.
-	mid bool
-	// paused: a pass failed; the next one waits for the retry timer.
-	paused   bool
-	retry    clockwork.Timer
-	failures int
 }
 
 func (rs *runState) due() bool {
-	return !rs.mid && !rs.paused && (rs.all || len(rs.nodes) > 0)
+	return rs.all || len(rs.nodes) > 0
 }
 
 // note takes one event in.
 func (rs *runState) note(ev store.Event) {
-	switch ev.Action {
-	case store.EventCommit:
-		rs.mid = false
-		return
-	case store.EventRestore:
+	if ev.Action == store.EventRestore {
 		rs.all = true
 		return
 	}
-	rs.mid = true
 	n, ok := ev.Object.(*api.Node)
 	if !ok {
 		return
@@ -245,28 +187,4 @@ func (rs *runState) failed(ids []string, all bool) {
 		rs.nodes[id] = true
 	}
 	rs.all = rs.all || all
-}
-
-// pause holds passes back until a retry timer fires, waiting longer
-// after each failure in a row; it returns the wait.
-func (rs *runState) pause(clock clockwork.Clock) time.Duration {
-	rs.failures++
-	wait := min(minRetryDelay<<min(rs.failures-1, 16), maxRetryDelay)
-	rs.stopRetry()
-	rs.paused, rs.retry = true, clock.NewTimer(wait)
-	return wait
-}
-
-func (rs *runState) retryC() <-chan time.Time {
-	if rs.retry == nil {
-		return nil
-	}
-	return rs.retry.Chan()
-}
-
-func (rs *runState) stopRetry() {
-	if rs.retry != nil {
-		rs.retry.Stop()
-		rs.retry = nil
-	}
 }

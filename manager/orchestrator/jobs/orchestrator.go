@@ -24,24 +24,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/orchestrator"
 	"github.com/openswarm/swarmd/manager/state/store"
-	"google.golang.org/protobuf/proto"
 )
-
-// Waits before a failed pass is tried again.
-const (
-	minRetryDelay = 50 * time.Millisecond
-	maxRetryDelay = 5 * time.Second
-)
-
-var errWatchClosed = errors.New("jobs orchestrator: store watch closed")
 
 // Orchestrator reconciles jobs. Run it on the leader.
 type Orchestrator struct {
@@ -52,98 +41,62 @@ type Orchestrator struct {
 }
 
 // Option configures an Orchestrator.
-type Option func(*Orchestrator)
+type Option = orchestrator.Option
 
 // WithClock sets the clock of task timestamps and retries (default: the
 // real clock).
-func WithClock(c clockwork.Clock) Option { return func(o *Orchestrator) { o.clock = c } }
+func WithClock(c clockwork.Clock) Option { return orchestrator.WithClock(c) }
 
 // WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(o *Orchestrator) { o.log = l } }
+func WithLogger(l *slog.Logger) Option { return orchestrator.WithLogger(l) }
 
 // New returns the orchestrator of the jobs in s, which hands failed tasks
 // to r.
 func New(s *store.MemoryStore, r orchestrator.Restarter, opts ...Option) *Orchestrator {
-	o := &Orchestrator{store: s, restarter: r, clock: clockwork.NewRealClock(), log: slog.Default()}
-	for _, opt := range opts {
-		opt(o)
-	}
-	return o
+	opt := orchestrator.NewOptions(opts)
+	return &Orchestrator{store: s, restarter: r, clock: opt.Clock, log: opt.Log}
 }
 
 // Run reconciles until ctx ends (then it returns nil) or the store closes
 // its watch.
 func (o *Orchestrator) Run(ctx context.Context) error {
-	events, cancel, err := o.store.ViewAndWatch(nil, watchFilter)
-	if err != nil {
-		return fmt.Errorf("jobs orchestrator: watch the store: %w", err)
-	}
-	defer cancel()
 	rs := newRunState()
-	defer rs.stopRetry()
-	for {
-		if rs.due() {
-			o.pass(ctx, rs)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return errWatchClosed
-			}
-			rs.note(ev)
-		case <-rs.retryC():
-			rs.retry, rs.paused = nil, false
-		}
-	}
-}
-
-// watchFilter passes what the orchestrator reacts to, and commits.
-func watchFilter(e store.Event) bool {
-	switch e.Action {
-	case store.EventCommit, store.EventRestore:
-		return true
-	}
-	switch e.Kind() {
-	case store.KindService, store.KindTask, store.KindNode:
-		return true
-	}
-	return false
+	l := orchestrator.Loop{Name: "jobs orchestrator", Store: o.store, Clock: o.clock, Log: o.log,
+		Filter: store.MatchKind(store.KindService, store.KindTask, store.KindNode),
+		Note:   rs.note, Pending: rs.Pending, Pass: func(ctx context.Context) (time.Duration, error) { return 0, o.pass(ctx, rs) }}
+	return l.Run(ctx)
 }
 
 // pass reconciles the jobs noted since the last pass.
-func (o *Orchestrator) pass(ctx context.Context, rs *runState) {
-	work := rs.take()
+func (o *Orchestrator) pass(ctx context.Context, rs *runState) error {
+	work := rs.Take()
 	var cluster *api.Cluster
 	var nodes []*api.Node
 	var err error
 	o.store.View(func(tx store.ReadTx) {
-		cluster = firstCluster(tx)
-		if err = work.expand(tx); err == nil {
+		cluster = orchestrator.FirstCluster(tx)
+		// Nodes are read (copied) only when some service is to be
+		// reconciled: with thousands of nodes, a node event must not
+		// cost a copy of every node when no service of this kind exists.
+		if err = work.Expand(tx, orchestrator.IsJob, isOurs); err == nil && len(work.IDs()) > 0 {
 			nodes, err = store.FindNodes(tx, store.All)
 		}
 	})
 	if err == nil {
-		err = o.write(ctx, cluster, nodes, work)
+		err = o.write(ctx, cluster, nodes, work.IDs())
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		rs.failed(work)
-		o.log.WarnContext(ctx, "jobs orchestrator: reconcile failed; retrying", "error", err, "retry.in", rs.pause(o.clock))
-		return
+		rs.Requeue(work)
 	}
-	rs.failures = 0
+	return err
 }
 
 // write reconciles the pass's jobs, each in its own transaction of one
 // batch.
-func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, nodes []*api.Node, work *pending) error {
+func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, nodes []*api.Node, ids []string) error {
 	var failed []error
 	err := o.store.Batch(ctx, func(b *store.Batch) error {
-		for _, id := range work.ids() {
+		for _, id := range ids {
 			err := b.Update(func(tx store.Tx) error { return o.reconcileOne(ctx, tx, cluster, nodes, id) })
 			if err != nil {
 				failed = append(failed, fmt.Errorf("job %s: %w", id, err))
@@ -170,7 +123,7 @@ func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *a
 	var p plan
 	switch {
 	case s == nil:
-		p = reconcileRemoved(ours(tasks))
+		p = reconcileRemoved(orchestrator.TasksOf(tasks, isOurs))
 	case orchestrator.IsReplicatedJob(s):
 		p = reconcileReplicated(s, tasks, nodeMap(nodes))
 	default:
@@ -185,12 +138,12 @@ func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *a
 // apply writes p for the job with that ID (s, nil if removed) within tx.
 func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Cluster, id string, s *api.Service, p plan) error {
 	for _, t := range p.remove {
-		if err := setDesired(tx, t, api.TaskState_TASK_STATE_REMOVE); err != nil {
+		if err := orchestrator.SetDesired(tx, t, api.TaskState_TASK_STATE_REMOVE); err != nil {
 			return err
 		}
 	}
 	for _, t := range p.shutdown {
-		if err := setDesired(tx, t, api.TaskState_TASK_STATE_SHUTDOWN); err != nil {
+		if err := orchestrator.SetDesired(tx, t, api.TaskState_TASK_STATE_SHUTDOWN); err != nil {
 			return err
 		}
 	}
@@ -218,25 +171,8 @@ func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Clus
 	return nil
 }
 
-func setDesired(tx store.Tx, t *api.Task, state api.TaskState) error {
-	t.DesiredState = state
-	if err := tx.Update(t); err != nil {
-		return fmt.Errorf("set task %s desired %v: %w", t.GetId(), state, err)
-	}
-	return nil
-}
-
-// ours returns the tasks that belong to a job: they carry an iteration.
-func ours(tasks []*api.Task) []*api.Task {
-	var out []*api.Task
-	for _, t := range tasks {
-		if isOurs(t) {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
+// isOurs reports whether a task belongs to a job: it carries an
+// iteration.
 func isOurs(t *api.Task) bool { return t.GetJobIteration() != nil }
 
 func nodeMap(nodes []*api.Node) map[string]*api.Node {
@@ -247,158 +183,10 @@ func nodeMap(nodes []*api.Node) map[string]*api.Node {
 	return m
 }
 
-func firstCluster(tx store.ReadTx) *api.Cluster {
-	clusters, err := store.FindClusters(tx, store.All)
-	if err != nil || len(clusters) == 0 {
-		return nil
-	}
-	return clusters[0]
-}
-
 // runState is what one Run has noted and not yet reconciled.
-type runState struct {
-	dirty map[string]bool // jobs to reconcile
-	// all: every job (a node changed).
-	all bool
-	// orphans: also the tasks of removed services (start, restore).
-	orphans bool
-	// mid: events of a request were seen, not yet its commit.
-	mid bool
-	// paused: a pass failed; the next one waits for the retry timer.
-	paused   bool
-	retry    clockwork.Timer
-	failures int
-}
+type runState struct{ orchestrator.ServiceWork }
 
-func newRunState() *runState {
-	return &runState{dirty: make(map[string]bool), all: true, orphans: true}
-}
-
-// due reports whether a pass should run now.
-func (rs *runState) due() bool {
-	return !rs.mid && !rs.paused && (rs.all || rs.orphans || len(rs.dirty) > 0)
-}
+func newRunState() *runState { return &runState{orchestrator.NewServiceWork()} }
 
 // note takes one event in.
-func (rs *runState) note(ev store.Event) {
-	switch ev.Action {
-	case store.EventCommit:
-		rs.mid = false
-		return
-	case store.EventRestore:
-		rs.all, rs.orphans = true, true
-		return
-	}
-	rs.mid = true
-	switch o := ev.Object.(type) {
-	case *api.Service:
-		if orchestrator.IsJob(o) {
-			rs.dirty[o.GetId()] = true
-		}
-	case *api.Task:
-		old, _ := ev.Old.(*api.Task)
-		if isOurs(o) && taskMatters(ev.Action, old, o) {
-			rs.dirty[o.GetServiceId()] = true
-		}
-	case *api.Node:
-		old, _ := ev.Old.(*api.Node)
-		rs.all = rs.all || nodeMatters(ev.Action, old, o)
-	}
-}
-
-// taskMatters reports whether a task event may change a reconciliation.
-func taskMatters(action store.EventAction, old, t *api.Task) bool {
-	if action != store.EventUpdate {
-		return action == store.EventCreate || orchestrator.IsRunnable(t)
-	}
-	return old.GetDesiredState() != t.GetDesiredState() || orchestrator.HasStopped(old) != orchestrator.HasStopped(t)
-}
-
-// nodeMatters reports whether a node event may change which nodes run a
-// job.
-func nodeMatters(action store.EventAction, old, n *api.Node) bool {
-	if action != store.EventUpdate {
-		return true
-	}
-	return old.GetStatus().GetState() != n.GetStatus().GetState() ||
-		old.GetSpec().GetAvailability() != n.GetSpec().GetAvailability() ||
-		old.GetRole() != n.GetRole() ||
-		!proto.Equal(old.GetSpec().GetAnnotations(), n.GetSpec().GetAnnotations()) ||
-		!proto.Equal(old.GetDescription(), n.GetDescription())
-}
-
-// pending is the work of one pass.
-type pending struct {
-	services     map[string]bool
-	all, orphans bool
-}
-
-// take hands the noted work to a pass.
-func (rs *runState) take() *pending {
-	j := &pending{services: rs.dirty, all: rs.all, orphans: rs.orphans}
-	rs.dirty = make(map[string]bool)
-	rs.all, rs.orphans = false, false
-	return j
-}
-
-// expand lists the jobs "all" and "orphans" stand for.
-func (j *pending) expand(tx store.ReadTx) error {
-	if j.all {
-		services, err := store.FindServices(tx, store.All)
-		if err != nil {
-			return err
-		}
-		for _, s := range services {
-			if orchestrator.IsJob(s) {
-				j.services[s.GetId()] = true
-			}
-		}
-	}
-	if j.orphans {
-		tasks, err := store.FindTasks(tx, store.All)
-		if err != nil {
-			return err
-		}
-		for _, t := range tasks {
-			if isOurs(t) && orchestrator.IsRunnable(t) && store.GetService(tx, t.GetServiceId()) == nil {
-				j.services[t.GetServiceId()] = true
-			}
-		}
-	}
-	return nil
-}
-
-func (j *pending) ids() []string { return slices.Sorted(maps.Keys(j.services)) }
-
-// failed notes the job's work again.
-func (rs *runState) failed(j *pending) {
-	for id := range j.services {
-		rs.dirty[id] = true
-	}
-	rs.all = rs.all || j.all
-	rs.orphans = rs.orphans || j.orphans
-}
-
-// pause holds passes back until a retry timer fires, waiting longer
-// after each failure in a row; it returns the wait.
-func (rs *runState) pause(clock clockwork.Clock) time.Duration {
-	rs.failures++
-	wait := min(minRetryDelay<<min(rs.failures-1, 16), maxRetryDelay)
-	rs.stopRetry()
-	rs.paused, rs.retry = true, clock.NewTimer(wait)
-	return wait
-}
-
-func (rs *runState) retryC() <-chan time.Time {
-	if rs.retry == nil {
-		return nil
-	}
-	return rs.retry.Chan()
-}
-
-func (rs *runState) stopRetry() {
-	if rs.retry != nil {
-		rs.retry.Stop()
-		rs.retry = nil
-	}
-}
+func (rs *runState) note(ev store.Event) { rs.NotePlaced(ev, orchestrator.IsJob, isOurs) }

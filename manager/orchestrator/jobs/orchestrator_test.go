@@ -1,23 +1,16 @@
 package jobs
 
 import (
-	"context"
-	"log/slog"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/orchestrator"
+	"github.com/openswarm/swarmd/manager/orchestrator/orchestratortest"
 	"github.com/openswarm/swarmd/manager/orchestrator/restart"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// waitTimeout bounds every wait of these tests; waits end as soon as
-// their condition holds.
-const waitTimeout = 20 * time.Second
 
 type harness struct {
 	t     *testing.T
@@ -29,64 +22,24 @@ type harness struct {
 // store holding objs, until the end of the test.
 func start(t *testing.T, objs ...api.StoreObject) *harness {
 	t.Helper()
-	h := &harness{t: t, store: store.NewMemoryStore(nil), clock: clockwork.NewFakeClockAt(t0)}
-	t.Cleanup(h.store.Close)
-	h.write(func(tx store.Tx) error {
-		for _, o := range objs {
-			if err := tx.Create(o); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	quiet := slog.New(slog.DiscardHandler)
-	r := restart.New(h.store, restart.WithClock(h.clock), restart.WithLogger(quiet))
-	o := New(h.store, r, WithClock(h.clock), WithLogger(quiet))
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{o.Run, r.Run} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(ctx); err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}()
-	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
+	h := &harness{t: t, store: orchestratortest.NewStore(t), clock: clockwork.NewFakeClockAt(t0)}
+	orchestratortest.Create(t, h.store, objs...)
+	r := restart.New(h.store, restart.WithClock(h.clock), restart.WithLogger(orchestratortest.Quiet()))
+	o := New(h.store, r, WithClock(h.clock), WithLogger(orchestratortest.Quiet()))
+	orchestratortest.RunAll(t, o.Run, r.Run)
 	return h
 }
 
 func (h *harness) write(cb func(tx store.Tx) error) {
 	h.t.Helper()
-	if err := h.store.Update(context.Background(), cb); err != nil {
-		h.t.Fatalf("write: %v", err)
-	}
+	orchestratortest.Write(h.t, h.store, cb)
 }
 
 // waitFor waits until cond holds on the store, checking after every
 // commit.
 func (h *harness) waitFor(what string, cond func(tx store.ReadTx) bool) {
 	h.t.Helper()
-	ch, cancel := h.store.Watch(func(e store.Event) bool { return e.Action == store.EventCommit })
-	defer cancel()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		ok := false
-		h.store.View(func(tx store.ReadTx) { ok = cond(tx) })
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			h.t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	orchestratortest.WaitFor(h.t, h.store, what, cond)
 }
 
 // finish makes the tasks of the job that are meant to run and have not

@@ -2,7 +2,6 @@ package replicated
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -10,16 +9,11 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/orchestrator"
+	"github.com/openswarm/swarmd/manager/orchestrator/orchestratortest"
 	"github.com/openswarm/swarmd/manager/orchestrator/restart"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// waitTimeout bounds every wait of these tests; waits end as soon as
-// their condition holds.
-const waitTimeout = 20 * time.Second
-
-var quiet = slog.New(slog.DiscardHandler)
 
 // fakeUpdater records what the orchestrator hands the update supervisor.
 type fakeUpdater struct {
@@ -57,7 +51,7 @@ func (u *fakeUpdater) signal() {
 // waitFor waits until cond holds on what the updater recorded.
 func (u *fakeUpdater) waitFor(t *testing.T, what string, cond func(u *fakeUpdater) bool) {
 	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
+	deadline := time.NewTimer(orchestratortest.WaitTimeout)
 	defer deadline.Stop()
 	for {
 		u.mu.Lock()
@@ -85,8 +79,7 @@ type harness struct {
 
 func newHarness(t *testing.T, objs ...api.StoreObject) *harness {
 	t.Helper()
-	h := &harness{t: t, store: store.NewMemoryStore(nil), clock: clockwork.NewFakeClockAt(t0), updater: newFakeUpdater()}
-	t.Cleanup(h.store.Close)
+	h := &harness{t: t, store: orchestratortest.NewStore(t), clock: clockwork.NewFakeClockAt(t0), updater: newFakeUpdater()}
 	h.create(objs...)
 	return h
 }
@@ -94,51 +87,20 @@ func newHarness(t *testing.T, objs ...api.StoreObject) *harness {
 // start runs the orchestrator and the restart supervisor until the end
 // of the test.
 func (h *harness) start() {
-	r := restart.New(h.store, restart.WithClock(h.clock), restart.WithLogger(quiet))
-	o := New(h.store, h.updater, r, WithClock(h.clock), WithLogger(quiet))
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{o.Run, r.Run} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(ctx); err != nil {
-				h.t.Errorf("Run: %v", err)
-			}
-		}()
-	}
-	h.t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
+	r := restart.New(h.store, restart.WithClock(h.clock), restart.WithLogger(orchestratortest.Quiet()))
+	o := New(h.store, h.updater, r, WithClock(h.clock), WithLogger(orchestratortest.Quiet()))
+	orchestratortest.RunAll(h.t, o.Run, r.Run)
 }
 
 func (h *harness) create(objs ...api.StoreObject) {
 	h.t.Helper()
-	err := h.store.Update(context.Background(), func(tx store.Tx) error {
-		for _, o := range objs {
-			if err := tx.Create(o); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		h.t.Fatalf("create: %v", err)
-	}
+	orchestratortest.Create(h.t, h.store, objs...)
 }
 
 // update changes the stored object of type T with that ID.
 func update[T api.StoreObject](h *harness, id string, change func(T)) {
 	h.t.Helper()
-	err := h.store.Update(context.Background(), func(tx store.Tx) error {
-		o := store.Get[T](tx, id)
-		change(o)
-		return tx.Update(o)
-	})
-	if err != nil {
-		h.t.Fatalf("update %s: %v", id, err)
-	}
+	orchestratortest.Update(h.t, h.store, id, change)
 }
 
 // updateSpec changes a service's spec as the control API does: the spec
@@ -191,24 +153,7 @@ func hasSlots(serviceID string, n int) func(tx store.ReadTx) bool {
 // commit.
 func (h *harness) waitFor(what string, cond func(tx store.ReadTx) bool) {
 	h.t.Helper()
-	ch, cancel := h.store.Watch(func(e store.Event) bool {
-		return e.Action == store.EventCommit || e.Action == store.EventRestore
-	})
-	defer cancel()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		ok := false
-		h.store.View(func(tx store.ReadTx) { ok = cond(tx) })
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			h.t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	orchestratortest.WaitFor(h.t, h.store, what, cond)
 }
 
 // settle plays scheduler and agents for a service: each task meant to

@@ -37,14 +37,6 @@ import (
 	"github.com/openswarm/swarmd/manager/state/store"
 )
 
-// Waits before a failed pass is tried again.
-const (
-	minRetryDelay = 50 * time.Millisecond
-	maxRetryDelay = 5 * time.Second
-)
-
-var errWatchClosed = errors.New("replicated orchestrator: store watch closed")
-
 // Orchestrator reconciles replicated services. Run it on the leader.
 type Orchestrator struct {
 	store     *store.MemoryStore
@@ -55,93 +47,55 @@ type Orchestrator struct {
 }
 
 // Option configures an Orchestrator.
-type Option func(*Orchestrator)
+type Option = orchestrator.Option
 
 // WithClock sets the clock of task timestamps and retries (default: the
 // real clock).
-func WithClock(c clockwork.Clock) Option { return func(o *Orchestrator) { o.clock = c } }
+func WithClock(c clockwork.Clock) Option { return orchestrator.WithClock(c) }
 
 // WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(o *Orchestrator) { o.log = l } }
+func WithLogger(l *slog.Logger) Option { return orchestrator.WithLogger(l) }
 
 // New returns the orchestrator of the replicated services in s, which
 // hands dirty slots to u and stopped or displaced tasks to r.
 func New(s *store.MemoryStore, u orchestrator.Updater, r orchestrator.Restarter, opts ...Option) *Orchestrator {
-	o := &Orchestrator{store: s, updater: u, restarter: r, clock: clockwork.NewRealClock(), log: slog.Default()}
-	for _, opt := range opts {
-		opt(o)
-	}
-	return o
+	opt := orchestrator.NewOptions(opts)
+	return &Orchestrator{store: s, updater: u, restarter: r, clock: opt.Clock, log: opt.Log}
 }
 
 // Run reconciles until ctx ends (then it returns nil) or the store closes
 // its watch.
 func (o *Orchestrator) Run(ctx context.Context) error {
-	events, cancel, err := o.store.ViewAndWatch(nil, watchFilter)
-	if err != nil {
-		return fmt.Errorf("replicated orchestrator: watch the store: %w", err)
-	}
-	defer cancel()
 	rs := newRunState()
-	defer rs.stopRetry()
-	for {
-		if rs.due() {
-			o.pass(ctx, rs)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return errWatchClosed
-			}
-			rs.note(ev)
-		case <-rs.retryC():
-			rs.retry, rs.paused = nil, false
-		}
-	}
-}
-
-// watchFilter passes what the orchestrator reacts to, and commits.
-func watchFilter(e store.Event) bool {
-	switch e.Action {
-	case store.EventCommit, store.EventRestore:
-		return true
-	}
-	switch e.Kind() {
-	case store.KindService, store.KindTask, store.KindNode, store.KindCluster:
-		return true
-	}
-	return false
+	l := orchestrator.Loop{Name: "replicated orchestrator", Store: o.store, Clock: o.clock, Log: o.log,
+		Filter: store.MatchKind(store.KindService, store.KindTask, store.KindNode, store.KindCluster),
+		Note:   rs.note, Pending: rs.Pending, Pass: func(ctx context.Context) (time.Duration, error) { return 0, o.pass(ctx, rs) }}
+	return l.Run(ctx)
 }
 
 // pass reconciles the services noted since the last pass.
-func (o *Orchestrator) pass(ctx context.Context, rs *runState) {
+func (o *Orchestrator) pass(ctx context.Context, rs *runState) error {
 	job := rs.take()
 	var cluster *api.Cluster
 	var err error
 	o.store.View(func(tx store.ReadTx) {
-		cluster = firstCluster(tx)
-		err = job.expand(tx)
+		cluster = orchestrator.FirstCluster(tx)
+		err = job.Expand(tx, orchestrator.IsReplicated, isOurs)
 	})
 	rebalancing := cluster.GetSpec().GetOrchestration().GetRebalance()
 	rs.startRebalancing(job, rebalancing)
 	var outs []outcome
 	if err == nil {
-		outs, err = o.write(ctx, cluster, job, rs.rebalance, rebalancing)
+		outs, err = o.write(ctx, cluster, job.IDs(), rs.rebalance, rebalancing)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
 		rs.failed(job)
-		o.log.WarnContext(ctx, "replicated orchestrator: reconcile failed; retrying", "error", err, "retry.in", rs.pause(o.clock))
-		return
+		return err
 	}
-	rs.succeeded()
 	for _, out := range outs {
 		o.report(ctx, cluster, out, rs)
 	}
+	return nil
 }
 
 // outcome is what reconciling one service did, for the side effects that
@@ -156,12 +110,12 @@ type outcome struct {
 
 // write reconciles the job's services, each in its own transaction of
 // one batch. A service whose reconciliation fails is noted again.
-func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, job *passJob, rebalance map[string]int, rebalancing bool) ([]outcome, error) {
+func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, ids []string, rebalance map[string]int, rebalancing bool) ([]outcome, error) {
 	nodes := newNodeCache()
 	var outs []outcome
 	var failed []error
 	err := o.store.Batch(ctx, func(b *store.Batch) error {
-		for _, id := range job.ids() {
+		for _, id := range ids {
 			var out outcome
 			err := b.Update(func(tx store.Tx) error {
 				var err error
@@ -194,7 +148,7 @@ func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *a
 		return outcome{}, fmt.Errorf("find tasks: %w", err)
 	}
 	if s == nil {
-		tasks = ours(tasks)
+		tasks = orchestrator.TasksOf(tasks, isOurs)
 	}
 	p := reconcile(s, tasks, nodes.of(tx, tasks))
 	out := outcome{id: id, service: s, removed: s == nil, dirty: p.dirty}
@@ -262,27 +216,9 @@ func (o *Orchestrator) report(ctx context.Context, cluster *api.Cluster, out out
 	}
 }
 
-// ours returns the tasks that belong to a replicated service: they have
+// isOurs reports whether a task belongs to a replicated service: it has
 // a slot and no job iteration.
-func ours(tasks []*api.Task) []*api.Task {
-	var out []*api.Task
-	for _, t := range tasks {
-		if isOurs(t) {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
 func isOurs(t *api.Task) bool { return t.GetSlot() > 0 && t.GetJobIteration() == nil }
-
-func firstCluster(tx store.ReadTx) *api.Cluster {
-	clusters, err := store.FindClusters(tx, store.All)
-	if err != nil || len(clusters) == 0 {
-		return nil
-	}
-	return clusters[0]
-}
 
 // nodeCache reads each node once per pass.
 type nodeCache struct {

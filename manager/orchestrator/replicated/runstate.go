@@ -1,84 +1,55 @@
 package replicated
 
 import (
-	"maps"
-	"slices"
-	"time"
-
-	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/orchestrator"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/protobuf/proto"
 )
 
-// runState is what one Run has noted and not yet reconciled, and the
-// services being rebalanced.
+// runState is what one Run has noted and not yet reconciled (All also
+// stands for a change of the cluster), and the services being
+// rebalanced.
 type runState struct {
-	dirty map[string]bool // services to reconcile
-	// all: every replicated service (a node or the cluster changed).
-	all bool
-	// orphans: also the tasks of removed services (start, restore).
-	orphans bool
+	orchestrator.ServiceWork
 	// rebalanceAll: every service reconciled becomes a rebalancing
 	// candidate (a node joined or became available).
 	rebalanceAll bool
 	// rebalance maps the services being rebalanced to the imbalance
 	// when their last wave started (0: none yet).
 	rebalance map[string]int
-	// mid: events of a request were seen, not yet its commit.
-	mid bool
-	// paused: a pass failed; the next one waits for the retry timer.
-	paused   bool
-	retry    clockwork.Timer
-	failures int
 }
 
 // newRunState starts with everything to reconcile.
 func newRunState() *runState {
-	return &runState{
-		dirty:        make(map[string]bool),
-		all:          true,
-		orphans:      true,
-		rebalanceAll: true,
-		rebalance:    make(map[string]int),
-	}
-}
-
-// due reports whether a pass should run now.
-func (rs *runState) due() bool {
-	return !rs.mid && !rs.paused && (rs.all || rs.orphans || len(rs.dirty) > 0)
+	return &runState{ServiceWork: orchestrator.NewServiceWork(), rebalanceAll: true, rebalance: make(map[string]int)}
 }
 
 // note takes one event in.
 func (rs *runState) note(ev store.Event) {
-	switch ev.Action {
-	case store.EventCommit:
-		rs.mid = false
-		return
-	case store.EventRestore:
-		rs.all, rs.orphans, rs.rebalanceAll = true, true, true
+	if ev.Action == store.EventRestore {
+		rs.Restore()
+		rs.rebalanceAll = true
 		return
 	}
-	rs.mid = true
 	switch o := ev.Object.(type) {
 	case *api.Service:
 		if orchestrator.IsReplicated(o) {
-			rs.dirty[o.GetId()] = true
+			rs.Services[o.GetId()] = true
 		}
 	case *api.Task:
 		old, _ := ev.Old.(*api.Task)
 		if isOurs(o) && taskMatters(ev.Action, old, o) {
-			rs.dirty[o.GetServiceId()] = true
+			rs.Services[o.GetServiceId()] = true
 		}
 	case *api.Node:
 		old, _ := ev.Old.(*api.Node)
 		changed, gained := nodeMatters(ev.Action, old, o)
-		rs.all = rs.all || changed
+		rs.All = rs.All || changed
 		rs.rebalanceAll = rs.rebalanceAll || gained
 	case *api.Cluster:
 		old, _ := ev.Old.(*api.Cluster)
-		rs.all = true
+		rs.All = true
 		on := func(c *api.Cluster) bool { return c.GetSpec().GetOrchestration().GetRebalance() }
 		rs.rebalanceAll = rs.rebalanceAll || on(o) && !on(old)
 	}
@@ -116,48 +87,16 @@ func nodeMatters(action store.EventAction, old, n *api.Node) (changed, gained bo
 
 // passJob is the work of one pass.
 type passJob struct {
-	services     map[string]bool
-	all, orphans bool
+	orchestrator.ServiceWork
 	rebalanceAll bool
 }
 
 // take hands the noted work to a pass.
 func (rs *runState) take() *passJob {
-	j := &passJob{services: rs.dirty, all: rs.all, orphans: rs.orphans, rebalanceAll: rs.rebalanceAll}
-	rs.dirty = make(map[string]bool)
-	rs.all, rs.orphans, rs.rebalanceAll = false, false, false
+	j := &passJob{ServiceWork: rs.Take(), rebalanceAll: rs.rebalanceAll}
+	rs.rebalanceAll = false
 	return j
 }
-
-// expand lists the services "all" and "orphans" stand for.
-func (j *passJob) expand(tx store.ReadTx) error {
-	if j.all {
-		services, err := store.FindServices(tx, store.All)
-		if err != nil {
-			return err
-		}
-		for _, s := range services {
-			if orchestrator.IsReplicated(s) {
-				j.services[s.GetId()] = true
-			}
-		}
-	}
-	if j.orphans {
-		tasks, err := store.FindTasks(tx, store.All)
-		if err != nil {
-			return err
-		}
-		for _, t := range tasks {
-			if isOurs(t) && orchestrator.IsRunnable(t) && store.GetService(tx, t.GetServiceId()) == nil {
-				j.services[t.GetServiceId()] = true
-			}
-		}
-	}
-	return nil
-}
-
-// ids returns the job's services in order.
-func (j *passJob) ids() []string { return slices.Sorted(maps.Keys(j.services)) }
 
 // startRebalancing makes the job's services rebalancing candidates if
 // it says so, or forgets every candidate if rebalancing is off.
@@ -169,7 +108,7 @@ func (rs *runState) startRebalancing(j *passJob, enabled bool) {
 	if !j.rebalanceAll {
 		return
 	}
-	for id := range j.services {
+	for id := range j.Services {
 		if _, ok := rs.rebalance[id]; !ok {
 			rs.rebalance[id] = 0
 		}
@@ -178,36 +117,6 @@ func (rs *runState) startRebalancing(j *passJob, enabled bool) {
 
 // failed notes the job's work again.
 func (rs *runState) failed(j *passJob) {
-	for id := range j.services {
-		rs.dirty[id] = true
-	}
-	rs.all = rs.all || j.all
-	rs.orphans = rs.orphans || j.orphans
+	rs.Requeue(j.ServiceWork)
 	rs.rebalanceAll = rs.rebalanceAll || j.rebalanceAll
-}
-
-// pause holds passes back until a retry timer fires, waiting longer
-// after each failure in a row; it returns the wait.
-func (rs *runState) pause(clock clockwork.Clock) time.Duration {
-	rs.failures++
-	wait := min(minRetryDelay<<min(rs.failures-1, 16), maxRetryDelay)
-	rs.stopRetry()
-	rs.paused, rs.retry = true, clock.NewTimer(wait)
-	return wait
-}
-
-func (rs *runState) succeeded() { rs.failures = 0 }
-
-func (rs *runState) retryC() <-chan time.Time {
-	if rs.retry == nil {
-		return nil
-	}
-	return rs.retry.Chan()
-}
-
-func (rs *runState) stopRetry() {
-	if rs.retry != nil {
-		rs.retry.Stop()
-		rs.retry = nil
-	}
 }

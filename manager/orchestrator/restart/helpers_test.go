@@ -2,22 +2,15 @@ package restart
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/orchestrator"
+	"github.com/openswarm/swarmd/manager/orchestrator/orchestratortest"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// waitTimeout bounds every wait of these tests; waits end as soon as
-// their condition holds.
-const waitTimeout = 20 * time.Second
-
-var quiet = slog.New(slog.DiscardHandler)
 
 func newService(id string, rp *api.RestartPolicy) *api.Service {
 	return &api.Service{
@@ -71,45 +64,11 @@ func taskIn(s *api.Service, slot uint64, node string, state api.TaskState, now t
 	return t
 }
 
-func newStore(t *testing.T) *store.MemoryStore {
-	s := store.NewMemoryStore(nil)
-	t.Cleanup(s.Close)
-	return s
-}
-
-func create(t *testing.T, s *store.MemoryStore, objs ...api.StoreObject) {
-	t.Helper()
-	err := s.Update(context.Background(), func(tx store.Tx) error {
-		for _, o := range objs {
-			if err := tx.Create(o); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
-}
-
-// update changes the stored object of type T with that ID.
-func update[T api.StoreObject](t *testing.T, s *store.MemoryStore, id string, change func(T)) {
-	t.Helper()
-	err := s.Update(context.Background(), func(tx store.Tx) error {
-		o := store.Get[T](tx, id)
-		change(o)
-		return tx.Update(o)
-	})
-	if err != nil {
-		t.Fatalf("update %s: %v", id, err)
-	}
-}
-
 // setState records that the task with that ID reached state at now, as
 // the dispatcher would.
 func setState(t *testing.T, s *store.MemoryStore, id string, state api.TaskState, now time.Time) {
 	t.Helper()
-	update(t, s, id, func(task *api.Task) {
+	orchestratortest.Update(t, s, id, func(task *api.Task) {
 		task.Status = &api.TaskStatus{State: state, Timestamp: timestamppb.New(now)}
 	})
 }
@@ -162,30 +121,6 @@ func restartTask(t *testing.T, st *store.MemoryStore, r *Supervisor, id string) 
 	return repl
 }
 
-// waitFor waits until cond holds on the store, checking after every
-// commit.
-func waitFor(t *testing.T, s *store.MemoryStore, what string, cond func(tx store.ReadTx) bool) {
-	t.Helper()
-	ch, cancel := s.Watch(func(e store.Event) bool {
-		return e.Action == store.EventCommit || e.Action == store.EventRestore
-	})
-	defer cancel()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		ok := false
-		s.View(func(tx store.ReadTx) { ok = cond(tx) })
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 func desiredIs(id string, want api.TaskState) func(tx store.ReadTx) bool {
 	return func(tx store.ReadTx) bool { return store.GetTask(tx, id).GetDesiredState() == want }
 }
@@ -199,7 +134,7 @@ type running struct {
 // startRun runs r.Run until stop or the end of the test.
 func startRun(t *testing.T, r *Supervisor) *running {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), orchestratortest.WaitTimeout)
 	rr := &running{cancel: cancel, done: make(chan error, 1)}
 	go func() { rr.done <- r.Run(ctx) }()
 	t.Cleanup(func() { rr.stop(t) })
@@ -215,14 +150,4 @@ func (rr *running) stop(t *testing.T) {
 		t.Errorf("Run: %v", err)
 	}
 	rr.done = nil
-}
-
-// blockUntilTimers waits until n timers wait on clock.
-func blockUntilTimers(t *testing.T, clock *clockwork.FakeClock, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := clock.BlockUntilContext(ctx, n); err != nil {
-		t.Fatalf("waiting for %d timers: %v", n, err)
-	}
 }

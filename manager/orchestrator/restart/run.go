@@ -2,23 +2,13 @@ package restart
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/orchestrator"
 	"github.com/openswarm/swarmd/manager/state/store"
 )
-
-// Waits before a failed pass is tried again.
-const (
-	minRetryDelay = 50 * time.Millisecond
-	maxRetryDelay = 5 * time.Second
-)
-
-var errWatchClosed = errors.New("restart: store watch closed")
 
 // Run starts the waiting replacements (desired READY) once their delay is
 // over and their predecessor stopped, until ctx ends (then it returns
@@ -26,66 +16,26 @@ var errWatchClosed = errors.New("restart: store watch closed")
 // holds: the replacements an earlier leader left waiting are found and
 // started on time.
 func (r *Supervisor) Run(ctx context.Context) error {
-	events, cancel, err := r.store.ViewAndWatch(nil, watchFilter)
-	if err != nil {
-		return fmt.Errorf("restart: watch the store: %w", err)
-	}
-	defer cancel()
-	l := &runLoop{r: r, dirty: true}
-	defer l.stopTimer()
-	for {
-		if l.dirty && !l.mid && !l.paused {
-			l.pass(ctx)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return errWatchClosed
-			}
-			l.note(ev)
-		case <-l.timerC():
-			l.timer, l.paused, l.dirty = nil, false, true
-		}
-	}
+	rl := &runLoop{r: r, dirty: true}
+	l := orchestrator.Loop{Name: "restart", Store: r.store, Clock: r.clock, Log: r.log,
+		Filter: store.MatchKind(store.KindTask, store.KindNode),
+		Note:   rl.note, Pending: func() bool { return rl.dirty }, Pass: rl.pass}
+	return l.Run(ctx)
 }
 
-// watchFilter passes task and node changes, commits and restores.
-func watchFilter(e store.Event) bool {
-	switch e.Action {
-	case store.EventCommit, store.EventRestore:
-		return true
-	}
-	k := e.Kind()
-	return k == store.KindTask || k == store.KindNode
-}
-
-// runLoop is the state of one Run.
+// runLoop is what one Run has noted.
 type runLoop struct {
 	r *Supervisor
 	// dirty: something changed that may let a replacement start.
 	dirty bool
-	// mid: events of a request were seen, not yet its commit.
-	mid bool
-	// paused: a pass failed; the next waits for the timer.
-	paused bool
-	// timer fires at the next due start, or the retry after a failure.
-	timer    clockwork.Timer
-	failures int
 }
 
 // note takes one event in.
 func (l *runLoop) note(ev store.Event) {
-	switch ev.Action {
-	case store.EventCommit:
-		l.mid = false
-		return
-	case store.EventRestore:
+	if ev.Action == store.EventRestore {
 		l.dirty = true
 		return
 	}
-	l.mid = true
 	switch o := ev.Object.(type) {
 	case *api.Task:
 		old, _ := ev.Old.(*api.Task)
@@ -108,28 +58,9 @@ func mayStart(old, t *api.Task) bool {
 		orchestrator.HasStopped(t) != orchestrator.HasStopped(old)
 }
 
-func (l *runLoop) timerC() <-chan time.Time {
-	if l.timer == nil {
-		return nil
-	}
-	return l.timer.Chan()
-}
-
-func (l *runLoop) stopTimer() {
-	if l.timer != nil {
-		l.timer.Stop()
-		l.timer = nil
-	}
-}
-
-// setTimer makes the timer fire after d.
-func (l *runLoop) setTimer(d time.Duration) {
-	l.stopTimer()
-	l.timer = l.r.clock.NewTimer(d)
-}
-
-// pass starts what is due and sets the timer for the next due start.
-func (l *runLoop) pass(ctx context.Context) {
+// pass starts what is due and returns when the next due start is (0 if
+// none waits on time alone). A failed pass leaves the loop dirty.
+func (l *runLoop) pass(ctx context.Context) (time.Duration, error) {
 	l.dirty = false
 	var cands []candidate
 	var err error
@@ -140,21 +71,13 @@ func (l *runLoop) pass(ctx context.Context) {
 		err = l.r.start(ctx, start)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		l.failures++
-		wait := min(minRetryDelay<<min(l.failures-1, 16), maxRetryDelay)
-		l.r.log.WarnContext(ctx, "restart: starting replacements failed; retrying", "error", err, "retry.in", wait)
-		l.paused, l.dirty = true, true
-		l.setTimer(wait)
-		return
+		l.dirty = true
+		return 0, err
 	}
-	l.failures = 0
-	l.stopTimer()
-	if !next.IsZero() {
-		l.setTimer(next.Sub(now))
+	if next.IsZero() {
+		return 0, nil
 	}
+	return next.Sub(now), nil
 }
 
 // candidate is a replacement waiting to start.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/manager/orchestrator/orchestratortest"
 	"github.com/openswarm/swarmd/manager/state/store"
 )
 
@@ -50,26 +51,26 @@ func failAndRestart(t *testing.T, st *store.MemoryStore, r *Supervisor, clock cl
 }
 
 func TestRunGrowingDelay(t *testing.T) {
-	st := newStore(t)
+	st := orchestratortest.NewStore(t)
 	clock := clockwork.NewFakeClockAt(t0)
 	svc := newService("web", policy(api.RestartPolicy_ANY, 5*time.Second, 0, 0))
 	first := taskIn(svc, 1, "n1", api.TaskState_TASK_STATE_RUNNING, t0)
-	create(t, st, readyNode("n1"), svc, first)
-	r := New(st, WithClock(clock), WithLogger(quiet))
+	orchestratortest.Create(t, st, readyNode("n1"), svc, first)
+	r := New(st, WithClock(clock), WithLogger(orchestratortest.Quiet()))
 	startRun(t, r)
 
 	id := first.GetId()
 	for _, delay := range []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, 40 * time.Second} {
 		repl := failAndRestart(t, st, r, clock, id)
 		id = repl.GetId()
-		blockUntilTimers(t, clock, 1) // Run saw it and waits for its delay
+		orchestratortest.BlockUntilTimers(t, clock, 1) // Run saw it and waits for its delay
 		clock.Advance(delay - time.Millisecond)
-		blockUntilTimers(t, clock, 1) // still waiting: nothing started
+		orchestratortest.BlockUntilTimers(t, clock, 1) // still waiting: nothing started
 		if got := getTask(st, id).GetDesiredState(); got != api.TaskState_TASK_STATE_READY {
 			t.Fatalf("delay %v: desired %v before the delay is over", delay, got)
 		}
 		clock.Advance(time.Millisecond)
-		waitFor(t, st, "replacement started after "+delay.String(), desiredIs(id, api.TaskState_TASK_STATE_RUNNING))
+		orchestratortest.WaitFor(t, st, "replacement started after "+delay.String(), desiredIs(id, api.TaskState_TASK_STATE_RUNNING))
 		setState(t, st, id, api.TaskState_TASK_STATE_RUNNING, clock.Now())
 		clock.Advance(time.Second) // runs a second, then fails: one more in a row
 	}
@@ -91,7 +92,7 @@ func TestRunWaitsForTheOldTask(t *testing.T) {
 			setState(t, st, oldID, api.TaskState_TASK_STATE_SHUTDOWN, now)
 		}},
 		{"old task's node goes down", func(t *testing.T, st *store.MemoryStore, _ string, _ time.Time) {
-			update(t, st, "n1", func(n *api.Node) { n.Status.State = api.NodeStatus_DOWN })
+			orchestratortest.Update(t, st, "n1", func(n *api.Node) { n.Status.State = api.NodeStatus_DOWN })
 		}},
 		{"old task's node is removed", func(t *testing.T, st *store.MemoryStore, _ string, _ time.Time) {
 			if err := st.Update(t.Context(), func(tx store.Tx) error { return store.DeleteNode(tx, "n1") }); err != nil {
@@ -101,13 +102,13 @@ func TestRunWaitsForTheOldTask(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := newStore(t)
+			st := orchestratortest.NewStore(t)
 			clock := clockwork.NewFakeClockAt(t0)
 			svc := newService("web", nil)
 			old := taskIn(svc, 1, "n1", api.TaskState_TASK_STATE_RUNNING, t0)
 			marker := newService("marker", nil)
-			create(t, st, readyNode("n1"), svc, old, marker)
-			r := New(st, WithClock(clock), WithLogger(quiet))
+			orchestratortest.Create(t, st, readyNode("n1"), svc, old, marker)
+			r := New(st, WithClock(clock), WithLogger(orchestratortest.Quiet()))
 			startRun(t, r)
 
 			// The node is drained: the task moves, its replacement waits.
@@ -118,52 +119,52 @@ func TestRunWaitsForTheOldTask(t *testing.T) {
 			// A replacement that is due anyway shows Run has seen the first.
 			other := taskIn(marker, 1, "n2", api.TaskState_TASK_STATE_FAILED, t0)
 			other.DesiredState = api.TaskState_TASK_STATE_READY
-			create(t, st, other)
-			waitFor(t, st, "the marker started", desiredIs(other.GetId(), api.TaskState_TASK_STATE_RUNNING))
+			orchestratortest.Create(t, st, other)
+			orchestratortest.WaitFor(t, st, "the marker started", desiredIs(other.GetId(), api.TaskState_TASK_STATE_RUNNING))
 			if got := getTask(st, repl.GetId()).GetDesiredState(); got != api.TaskState_TASK_STATE_READY {
 				t.Fatalf("replacement desired %v while the old task runs", got)
 			}
 
 			tt.release(t, st, old.GetId(), clock.Now())
-			waitFor(t, st, "replacement started", desiredIs(repl.GetId(), api.TaskState_TASK_STATE_RUNNING))
+			orchestratortest.WaitFor(t, st, "replacement started", desiredIs(repl.GetId(), api.TaskState_TASK_STATE_RUNNING))
 		})
 	}
 }
 
 func TestRunAfterLeaderChange(t *testing.T) {
-	st := newStore(t)
+	st := orchestratortest.NewStore(t)
 	clock := clockwork.NewFakeClockAt(t0)
 	svc := jobService("batch", policy(api.RestartPolicy_ON_FAILURE, 5*time.Second, 2, 0), 1)
 	first := taskIn(svc, 1, "n1", api.TaskState_TASK_STATE_RUNNING, t0)
-	create(t, st, readyNode("n1"), svc, first)
+	orchestratortest.Create(t, st, readyNode("n1"), svc, first)
 
 	// The first leader restarts the task and loses leadership before the
 	// delay is over.
-	leader1 := New(st, WithClock(clock), WithLogger(quiet))
+	leader1 := New(st, WithClock(clock), WithLogger(orchestratortest.Quiet()))
 	run1 := startRun(t, leader1)
 	repl := failAndRestart(t, st, leader1, clock, first.GetId())
-	blockUntilTimers(t, clock, 1)
+	orchestratortest.BlockUntilTimers(t, clock, 1)
 	clock.Advance(3 * time.Second)
 	run1.stop(t)
 
 	// The next leader's supervisor starts it when the delay is over.
-	leader2 := New(st, WithClock(clock), WithLogger(quiet))
+	leader2 := New(st, WithClock(clock), WithLogger(orchestratortest.Quiet()))
 	startRun(t, leader2)
-	blockUntilTimers(t, clock, 1)
+	orchestratortest.BlockUntilTimers(t, clock, 1)
 	clock.Advance(2*time.Second - time.Millisecond)
-	blockUntilTimers(t, clock, 1)
+	orchestratortest.BlockUntilTimers(t, clock, 1)
 	if got := getTask(st, repl.GetId()).GetDesiredState(); got != api.TaskState_TASK_STATE_READY {
 		t.Fatalf("desired %v before the delay is over", got)
 	}
 	clock.Advance(time.Millisecond)
-	waitFor(t, st, "job replacement started", desiredIs(repl.GetId(), api.TaskState_TASK_STATE_COMPLETE))
+	orchestratortest.WaitFor(t, st, "job replacement started", desiredIs(repl.GetId(), api.TaskState_TASK_STATE_COMPLETE))
 
 	// It counts the first leader's restart: one more, then no more.
 	clock.Advance(time.Second)
 	second := failAndRestart(t, st, leader2, clock, repl.GetId())
 	clock.Advance(time.Minute)
 	setState(t, st, second.GetId(), api.TaskState_TASK_STATE_FAILED, clock.Now())
-	if third := restartTask(t, st, New(st, WithClock(clock), WithLogger(quiet)), second.GetId()); third != nil {
+	if third := restartTask(t, st, New(st, WithClock(clock), WithLogger(orchestratortest.Quiet())), second.GetId()); third != nil {
 		t.Fatalf("a third restart with max attempts 2: %v", third)
 	}
 }

@@ -64,22 +64,19 @@ type Supervisor struct {
 var _ orchestrator.Restarter = (*Supervisor)(nil)
 
 // Option configures a Supervisor.
-type Option func(*Supervisor)
+type Option = orchestrator.Option
 
 // WithClock sets the clock of restart times and delays (default: the
 // real clock).
-func WithClock(c clockwork.Clock) Option { return func(r *Supervisor) { r.clock = c } }
+func WithClock(c clockwork.Clock) Option { return orchestrator.WithClock(c) }
 
 // WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(r *Supervisor) { r.log = l } }
+func WithLogger(l *slog.Logger) Option { return orchestrator.WithLogger(l) }
 
 // New returns the restart supervisor of the tasks in s.
 func New(s *store.MemoryStore, opts ...Option) *Supervisor {
-	r := &Supervisor{store: s, clock: clockwork.NewRealClock(), log: slog.Default()}
-	for _, o := range opts {
-		o(r)
-	}
-	return r
+	opt := orchestrator.NewOptions(opts)
+	return &Supervisor{store: s, clock: opt.Clock, log: opt.Log}
 }
 
 // Restart shuts t down within tx and creates its replacement if its

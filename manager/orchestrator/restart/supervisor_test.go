@@ -8,6 +8,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/manager/orchestrator/orchestratortest"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/protobuf/proto"
 )
@@ -107,12 +108,12 @@ func TestReplacement(t *testing.T) {
 }
 
 func TestRestartWritesShutdownAndReplacement(t *testing.T) {
-	st := newStore(t)
+	st := orchestratortest.NewStore(t)
 	clock := clockwork.NewFakeClockAt(t0)
 	svc := newService("web", policy(api.RestartPolicy_ANY, 5*time.Second, 0, 0))
 	old := taskIn(svc, 2, "n1", api.TaskState_TASK_STATE_FAILED, t0)
-	create(t, st, readyNode("n1"), svc, old)
-	r := New(st, WithClock(clock), WithLogger(quiet))
+	orchestratortest.Create(t, st, readyNode("n1"), svc, old)
+	r := New(st, WithClock(clock), WithLogger(orchestratortest.Quiet()))
 
 	repl := restartTask(t, st, r, old.GetId())
 	if got := getTask(st, old.GetId()).GetDesiredState(); got != api.TaskState_TASK_STATE_SHUTDOWN {
@@ -135,14 +136,14 @@ func TestRestartWritesShutdownAndReplacement(t *testing.T) {
 }
 
 func TestRestartOfAStaleTaskConflicts(t *testing.T) {
-	st := newStore(t)
+	st := orchestratortest.NewStore(t)
 	svc := newService("web", nil)
 	old := taskIn(svc, 1, "n1", api.TaskState_TASK_STATE_FAILED, t0)
-	create(t, st, readyNode("n1"), svc, old)
+	orchestratortest.Create(t, st, readyNode("n1"), svc, old)
 	stale := getTask(st, old.GetId())
 	setState(t, st, old.GetId(), api.TaskState_TASK_STATE_REJECTED, t0)
 
-	r := New(st, WithClock(clockwork.NewFakeClockAt(t0)), WithLogger(quiet))
+	r := New(st, WithClock(clockwork.NewFakeClockAt(t0)), WithLogger(orchestratortest.Quiet()))
 	err := st.Update(context.Background(), func(tx store.Tx) error {
 		return r.Restart(context.Background(), tx, nil, svc, stale)
 	})
@@ -155,12 +156,12 @@ func TestRestartOfAStaleTaskConflicts(t *testing.T) {
 }
 
 func TestMaxAttemptsWithinWindow(t *testing.T) {
-	st := newStore(t)
+	st := orchestratortest.NewStore(t)
 	clock := clockwork.NewFakeClockAt(t0)
 	svc := newService("web", policy(api.RestartPolicy_ANY, 0, 2, time.Minute))
 	first := taskIn(svc, 1, "n1", api.TaskState_TASK_STATE_RUNNING, t0)
-	create(t, st, readyNode("n1"), svc, first)
-	r := New(st, WithClock(clock), WithLogger(quiet))
+	orchestratortest.Create(t, st, readyNode("n1"), svc, first)
+	r := New(st, WithClock(clock), WithLogger(orchestratortest.Quiet()))
 
 	// fail makes the task with that ID fail now and restarts it.
 	fail := func(id string) *api.Task {
@@ -181,10 +182,10 @@ func TestMaxAttemptsWithinWindow(t *testing.T) {
 	}
 
 	// The same failures spread over more than the window are allowed.
-	st2 := newStore(t)
+	st2 := orchestratortest.NewStore(t)
 	first2 := taskIn(svc, 1, "n1", api.TaskState_TASK_STATE_RUNNING, clock.Now())
-	create(t, st2, readyNode("n1"), svc, first2)
-	r2 := New(st2, WithClock(clock), WithLogger(quiet))
+	orchestratortest.Create(t, st2, readyNode("n1"), svc, first2)
+	r2 := New(st2, WithClock(clock), WithLogger(orchestratortest.Quiet()))
 	id := first2.GetId()
 	for i := range 4 {
 		setState(t, st2, id, api.TaskState_TASK_STATE_FAILED, clock.Now())

@@ -12,7 +12,6 @@ package taskreaper
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -24,14 +23,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Waits before a failed pass is tried again.
-const (
-	minRetryDelay = 50 * time.Millisecond
-	maxRetryDelay = 5 * time.Second
-)
-
-var errWatchClosed = errors.New("task reaper: store watch closed")
-
 // Reaper deletes unneeded tasks. Run it on the leader.
 type Reaper struct {
 	store *store.MemoryStore
@@ -40,57 +31,32 @@ type Reaper struct {
 }
 
 // Option configures a Reaper.
-type Option func(*Reaper)
+type Option = orchestrator.Option
 
 // WithClock sets the clock of retries (default: the real clock).
-func WithClock(c clockwork.Clock) Option { return func(r *Reaper) { r.clock = c } }
+func WithClock(c clockwork.Clock) Option { return orchestrator.WithClock(c) }
 
 // WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(r *Reaper) { r.log = l } }
+func WithLogger(l *slog.Logger) Option { return orchestrator.WithLogger(l) }
 
 // New returns the reaper of the tasks in s.
 func New(s *store.MemoryStore, opts ...Option) *Reaper {
-	r := &Reaper{store: s, clock: clockwork.NewRealClock(), log: slog.Default()}
-	for _, o := range opts {
-		o(r)
-	}
-	return r
+	opt := orchestrator.NewOptions(opts)
+	return &Reaper{store: s, clock: opt.Clock, log: opt.Log}
 }
 
 // Run deletes tasks until ctx ends (then it returns nil) or the store
 // closes its watch.
 func (r *Reaper) Run(ctx context.Context) error {
-	events, cancel, err := r.store.ViewAndWatch(nil, watchFilter)
-	if err != nil {
-		return fmt.Errorf("task reaper: watch the store: %w", err)
-	}
-	defer cancel()
 	rs := &runState{groups: make(map[groupKey]bool), services: make(map[string]bool), all: true}
-	defer rs.stopRetry()
-	for {
-		if rs.due() {
-			r.pass(ctx, rs)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return errWatchClosed
-			}
-			rs.note(ev)
-		case <-rs.retryC():
-			rs.retry, rs.paused = nil, false
-		}
-	}
+	l := orchestrator.Loop{Name: "task reaper", Store: r.store, Clock: r.clock, Log: r.log,
+		Filter: watchFilter,
+		Note:   rs.note, Pending: rs.due, Pass: func(ctx context.Context) (time.Duration, error) { return 0, r.pass(ctx, rs) }}
+	return l.Run(ctx)
 }
 
-// watchFilter passes what the reaper reacts to, and commits.
+// watchFilter passes what the reaper reacts to.
 func watchFilter(e store.Event) bool {
-	switch e.Action {
-	case store.EventCommit, store.EventRestore:
-		return true
-	}
 	switch e.Kind() {
 	case store.KindTask, store.KindService, store.KindCluster:
 		return true
@@ -101,7 +67,7 @@ func watchFilter(e store.Event) bool {
 }
 
 // pass deletes what the noted groups no longer need.
-func (r *Reaper) pass(ctx context.Context, rs *runState) {
+func (r *Reaper) pass(ctx context.Context, rs *runState) error {
 	work := rs.take()
 	var doomed []*api.Task
 	var err error
@@ -110,14 +76,9 @@ func (r *Reaper) pass(ctx context.Context, rs *runState) {
 		err = r.delete(ctx, doomed)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
 		rs.failed(work)
-		r.log.WarnContext(ctx, "task reaper: pass failed; retrying", "error", err, "retry.in", rs.pause(r.clock))
-		return
 	}
-	rs.failures = 0
+	return err
 }
 
 // decide reads the work's groups and returns the tasks to delete.
@@ -229,30 +190,19 @@ type runState struct {
 	groups   map[groupKey]bool
 	services map[string]bool // every group of these services
 	all      bool            // every task (start, restore, node removed, cluster changed)
-	// mid: events of a request were seen, not yet its commit.
-	mid bool
-	// paused: a pass failed; the next one waits for the retry timer.
-	paused   bool
-	retry    clockwork.Timer
-	failures int
 }
 
 // due reports whether a pass should run now.
 func (rs *runState) due() bool {
-	return !rs.mid && !rs.paused && (rs.all || len(rs.groups) > 0 || len(rs.services) > 0)
+	return rs.all || len(rs.groups) > 0 || len(rs.services) > 0
 }
 
 // note takes one event in.
 func (rs *runState) note(ev store.Event) {
-	switch ev.Action {
-	case store.EventCommit:
-		rs.mid = false
-		return
-	case store.EventRestore:
+	if ev.Action == store.EventRestore {
 		rs.all = true
 		return
 	}
-	rs.mid = true
 	switch o := ev.Object.(type) {
 	case *api.Task:
 		old, _ := ev.Old.(*api.Task)
@@ -296,28 +246,4 @@ func (rs *runState) failed(w *pending) {
 		rs.services[id] = true
 	}
 	rs.all = rs.all || w.all
-}
-
-// pause holds passes back until a retry timer fires, waiting longer
-// after each failure in a row; it returns the wait.
-func (rs *runState) pause(clock clockwork.Clock) time.Duration {
-	rs.failures++
-	wait := min(minRetryDelay<<min(rs.failures-1, 16), maxRetryDelay)
-	rs.stopRetry()
-	rs.paused, rs.retry = true, clock.NewTimer(wait)
-	return wait
-}
-
-func (rs *runState) retryC() <-chan time.Time {
-	if rs.retry == nil {
-		return nil
-	}
-	return rs.retry.Chan()
-}
-
-func (rs *runState) stopRetry() {
-	if rs.retry != nil {
-		rs.retry.Stop()
-		rs.retry = nil
-	}
 }
