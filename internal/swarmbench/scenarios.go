@@ -156,7 +156,7 @@ func waitReadyNodes(ctx context.Context, m *Manager, want int) error {
 // little next to the work measured.
 func waitAssigned(ctx context.Context, m *Manager, ids []string, replicas int) error {
 	next := 0
-	return poll(ctx, 10*time.Millisecond, func() (bool, error) {
+	return poll(ctx, 50*time.Millisecond, func() (bool, error) {
 		for next < len(ids) {
 			resp, err := m.Control().ListTasks(ctx, &api.ListTasksRequest{Filters: &api.ListFilters{ServiceIds: []string{ids[next]}}})
 			if err != nil {
