@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/openswarm/swarmd/manager/orchestrator"
 	"github.com/openswarm/swarmd/manager/state/store"
 )
 
@@ -19,8 +20,9 @@ const (
 )
 
 // PendingMessage is the status message of a task the allocator moved to
-// PENDING.
-const PendingMessage = "pending task scheduling"
+// PENDING (the orchestrators write the same for the tasks they create
+// PENDING because they need no allocation).
+const PendingMessage = orchestrator.PendingMessage
 
 var (
 	errWatchClosed = errors.New("allocator: store watch closed")

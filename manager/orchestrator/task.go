@@ -53,7 +53,9 @@ func RunState(s *api.Service) api.TaskState {
 
 // NewTask returns a new task of s at now: for slot (replicated services
 // and jobs; slot 0 otherwise) or for nodeID (global services and jobs; ""
-// otherwise). Its status is NEW, its desired state RunState(s).
+// otherwise). Its desired state is RunState(s); its status is NEW, or
+// PENDING (ready for the scheduler) when it needs nothing of the
+// allocator (NeedsAllocation).
 func NewTask(s *api.Service, slot uint64, nodeID string, now time.Time) *api.Task {
 	name := s.GetSpec().GetAnnotations().GetName()
 	t := &api.Task{
@@ -72,6 +74,9 @@ func NewTask(s *api.Service, slot uint64, nodeID string, now time.Time) *api.Tas
 			Timestamp: timestamppb.New(now),
 		},
 	}
+	if !NeedsAllocation(s) {
+		t.Status.State, t.Status.Message = api.TaskState_TASK_STATE_PENDING, PendingMessage
+	}
 	if nodeID != "" {
 		t.Annotations = &api.Annotations{Name: fmt.Sprintf("%s.%s", name, nodeID)}
 	} else {
@@ -81,6 +86,23 @@ func NewTask(s *api.Service, slot uint64, nodeID string, now time.Time) *api.Tas
 		t.JobIteration = proto.CloneOf(js.GetJobIteration())
 	}
 	return t
+}
+
+// PendingMessage is the status message of a task waiting for the
+// scheduler (the allocator writes it when it moves a task to PENDING).
+const PendingMessage = "pending task scheduling"
+
+// NeedsAllocation reports whether a new task of s must wait for the
+// allocator (stay NEW until the allocator moves it to PENDING): s
+// publishes ports, its tasks attach to networks, or its recorded endpoint
+// is not yet the one its spec asks for. A task that needs nothing of the
+// allocator is created PENDING, which saves a raft write per task.
+func NeedsAllocation(s *api.Service) bool {
+	spec := s.GetSpec()
+	if len(spec.GetEndpoint().GetPorts()) > 0 || len(spec.GetTask().GetNetworks()) > 0 {
+		return true
+	}
+	return s.GetEndpoint() != nil && !proto.Equal(s.GetEndpoint().GetSpec(), spec.GetEndpoint())
 }
 
 // IsTaskDirty reports whether t no longer matches its service: its task

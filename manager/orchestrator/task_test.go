@@ -130,3 +130,51 @@ func TestNodeEligibility(t *testing.T) {
 		}
 	}
 }
+
+func TestNeedsAllocation(t *testing.T) {
+	bare := func() *api.Service {
+		return &api.Service{Spec: &api.ServiceSpec{
+			Annotations: &api.Annotations{Name: "web"},
+			Task:        &api.TaskSpec{Container: &api.ContainerSpec{Image: "img:1"}},
+		}}
+	}
+	tests := []struct {
+		name   string
+		change func(s *api.Service)
+		want   bool
+	}{
+		{"nothing to allocate", func(*api.Service) {}, false},
+		{"endpoint recorded as specified", func(s *api.Service) {
+			s.Spec.Endpoint = &api.EndpointSpec{Mode: api.EndpointSpec_DNSRR}
+			s.Endpoint = &api.Endpoint{Spec: &api.EndpointSpec{Mode: api.EndpointSpec_DNSRR}}
+		}, false},
+		{"published port", func(s *api.Service) {
+			s.Spec.Endpoint = &api.EndpointSpec{Ports: []*api.PortConfig{{TargetPort: 80}}}
+		}, true},
+		{"host-mode port", func(s *api.Service) {
+			s.Spec.Endpoint = &api.EndpointSpec{Ports: []*api.PortConfig{{TargetPort: 80, PublishMode: api.PortConfig_HOST}}}
+		}, true},
+		{"network", func(s *api.Service) {
+			s.Spec.Task.Networks = []*api.NetworkAttachmentConfig{{Target: "net1"}}
+		}, true},
+		{"ports removed, endpoint not yet re-allocated", func(s *api.Service) {
+			s.Endpoint = &api.Endpoint{Spec: &api.EndpointSpec{Ports: []*api.PortConfig{{TargetPort: 80}}}}
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := bare()
+			tt.change(s)
+			if got := NeedsAllocation(s); got != tt.want {
+				t.Fatalf("NeedsAllocation = %v, want %v", got, tt.want)
+			}
+			want := api.TaskState_TASK_STATE_PENDING
+			if tt.want {
+				want = api.TaskState_TASK_STATE_NEW
+			}
+			if got := NewTask(s, 1, "", time.Now()).GetStatus().GetState(); got != want {
+				t.Fatalf("NewTask status = %v, want %v", got, want)
+			}
+		})
+	}
+}
