@@ -23,16 +23,16 @@ func taskCommand() *cobra.Command {
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 4, 4, 4, ' ', 0)
 				if !quiet {
-					fmt.Fprintln(tw, "ID\tService\tDesired State\tLast State\tNode")
+					fmt.Fprintln(tw, "ID\tName\tDesired State\tLast State\tNode\tError")
 				}
 				for _, t := range resp.GetTasks() {
 					if quiet {
 						fmt.Fprintln(tw, t.GetId())
 						continue
 					}
-					fmt.Fprintf(tw, "%s\t%s.%d\t%s\t%s\t%s\n", t.GetId(), t.GetServiceAnnotations().GetName(), t.GetSlot(),
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.GetId(), taskName(t),
 						enumWord(t.GetDesiredState().String(), "TASK_STATE_"),
-						enumWord(t.GetStatus().GetState().String(), "TASK_STATE_"), t.GetNodeId())
+						enumWord(t.GetStatus().GetState().String(), "TASK_STATE_"), t.GetNodeId(), t.GetStatus().GetErr())
 				}
 				return tw.Flush()
 			})
@@ -53,4 +53,13 @@ func taskCommand() *cobra.Command {
 	}
 	cmd.AddCommand(ls, inspect)
 	return cmd
+}
+
+// taskName is the task's name: <service>.<slot>, or <service>.<node ID>
+// for the tasks of global services.
+func taskName(t *api.Task) string {
+	if n := t.GetAnnotations().GetName(); n != "" {
+		return n
+	}
+	return fmt.Sprintf("%s.%d", t.GetServiceAnnotations().GetName(), t.GetSlot())
 }
