@@ -165,3 +165,29 @@ func SetDesired(tx store.Tx, t *api.Task, state api.TaskState) error {
 	}
 	return nil
 }
+
+// PlacedPass is what a pass of an orchestrator whose tasks follow the
+// nodes (global services, jobs) reads: the cluster, the services to
+// reconcile and, only when there is any, every node — with thousands of
+// nodes, a node event must not cost a copy of every node when no service
+// of the orchestrator's kind exists.
+type PlacedPass struct {
+	Cluster *api.Cluster
+	IDs     []string
+	Nodes   []*api.Node
+}
+
+// ReadPlaced expands w (see Expand) and reads what the pass needs in tx.
+func (w *ServiceWork) ReadPlaced(tx store.ReadTx, kind func(*api.Service) bool, ours func(*api.Task) bool) (PlacedPass, error) {
+	p := PlacedPass{Cluster: FirstCluster(tx)}
+	if err := w.Expand(tx, kind, ours); err != nil {
+		return p, err
+	}
+	p.IDs = w.IDs()
+	if len(p.IDs) == 0 {
+		return p, nil
+	}
+	var err error
+	p.Nodes, err = store.FindNodes(tx, store.All)
+	return p, err
+}

@@ -128,3 +128,38 @@ func TestServiceWorkNotePlaced(t *testing.T) {
 		t.Errorf("restore: %+v; want all and orphans", w)
 	}
 }
+
+func TestReadPlacedReadsNodesOnlyForWork(t *testing.T) {
+	s := store.NewMemoryStore(nil)
+	defer s.Close()
+	global := &api.Service{Id: "g1", Spec: &api.ServiceSpec{Annotations: &api.Annotations{Name: "g"},
+		Mode: &api.ServiceSpec_Global{Global: &api.GlobalService{}}}}
+	if err := s.Update(context.Background(), func(tx store.Tx) error {
+		if err := tx.Create(&api.Cluster{Id: "c1", Spec: &api.ClusterSpec{Annotations: &api.Annotations{Name: "default"}}}); err != nil {
+			return err
+		}
+		return tx.Create(&api.Node{Id: "n1", Spec: &api.NodeSpec{}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ours := func(*api.Task) bool { return false }
+	read := func() PlacedPass {
+		w := NewServiceWork()
+		var p PlacedPass
+		var err error
+		s.View(func(tx store.ReadTx) { p, err = w.ReadPlaced(tx, IsGlobal, ours) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if p := read(); p.Cluster.GetId() != "c1" || len(p.IDs) != 0 || p.Nodes != nil {
+		t.Fatalf("without a global service: %+v; want the cluster, no IDs, no nodes read", p)
+	}
+	if err := s.Update(context.Background(), func(tx store.Tx) error { return tx.Create(global) }); err != nil {
+		t.Fatal(err)
+	}
+	if p := read(); !slices.Equal(p.IDs, []string{"g1"}) || len(p.Nodes) != 1 {
+		t.Fatalf("with a global service: IDs %v, %d nodes; want [g1], 1 node", p.IDs, len(p.Nodes))
+	}
+}

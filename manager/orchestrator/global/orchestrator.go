@@ -75,21 +75,12 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 // pass reconciles the services noted since the last pass.
 func (o *Orchestrator) pass(ctx context.Context, rs *runState) error {
 	job := rs.Take()
-	var cluster *api.Cluster
-	var nodes []*api.Node
+	var in orchestrator.PlacedPass
 	var err error
-	o.store.View(func(tx store.ReadTx) {
-		cluster = orchestrator.FirstCluster(tx)
-		// Nodes are read (copied) only when some service is to be
-		// reconciled: with thousands of nodes, a node event must not
-		// cost a copy of every node when no service of this kind exists.
-		if err = job.Expand(tx, orchestrator.IsGlobal, isOurs); err == nil && len(job.IDs()) > 0 {
-			nodes, err = store.FindNodes(tx, store.All)
-		}
-	})
+	o.store.View(func(tx store.ReadTx) { in, err = job.ReadPlaced(tx, orchestrator.IsGlobal, isOurs) })
 	var outs []outcome
 	if err == nil {
-		outs, err = o.write(ctx, cluster, nodes, job.IDs())
+		outs, err = o.write(ctx, in.Cluster, in.Nodes, in.IDs)
 	}
 	if err != nil {
 		rs.Requeue(job)
@@ -100,7 +91,7 @@ func (o *Orchestrator) pass(ctx context.Context, rs *runState) error {
 		case out.removed:
 			o.updater.Cancel(out.id)
 		case len(out.dirty) > 0:
-			o.updater.Update(ctx, cluster, out.service, out.dirty)
+			o.updater.Update(ctx, in.Cluster, out.service, out.dirty)
 		}
 	}
 	return nil

@@ -70,20 +70,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 // pass reconciles the jobs noted since the last pass.
 func (o *Orchestrator) pass(ctx context.Context, rs *runState) error {
 	work := rs.Take()
-	var cluster *api.Cluster
-	var nodes []*api.Node
+	var in orchestrator.PlacedPass
 	var err error
-	o.store.View(func(tx store.ReadTx) {
-		cluster = orchestrator.FirstCluster(tx)
-		// Nodes are read (copied) only when some service is to be
-		// reconciled: with thousands of nodes, a node event must not
-		// cost a copy of every node when no service of this kind exists.
-		if err = work.Expand(tx, orchestrator.IsJob, isOurs); err == nil && len(work.IDs()) > 0 {
-			nodes, err = store.FindNodes(tx, store.All)
-		}
-	})
+	o.store.View(func(tx store.ReadTx) { in, err = work.ReadPlaced(tx, orchestrator.IsJob, isOurs) })
 	if err == nil {
-		err = o.write(ctx, cluster, nodes, work.IDs())
+		err = o.write(ctx, in.Cluster, in.Nodes, in.IDs)
 	}
 	if err != nil {
 		rs.Requeue(work)
