@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/openswarm/swarmd/manager/orchestrator/orchestratortest"
 	"log/slog"
 	"sync"
 	"testing"
@@ -88,30 +89,6 @@ func getTask(s *store.MemoryStore, id string) *api.Task {
 	return t
 }
 
-// waitFor waits until cond holds on the store, checking after every
-// commit.
-func waitFor(t *testing.T, s *store.MemoryStore, what string, cond func(tx store.ReadTx) bool) {
-	t.Helper()
-	ch, cancel := s.Watch(func(e store.Event) bool {
-		return e.Action == store.EventCommit || e.Action == store.EventRestore
-	})
-	defer cancel()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		ok := false
-		s.View(func(tx store.ReadTx) { ok = cond(tx) })
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 func assignedTo(node string, ids ...string) func(tx store.ReadTx) bool {
 	return func(tx store.ReadTx) bool {
 		for _, id := range ids {
@@ -158,12 +135,12 @@ func TestRunAssignsPendingTasks(t *testing.T) {
 	create(t, s, objects(nodes3()...)...)
 	create(t, s, objects(first...)...)
 	r := startRunner(t, s)
-	waitFor(t, s, "the first tasks assigned", assignedTo("", ids(first)...))
+	orchestratortest.WaitFor(t, s, "the first tasks assigned", assignedTo("", ids(first)...))
 
 	later := mkTasks("b", "s", 4)
 	create(t, s, objects(later...)...)
 	all := append(ids(first), ids(later)...)
-	waitFor(t, s, "every task assigned", assignedTo("", all...))
+	orchestratortest.WaitFor(t, s, "every task assigned", assignedTo("", all...))
 
 	perNode := map[string]int{}
 	for _, id := range all {
@@ -183,10 +160,10 @@ func TestRunWaitsForAFittingNode(t *testing.T) {
 	s := newStore(t)
 	create(t, s, mkNode("n1", nodeResources(cpu, gib)), mkTask("t1", "s", reserve(2*cpu, 0)))
 	startRunner(t, s)
-	waitFor(t, s, "the task left pending with the reason", pendingWith("no suitable node (insufficient resources on 1 node)", "t1"))
+	orchestratortest.WaitFor(t, s, "the task left pending with the reason", pendingWith("no suitable node (insufficient resources on 1 node)", "t1"))
 
 	create(t, s, mkNode("n2"))
-	waitFor(t, s, "the task assigned to the new node", assignedTo("n2", "t1"))
+	orchestratortest.WaitFor(t, s, "the task assigned to the new node", assignedTo("n2", "t1"))
 	if e := getTask(s, "t1").GetStatus().GetErr(); e != "" {
 		t.Fatalf("assigned task keeps error %q", e)
 	}
@@ -200,32 +177,32 @@ func TestRunRewritesErrorsOnlyWhenTheyChange(t *testing.T) {
 	create(t, s, mkNode("n1", nodeResources(cpu, gib)), mkTask("big", "s", reserve(2*cpu, 0)))
 	startRunner(t, s)
 	const one = "no suitable node (insufficient resources on 1 node)"
-	waitFor(t, s, "the reason written", pendingWith(one, "big"))
+	orchestratortest.WaitFor(t, s, "the reason written", pendingWith(one, "big"))
 	before := version(getTask(s, "big"))
 
 	// A relevant node change that leaves the reason as it is, then a
 	// probe: once the probe is assigned the change has been looked at.
 	update(t, s, "n1", func(n *api.Node) { n.Spec.Annotations.Labels = map[string]string{"rack": "r1"} })
 	create(t, s, mkTask("probe", "other"))
-	waitFor(t, s, "the probe assigned", assignedTo("n1", "probe"))
+	orchestratortest.WaitFor(t, s, "the probe assigned", assignedTo("n1", "probe"))
 	if after := version(getTask(s, "big")); after != before {
 		t.Fatalf("unchanged reason rewritten: version %d -> %d", before, after)
 	}
 
 	create(t, s, mkNode("n2", nodeResources(cpu, gib)))
-	waitFor(t, s, "the new reason written", pendingWith("no suitable node (insufficient resources on 2 nodes)", "big"))
+	orchestratortest.WaitFor(t, s, "the new reason written", pendingWith("no suitable node (insufficient resources on 2 nodes)", "big"))
 }
 
 func TestRunRetriesWhenResourcesAreFreed(t *testing.T) {
 	s := newStore(t)
 	create(t, s, mkNode("n1", nodeResources(cpu, gib)), mkTask("t1", "s", reserve(cpu, 0)), mkTask("t2", "s", reserve(cpu, 0), slot(2)))
 	startRunner(t, s)
-	waitFor(t, s, "t1 assigned, t2 pending", func(tx store.ReadTx) bool {
+	orchestratortest.WaitFor(t, s, "t1 assigned, t2 pending", func(tx store.ReadTx) bool {
 		return assignedTo("n1", "t1")(tx) && pendingWith("no suitable node (insufficient resources on 1 node)", "t2")(tx)
 	})
 
 	update(t, s, "t1", func(tk *api.Task) { tk.Status.State = api.TaskState_TASK_STATE_COMPLETE })
-	waitFor(t, s, "t2 assigned", assignedTo("n1", "t2"))
+	orchestratortest.WaitFor(t, s, "t2 assigned", assignedTo("n1", "t2"))
 }
 
 func TestRunGlobalTasks(t *testing.T) {
@@ -235,12 +212,12 @@ func TestRunGlobalTasks(t *testing.T) {
 		mkTask("g1", "g", preset("n1")), mkTask("g2", "g", preset("n2")),
 	)
 	startRunner(t, s)
-	waitFor(t, s, "g1 assigned to n1, g2 pending", func(tx store.ReadTx) bool {
+	orchestratortest.WaitFor(t, s, "g1 assigned to n1, g2 pending", func(tx store.ReadTx) bool {
 		return assignedTo("n1", "g1")(tx) && pendingWith("no suitable node (1 node not available for new tasks)", "g2")(tx)
 	})
 
 	update(t, s, "n2", func(n *api.Node) { n.Spec.Availability = api.NodeAvailability_NODE_AVAILABILITY_ACTIVE })
-	waitFor(t, s, "g2 assigned to n2", assignedTo("n2", "g2"))
+	orchestratortest.WaitFor(t, s, "g2 assigned to n2", assignedTo("n2", "g2"))
 }
 
 func TestRunIgnoresDownAndRemovedNodes(t *testing.T) {
@@ -253,7 +230,7 @@ func TestRunIgnoresDownAndRemovedNodes(t *testing.T) {
 	}
 	tasks := mkTasks("t", "s", 4, specVersion(2))
 	create(t, s, objects(tasks...)...)
-	waitFor(t, s, "every task on n2", assignedTo("n2", ids(tasks)...))
+	orchestratortest.WaitFor(t, s, "every task on n2", assignedTo("n2", ids(tasks)...))
 	if tk := getTask(s, "r1"); tk.GetNodeId() != "n1" || tk.GetStatus().GetState() != api.TaskState_TASK_STATE_RUNNING {
 		t.Fatalf("a task of the down node was touched: %v", tk)
 	}
@@ -271,7 +248,7 @@ func TestRunBatchDelay(t *testing.T) {
 		t.Fatalf("scheduled before the batching delay: %v", st)
 	}
 	r.clock.Advance(50 * time.Millisecond)
-	waitFor(t, s, "the task assigned", assignedTo("n1", "t1"))
+	orchestratortest.WaitFor(t, s, "the task assigned", assignedTo("n1", "t1"))
 }
 
 func TestRunReloadsAfterRestore(t *testing.T) {
@@ -282,7 +259,7 @@ func TestRunReloadsAfterRestore(t *testing.T) {
 	if err := s.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, s, "restored tasks assigned", assignedTo("n1", "t1", "t2", "t3"))
+	orchestratortest.WaitFor(t, s, "restored tasks assigned", assignedTo("n1", "t1", "t2", "t3"))
 }
 
 // TestRunConcurrentUpdatesLoseNothing has writers update pending tasks
@@ -339,7 +316,7 @@ func TestRunConcurrentUpdatesLoseNothing(t *testing.T) {
 	for err := range errs {
 		t.Fatalf("writer: %v", err)
 	}
-	waitFor(t, s, "every task assigned", assignedTo("", ids(tasks)...))
+	orchestratortest.WaitFor(t, s, "every task assigned", assignedTo("", ids(tasks)...))
 	perNode := map[string]int{}
 	for j, tk := range tasks {
 		got := getTask(s, tk.Id)
@@ -415,7 +392,7 @@ func TestRunRetriesAfterAConflictAtApply(t *testing.T) {
 		t.Fatalf("t2 written by a failed batch: %v", st)
 	}
 	r.clock.Advance(maxRetryDelay)
-	waitFor(t, s, "both tasks assigned", assignedTo("n1", "t1", "t2"))
+	orchestratortest.WaitFor(t, s, "both tasks assigned", assignedTo("n1", "t1", "t2"))
 	if got := getTask(s, "t1").GetAnnotations().GetLabels()["by"]; got != "other" {
 		t.Fatalf("the concurrent change was lost: label %q", got)
 	}
