@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/openswarm/swarmd/internal/atomicfile"
 )
@@ -19,6 +20,9 @@ const (
 	// pendingKeySuffix marks a key written ahead of its certificate (see
 	// KeyReadWriter.Write).
 	pendingKeySuffix = ".new"
+	// lockFilename is the advisory lock (flock) that Read and Write hold,
+	// so a reader in any process never sees half of a pair being replaced.
+	lockFilename = ".lock"
 
 	fileMode = 0o600
 	dirMode  = 0o700
@@ -33,6 +37,9 @@ const (
 // order that a crash at any point leaves readable: the key goes to
 // swarm-node.key.new, then the certificate replaces swarm-node.crt, then the
 // key is renamed over swarm-node.key. Read finishes an interrupted Write.
+// Read and Write hold an exclusive flock on certificates/.lock, so readers
+// and writers in different processes (or with different KeyReadWriters)
+// take turns.
 type KeyReadWriter struct {
 	dir string
 }
@@ -61,6 +68,30 @@ func (k *KeyReadWriter) mkdir() error {
 		return err
 	}
 	return os.Chmod(k.dir, dirMode)
+}
+
+// lock takes the directory's exclusive advisory lock; the returned
+// function releases it. When the directory does not exist there is nothing
+// to protect and nothing is locked.
+func (k *KeyReadWriter) lock() (func(), error) {
+	f, err := os.OpenFile(k.path(lockFilename), os.O_CREATE|os.O_RDWR, fileMode)
+	if errors.Is(err, fs.ErrNotExist) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", k.dir, err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("lock %s: %w", k.dir, err)
+	}
+	return func() { _ = f.Close() }, nil
 }
 
 // WriteRootCA stores the root CA certificate (only: the key stays in the
@@ -98,6 +129,11 @@ func (k *KeyReadWriter) Write(certPEM, keyPEM []byte) error {
 	if err := k.mkdir(); err != nil {
 		return fmt.Errorf("write node certificate: %w", err)
 	}
+	unlock, err := k.lock()
+	if err != nil {
+		return fmt.Errorf("write node certificate: %w", err)
+	}
+	defer unlock()
 	pending := NodeKeyFilename + pendingKeySuffix
 	if err := atomicfile.WriteFile(k.path(pending), keyPEM, fileMode); err != nil {
 		return fmt.Errorf("write node key: %w", err)
@@ -115,6 +151,11 @@ func (k *KeyReadWriter) Write(certPEM, keyPEM []byte) error {
 // crash interrupted. A missing file is an error wrapping fs.ErrNotExist. It
 // does not validate them: see Load.
 func (k *KeyReadWriter) Read() (certPEM, keyPEM []byte, err error) {
+	unlock, err := k.lock()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
 	certPEM, err = os.ReadFile(k.path(NodeCertFilename))
 	if err != nil {
 		return nil, nil, fmt.Errorf("read node certificate: %w", err)

@@ -74,7 +74,7 @@ func TestKeyReadWriterRoundTrip(t *testing.T) {
 			t.Errorf("%s mode %o, want 600", e.Name(), info.Mode().Perm())
 		}
 	}
-	if strings.Join(names, " ") != "swarm-node.crt swarm-node.key swarm-root-ca.crt" {
+	if strings.Join(names, " ") != ".lock swarm-node.crt swarm-node.key swarm-root-ca.crt" {
 		t.Errorf("files = %v", names)
 	}
 	rootFile, err := os.ReadFile(filepath.Join(k.Dir(), RootCACertFilename))
@@ -263,4 +263,46 @@ func TestKeyReadWriterLoadValidates(t *testing.T) {
 			t.Fatalf("err = %v, want expired", err)
 		}
 	})
+}
+
+// TestKeyReadWriterConcurrentReaders replaces the pair again and again
+// while another KeyReadWriter on the same directory (as another process
+// would) loads it: every load sees a matching pair, and no write fails
+// because a reader finished it first.
+func TestKeyReadWriterConcurrentReaders(t *testing.T) {
+	root := newRoot(t)
+	pairs := []nodePair{issue(t, root, "node1", worker, testOrg), issue(t, root, "node1", worker, testOrg)}
+	stateDir := t.TempDir()
+	w := NewKeyReadWriter(stateDir)
+	if err := w.WriteRootCA(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(pairs[0].certPEM, pairs[0].keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := range 40 {
+			p := pairs[i%2]
+			if err := w.Write(p.certPEM, p.keyPEM); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	r := NewKeyReadWriter(stateDir)
+	for {
+		if _, err := r.Load(); err != nil {
+			t.Fatalf("load during writes: %v", err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("write during loads: %v", err)
+			}
+			return
+		default:
+		}
+	}
 }
