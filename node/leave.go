@@ -58,11 +58,21 @@ func (n *Node) Leave(ctx context.Context, force bool) error {
 
 // eraseState removes what makes this node a member of its swarm.
 func (n *Node) eraseState() error {
+	if err := EraseState(n.cfg.StateDir); err != nil {
+		return err
+	}
+	n.log.Info("node: left the swarm; its swarm state is erased", "state_dir", n.cfg.StateDir)
+	return nil
+}
+
+// EraseState removes the swarm state a node keeps under stateDir
+// (certificates, raft, worker DB, known managers), e.g. after a join that
+// failed. The node must not run.
+func EraseState(stateDir string) error {
 	for _, name := range []string{ca.CertificatesDir, "raft", "worker", stateFile, bootstrapFile} {
-		if err := os.RemoveAll(filepath.Join(n.cfg.StateDir, name)); err != nil {
+		if err := os.RemoveAll(filepath.Join(stateDir, name)); err != nil {
 			return fmt.Errorf("node: erase swarm state: %w", err)
 		}
 	}
-	n.log.Info("node: left the swarm; its swarm state is erased", "state_dir", n.cfg.StateDir)
 	return nil
 }

@@ -46,6 +46,10 @@ type Config struct {
 	// Executor runs the tasks assigned to this node (the Docker executor;
 	// the test executor in tests). Without one the node runs no task.
 	Executor exec.Executor
+	// NewExecutor makes the executor once the node's ID is known (the
+	// Docker executor labels containers with it); used when Executor is
+	// nil.
+	NewExecutor func(nodeID string) (exec.Executor, error)
 }
 
 // workerDBPath is where the worker keeps its tasks, under the state dir.
@@ -396,12 +400,18 @@ func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string, onNode func(*
 		Logger:      n.cfg.Logger,
 		OnNode:      onNode,
 	}
-	if n.cfg.Executor != nil {
+	executor := n.cfg.Executor
+	if executor == nil && n.cfg.NewExecutor != nil {
+		if executor, err = n.cfg.NewExecutor(sec.NodeID()); err != nil {
+			return nil, fmt.Errorf("node: executor: %w", err)
+		}
+	}
+	if executor != nil {
 		dbPath := workerDBPath(n.cfg.StateDir)
 		if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
 			return nil, fmt.Errorf("node: worker dir: %w", err)
 		}
-		cfg.Executor, cfg.WorkerDBPath = n.cfg.Executor, dbPath
+		cfg.Executor, cfg.WorkerDBPath = executor, dbPath
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -421,3 +431,21 @@ func (n *Node) describe() *api.NodeDescription {
 		Resources: &api.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: memoryBytes()},
 	}
 }
+
+// RemoteManagers are the manager addresses the node's agent knows.
+func (n *Node) RemoteManagers() []string {
+	n.mu.Lock()
+	a := n.agent
+	n.mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	return a.Managers()
+}
+
+// AdvertiseAddr is the address other nodes reach this node at.
+func (n *Node) AdvertiseAddr() string { return n.cfg.AdvertiseRemoteAPI }
+
+// ControlSocket is the unix socket the node's manager serves the control
+// API on (while the node is a manager).
+func (n *Node) ControlSocket() string { return n.cfg.ListenControlAPI }

@@ -125,3 +125,18 @@ type Dependencies interface {
 type DependencyUser interface {
 	SetDependencies(Dependencies)
 }
+
+// LogPublisher receives the log lines a controller reads for a
+// subscription.
+type LogPublisher interface {
+	Publish(ctx context.Context, msg *api.LogMessage) error
+}
+
+// LogsController is implemented by controllers that can read their task's
+// logs (stdout and stderr of the container). Logs publishes the lines opts
+// asks for (tail, since, streams) and, with opts.Follow, goes on until the
+// task's runtime ends or ctx ends; it returns nil when the logs are
+// exhausted.
+type LogsController interface {
+	Logs(ctx context.Context, publish LogPublisher, opts *api.LogSubscriptionOptions) error
+}
