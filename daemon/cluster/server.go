@@ -65,8 +65,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r2 := r.Clone(context.WithValue(r.Context(), versionKey{}, version))
 	r2.URL.Path, r2.URL.RawPath = path, ""
-	if h, pattern := s.mux.Handler(r2); pattern != "" {
-		h.ServeHTTP(w, r2)
+	if _, pattern := s.mux.Handler(r2); pattern != "" {
+		// Through the mux, which sets the path values ({id}).
+		s.mux.ServeHTTP(w, r2)
 		return
 	}
 	s.proxy.ServeHTTP(w, r)

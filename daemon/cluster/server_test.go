@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -186,5 +187,29 @@ func TestPassthroughUpgrade(t *testing.T) {
 	line, err := br.ReadString('\n')
 	if err != nil || line != "echo:hello\n" {
 		t.Fatalf("got %q, %v", line, err)
+	}
+}
+
+// TestRoutePathValues: a versioned path reaches its handler with the
+// pattern's values ({id}) set.
+func TestRoutePathValues(t *testing.T) {
+	c, err := New(Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(c, "unix:///nonexistent.sock", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	s.handle("GET /probe/{id}", func(w http.ResponseWriter, r *http.Request) error {
+		got = append(got, r.PathValue("id")+"@"+apiVersion(r))
+		return nil
+	})
+	for _, path := range []string{"/v1.50/probe/abc", "/probe/def"} {
+		s.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
+	}
+	if strings.Join(got, " ") != "abc@1.50 def@" {
+		t.Fatalf("handler saw %q", got)
 	}
 }
