@@ -17,7 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/openswarm/swarmd/node"
+	"github.com/openswarm/swarmd/daemon/cluster"
 	"github.com/openswarm/swarmd/version"
 )
 
@@ -34,8 +34,9 @@ func main() {
 // runFunc starts swarmd with a validated Config and returns when it stops.
 type runFunc func(ctx context.Context, cfg *Config, logger *slog.Logger) error
 
-// run is the production runFunc: it runs a node until ctx ends (Ctrl+C,
-// SIGTERM) or the node stops by itself.
+// run is the production runFunc: it serves the Engine API, resumes or
+// starts the node's swarm membership as the flags say, and runs until ctx
+// ends (Ctrl+C, SIGTERM).
 func run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	ncfg, err := nodeConfig(cfg, logger)
 	if err != nil {
@@ -48,24 +49,47 @@ func run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		}
 		defer stopDebug()
 	}
-	n, err := node.New(ncfg)
+	engine, err := engineClient(cfg.EngineAddr)
 	if err != nil {
 		return err
 	}
-	if err := n.Start(ctx); err != nil {
+	defer engine.Close()
+	ncfg.NewExecutor = dockerExecutor(engine, cfg.Hostname, logger)
+	c, err := cluster.New(cluster.Config{
+		StateDir: cfg.StateDir, Node: ncfg, Logger: logger,
+		RemoveContainers: cluster.NodeContainersRemover(engine),
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := cluster.NewServer(c, cfg.EngineAddr, logger)
+	if err != nil {
+		return fmt.Errorf("--engine-addr: %w", err)
+	}
+	lis, err := cluster.Listen(cfg.ListenEngineAPI)
+	if err != nil {
+		return fmt.Errorf("--listen-engine-api: %w", err)
+	}
+	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx, lis) }()
+	defer func() { stopServe(); <-served }()
+
+	if err := startMembership(ctx, c, cfg); err != nil {
 		return err
 	}
 	select {
 	case <-ctx.Done():
-		logger.Info("stopping")
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := n.Stop(sctx); err != nil {
-			return err
+	case err := <-served:
+		served <- err
+		if err != nil {
+			logger.Error("engine API stopped", "error", err)
 		}
-	case <-n.Done():
 	}
-	return n.Err(context.Background())
+	logger.Info("stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.Stop(sctx)
 }
 
 func newRootCommand(stdout, stderr io.Writer, run runFunc) *cobra.Command {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+
+	"github.com/openswarm/swarmd/agent/exec"
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/daemon/cluster"
+	"github.com/openswarm/swarmd/daemon/cluster/executor"
 	"github.com/openswarm/swarmd/node"
 )
 
@@ -82,4 +89,51 @@ func serveDebug(addr string, logger *slog.Logger) (func(), error) {
 	}()
 	logger.Info("debug server listening", "addr", lis.Addr().String())
 	return func() { _ = srv.Close() }, nil
+}
+
+// startMembership resumes the swarm found in the state dir, else joins or
+// initialises one when --join-addr or --init say so; without any, swarmd
+// waits inactive for `docker swarm init` or `docker swarm join`.
+func startMembership(ctx context.Context, c *cluster.Cluster, cfg *Config) error {
+	if cfg.ForceNewCluster {
+		_, err := c.Init(ctx, swarm.InitRequest{
+			ListenAddr: cfg.ListenRemoteAPI, AdvertiseAddr: cfg.AdvertiseRemoteAPI, ForceNewCluster: true,
+		})
+		return err
+	}
+	resumed, err := c.Resume(ctx)
+	if err != nil || resumed {
+		return err
+	}
+	switch {
+	case cfg.JoinAddr != "":
+		return c.Join(ctx, swarm.JoinRequest{
+			RemoteAddrs: []string{cfg.JoinAddr}, JoinToken: cfg.JoinToken,
+			ListenAddr: cfg.ListenRemoteAPI, AdvertiseAddr: cfg.AdvertiseRemoteAPI,
+		})
+	case cfg.Init:
+		_, err := c.Init(ctx, swarm.InitRequest{ListenAddr: cfg.ListenRemoteAPI, AdvertiseAddr: cfg.AdvertiseRemoteAPI})
+		return err
+	}
+	return nil
+}
+
+// engineClient is a Docker Engine API client for addr that negotiates the
+// API version with the engine.
+func engineClient(addr string) (*client.Client, error) {
+	cli, err := client.NewClientWithOpts(client.WithHost(addr), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("--engine-addr: %w", err)
+	}
+	return cli, nil
+}
+
+// dockerExecutor makes the Docker executor of a node once its ID is known.
+// An explicit --hostname replaces the engine's name.
+func dockerExecutor(cli *client.Client, hostname string, logger *slog.Logger) func(string) (exec.Executor, error) {
+	return func(nodeID string) (exec.Executor, error) {
+		e := executor.New(cli, nodeID, logger)
+		e.SetHostname(hostname)
+		return e, nil
+	}
 }

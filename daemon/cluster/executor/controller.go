@@ -1,0 +1,291 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/openswarm/swarmd/agent/exec"
+	"github.com/openswarm/swarmd/api"
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrControllerClosed is returned by a controller used after Close.
+var ErrControllerClosed = errors.New("executor: controller closed")
+
+// Controller runs one task as one container, found by its name.
+type Controller struct {
+	engine engineAPI
+	nodeID string
+	name   string
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	task   *api.Task
+	closed bool
+}
+
+var (
+	_ exec.Controller     = (*Controller)(nil)
+	_ exec.Inspector      = (*Controller)(nil)
+	_ exec.LogsController = (*Controller)(nil)
+)
+
+func newController(engine engineAPI, t *api.Task, nodeID string, logger *slog.Logger) *Controller {
+	t = proto.Clone(t).(*api.Task)
+	name := containerName(t, nodeID)
+	return &Controller{
+		engine: engine,
+		nodeID: nodeID,
+		name:   name,
+		logger: logger.With("task.id", t.GetId(), "service.id", t.GetServiceId(), "container.name", name),
+		task:   t,
+	}
+}
+
+// current returns the task, or an error if the controller is closed.
+func (c *Controller) current() (*api.Task, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrControllerClosed
+	}
+	return c.task, nil
+}
+
+// Update records the new version of the task (its spec does not change).
+func (c *Controller) Update(_ context.Context, t *api.Task) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrControllerClosed
+	}
+	c.task = proto.Clone(t).(*api.Task)
+	return nil
+}
+
+// inspect inspects the task's container. found is false if there is none;
+// a container of that name that is not the task's is an error.
+func (c *Controller) inspect(ctx context.Context, t *api.Task) (ci container.InspectResponse, found bool, err error) {
+	ci, err = c.engine.ContainerInspect(ctx, c.name)
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return ci, false, nil
+	case err != nil:
+		return ci, false, classify("inspect container "+c.name, err)
+	}
+	if ci.Config == nil || ci.Config.Labels[LabelTaskID] != t.GetId() {
+		return ci, false, fmt.Errorf("executor: container %s (%s) does not belong to task %s", c.name, ci.ID, t.GetId())
+	}
+	return ci, true, nil
+}
+
+// Prepare creates the task's container from an image the engine has
+// already: images are never pulled.
+func (c *Controller) Prepare(ctx context.Context) error {
+	t, err := c.current()
+	if err != nil {
+		return err
+	}
+	cfg, host, name, err := containerConfig(t, c.nodeID)
+	if err != nil {
+		return err
+	}
+	if _, found, err := c.inspect(ctx, t); err != nil {
+		return err
+	} else if found {
+		return exec.ErrTaskPrepared
+	}
+	if _, err := c.engine.ImageInspect(ctx, cfg.Image); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("No such image: %s", cfg.Image) //nolint:staticcheck // docker's text
+		}
+		return classify("inspect image "+cfg.Image, err)
+	}
+	resp, err := c.engine.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if err != nil {
+		if cerrdefs.IsConflict(err) {
+			// Created meanwhile, by another try of ours or not.
+			if _, found, ierr := c.inspect(ctx, t); ierr == nil && found {
+				return exec.ErrTaskPrepared
+			}
+		}
+		return classify("create container "+name, err)
+	}
+	for _, w := range resp.Warnings {
+		c.logger.WarnContext(ctx, "container created with warning", "container.id", resp.ID, "warning", w)
+	}
+	c.logger.DebugContext(ctx, "container created", "container.id", resp.ID)
+	return nil
+}
+
+// Start starts the task's container, unless it was started before.
+func (c *Controller) Start(ctx context.Context) error {
+	t, err := c.current()
+	if err != nil {
+		return err
+	}
+	ci, found, err := c.inspect(ctx, t)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return fmt.Errorf("executor: start: no container %s", c.name)
+	case hasStarted(ci.State):
+		return exec.ErrTaskStarted
+	}
+	if err := c.engine.ContainerStart(ctx, ci.ID, container.StartOptions{}); err != nil {
+		return classify("start container "+c.name, err)
+	}
+	c.logger.DebugContext(ctx, "container started", "container.id", ci.ID)
+	return nil
+}
+
+// Wait waits for the task's container to exit. A container whose
+// healthcheck reports it unhealthy fails the task before it exits.
+func (c *Controller) Wait(ctx context.Context) error {
+	t, err := c.current()
+	if err != nil {
+		return err
+	}
+	ci, found, err := c.inspect(ctx, t)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return fmt.Errorf("executor: wait: no container %s", c.name)
+	case !hasStarted(ci.State):
+		return fmt.Errorf("executor: wait: container %s was not started", c.name)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var (
+		healthC <-chan events.Message
+		healthE <-chan error
+	)
+	if ci.State.Health != nil && ci.State.Running {
+		healthC, healthE = c.engine.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+			filters.Arg("type", string(events.ContainerEventType)),
+			filters.Arg("container", ci.ID),
+			filters.Arg("event", string(events.ActionHealthStatus)),
+		)})
+		// It may have turned unhealthy before the subscription.
+		if now, found, err := c.inspect(ctx, t); err == nil && found && unhealthy(now.State) {
+			return ErrContainerUnhealthy
+		}
+	}
+
+	waitC, waitE := c.engine.ContainerWait(ctx, ci.ID, container.WaitConditionNotRunning)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case resp := <-waitC:
+			var waitErr string
+			if resp.Error != nil {
+				waitErr = resp.Error.Message
+			}
+			oom := false
+			if resp.StatusCode != 0 {
+				if end, found, err := c.inspect(ctx, t); err == nil && found && end.State != nil {
+					oom = end.State.OOMKilled
+				}
+			}
+			c.logger.DebugContext(ctx, "container exited", "container.id", ci.ID, "exit.code", resp.StatusCode)
+			return exitResult(resp.StatusCode, oom, waitErr)
+		case err := <-waitE:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return classify("wait for container "+c.name, err)
+		case ev := <-healthC:
+			if strings.HasSuffix(string(ev.Action), string(container.Unhealthy)) {
+				c.logger.InfoContext(ctx, "container unhealthy", "container.id", ci.ID)
+				return ErrContainerUnhealthy
+			}
+		case err := <-healthE:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return classify("watch health of container "+c.name, err)
+		}
+	}
+}
+
+// Shutdown stops the container within the spec's stop grace period; the
+// engine kills it after that.
+func (c *Controller) Shutdown(ctx context.Context) error {
+	t, err := c.current()
+	if err != nil {
+		return err
+	}
+	timeout := stopTimeoutSeconds(stopGracePeriod(t))
+	err = c.engine.ContainerStop(ctx, c.name, container.StopOptions{Timeout: &timeout})
+	if err == nil || cerrdefs.IsNotFound(err) || cerrdefs.IsNotModified(err) {
+		return nil
+	}
+	return classify("stop container "+c.name, err)
+}
+
+// Terminate kills the container at once.
+func (c *Controller) Terminate(ctx context.Context) error {
+	if _, err := c.current(); err != nil {
+		return err
+	}
+	err := c.engine.ContainerKill(ctx, c.name, "SIGKILL")
+	if err == nil || cerrdefs.IsNotFound(err) || notRunning(err) {
+		return nil
+	}
+	return classify("kill container "+c.name, err)
+}
+
+// notRunning tells whether err is the engine's refusal to signal a
+// container that does not run.
+func notRunning(err error) bool {
+	return cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "is not running")
+}
+
+// Remove removes the container and its anonymous volumes.
+func (c *Controller) Remove(ctx context.Context) error {
+	if _, err := c.current(); err != nil {
+		return err
+	}
+	err := c.engine.ContainerRemove(ctx, c.name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err == nil || cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	return classify("remove container "+c.name, err)
+}
+
+// Close releases the controller.
+func (c *Controller) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return nil
+}
+
+// Inspect tells where the task's container is.
+func (c *Controller) Inspect(ctx context.Context) (exec.RuntimeState, error) {
+	t, err := c.current()
+	if err != nil {
+		return exec.RuntimeState{}, err
+	}
+	ci, found, err := c.inspect(ctx, t)
+	if err != nil {
+		return exec.RuntimeState{}, err
+	}
+	if !found {
+		return exec.RuntimeState{Phase: exec.PhaseAbsent}, nil
+	}
+	return runtimeState(ci), nil
+}
