@@ -7,7 +7,9 @@
 // session it reads the dispatcher's Assignments stream, hands every change
 // set to its worker (agent/worker), and sends the statuses the worker
 // reports with UpdateTaskStatus on the current session; reports a session
-// did not get acknowledged are sent on the next one.
+// did not get acknowledged are sent on the next one. It also serves the log
+// subscriptions of the manager's log broker: the logs of its tasks that
+// docker service logs asks for (logs.go).
 package agent
 
 import (
@@ -66,6 +68,9 @@ type Agent struct {
 	// worker and reporter run tasks; nil without an executor.
 	worker   *worker.Worker
 	reporter *worker.Reporter
+	// taskEvents wakes log subscriptions that follow (logs.go) after each
+	// change set the worker applied.
+	taskEvents taskNotifier
 
 	mu        sync.Mutex
 	node      *api.Node
@@ -254,16 +259,17 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 	a.update(addr, msg)
 	a.once.Do(func() { close(a.ready) })
 	a.log.Info("agent: session established", "manager", addr, "node.id", msg.GetNode().GetId())
-	err = a.serveSession(sctx, cancel, client, stream, addr, msg.GetSessionId())
+	err = a.serveSession(sctx, cancel, client, api.NewLogBrokerClient(conn), stream, addr, msg.GetSessionId())
 	return fmt.Errorf("%w: %w", errSessionEnded, err)
 }
 
 // serveSession serves an established session until it breaks, and returns
 // why. Beside the session stream run the heartbeats and, with a worker,
-// the Assignments stream and the status reports: the first of them to
-// fail ends the session (cancel), and its error is the one returned.
+// the Assignments stream, the status reports and the log subscriptions
+// (logs.go): the first of them but the logs to fail ends the session
+// (cancel), and its error is the one returned.
 func (a *Agent) serveSession(ctx context.Context, cancel context.CancelFunc, client api.DispatcherClient,
-	stream grpc.ServerStreamingClient[api.SessionMessage], addr, sid string,
+	logs api.LogBrokerClient, stream grpc.ServerStreamingClient[api.SessionMessage], addr, sid string,
 ) error {
 	var (
 		wg    sync.WaitGroup
@@ -281,7 +287,7 @@ func (a *Agent) serveSession(ctx context.Context, cancel context.CancelFunc, cli
 		fail(fmt.Errorf("heartbeat: %w", a.heartbeat(ctx, client, sid)))
 	}()
 	if a.worker != nil {
-		wg.Add(2)
+		wg.Add(3)
 		go func() {
 			defer wg.Done()
 			fail(fmt.Errorf("assignments: %w", a.assignments(ctx, client, sid)))
@@ -289,6 +295,10 @@ func (a *Agent) serveSession(ctx context.Context, cancel context.CancelFunc, cli
 		go func() {
 			defer wg.Done()
 			_ = a.reporter.Run(ctx, statusSender(client, sid))
+		}()
+		go func() {
+			defer wg.Done()
+			a.serveLogs(ctx, logs)
 		}()
 	}
 	for {
@@ -343,6 +353,7 @@ func (a *Agent) assignments(ctx context.Context, client api.DispatcherClient, se
 		if err != nil {
 			return fmt.Errorf("apply change set %s: %w", m.GetResultsIn(), err)
 		}
+		a.taskEvents.notify()
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/ca"
 	"github.com/openswarm/swarmd/manager/dispatcher"
+	"github.com/openswarm/swarmd/manager/logbroker"
 	"github.com/openswarm/swarmd/manager/state/raft"
 	"github.com/openswarm/swarmd/manager/state/store"
 	"google.golang.org/grpc"
@@ -72,6 +73,7 @@ type Manager struct {
 	caSrv  *ca.Server
 
 	dispatcher *dispatcher.Dispatcher
+	logs       *logbroker.Broker
 	fwd        *leaderForwarder
 
 	ready    chan struct{}

@@ -354,6 +354,18 @@ func (w *Worker) Tasks() []string {
 	return out
 }
 
+// Task returns a task the worker holds, as the worker sees it now (a
+// copy).
+func (w *Worker) Task(id string) (*api.Task, bool) {
+	w.mu.Lock()
+	tm := w.tasks[id]
+	w.mu.Unlock()
+	if tm == nil {
+		return nil, false
+	}
+	return tm.current(), true
+}
+
 // TaskStatus returns the status of a task the worker holds.
 func (w *Worker) TaskStatus(id string) (*api.TaskStatus, bool) {
 	w.mu.Lock()

@@ -20,6 +20,7 @@ import (
 	"github.com/openswarm/swarmd/agent/exec"
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Exit codes of containers stopped by Shutdown (SIGTERM) and Terminate
@@ -85,6 +86,16 @@ type Engine struct {
 	containers map[string]*container // by task ID
 	starts     map[string]int        // by task ID; survives removal
 	hooks      Hooks
+	logs       map[string][]*api.LogMessage // by task ID; survives removal
+	// changed is closed (and replaced) when a log line is written or a
+	// container changes phase, for readers that follow logs.
+	changed chan struct{}
+}
+
+// changedLocked wakes the readers that follow logs.
+func (e *Engine) changedLocked() {
+	close(e.changed)
+	e.changed = make(chan struct{})
 }
 
 type container struct {
@@ -97,7 +108,10 @@ type container struct {
 
 // NewEngine returns an engine with no containers.
 func NewEngine() *Engine {
-	return &Engine{containers: map[string]*container{}, starts: map[string]int{}}
+	return &Engine{
+		containers: map[string]*container{}, starts: map[string]int{},
+		logs: map[string][]*api.LogMessage{}, changed: make(chan struct{}),
+	}
 }
 
 // SetHooks replaces the engine's hooks.
@@ -125,6 +139,7 @@ func (e *Engine) Exit(taskID string, code int) error {
 		return fmt.Errorf("task %s: container is %s, not running", taskID, c.phase)
 	}
 	c.exit(code)
+	e.changedLocked()
 	return nil
 }
 
@@ -136,6 +151,7 @@ func (e *Engine) DeleteContainer(taskID string) {
 	if c := e.containers[taskID]; c != nil {
 		c.exit(ExitCodeTerminate)
 		delete(e.containers, taskID)
+		e.changedLocked()
 	}
 }
 
@@ -270,7 +286,10 @@ type controller struct {
 	closed bool
 }
 
-var _ exec.Inspector = (*controller)(nil)
+var (
+	_ exec.Inspector      = (*controller)(nil)
+	_ exec.LogsController = (*controller)(nil)
+)
 
 func (c *controller) current() (*api.Task, error) {
 	c.mu.Lock()
@@ -315,6 +334,7 @@ func (c *controller) Prepare(ctx context.Context) error {
 		return exec.ErrTaskPrepared
 	}
 	e.containers[c.id] = &container{phase: exec.PhaseCreated}
+	e.changedLocked()
 	return nil
 }
 
@@ -346,6 +366,7 @@ func (c *controller) Start(ctx context.Context) error {
 			ct.exit(code)
 		}
 	}
+	e.changedLocked()
 	return nil
 }
 
@@ -409,6 +430,7 @@ func (c *controller) stop(code int) error {
 	defer c.eng.mu.Unlock()
 	if ct := c.eng.containers[c.id]; ct != nil {
 		ct.exit(code)
+		c.eng.changedLocked()
 	}
 	return nil
 }
@@ -433,4 +455,76 @@ func (c *controller) Close() error {
 	defer c.mu.Unlock()
 	c.closed = true
 	return nil
+}
+
+// WriteLog records a line the task's container wrote on stream (stdout or
+// stderr), timestamped now; controllers following the task's logs get it
+// at once.
+func (e *Engine) WriteLog(taskID string, stream api.LogStream, data string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.logs[taskID] = append(e.logs[taskID], &api.LogMessage{
+		Context:   &api.LogContext{TaskId: taskID},
+		Timestamp: timestamppb.Now(),
+		Stream:    stream,
+		Data:      []byte(data),
+	})
+	e.changedLocked()
+}
+
+// Logs publishes the lines the task's container wrote that opts selects
+// (streams, since, tail) (exec.LogsController). With follow it then
+// publishes new lines as they are written, until the container has run and
+// stopped (exited or was removed) or ctx ends.
+func (c *controller) Logs(ctx context.Context, publish exec.LogPublisher, opts *api.LogSubscriptionOptions) error {
+	t, err := c.current()
+	if err != nil {
+		return err
+	}
+	e := c.eng
+	e.mu.Lock()
+	next := 0
+	if n, tail := len(e.logs[c.id]), int(opts.GetTail()); tail > 0 && tail < n {
+		next = n - tail
+	}
+	e.mu.Unlock()
+	for {
+		e.mu.Lock()
+		all := e.logs[c.id]
+		lines := all[next:]
+		next = len(all)
+		changed := e.changed
+		ct := e.containers[c.id]
+		ended := (ct != nil && ct.phase == exec.PhaseExited) || (ct == nil && e.starts[c.id] > 0)
+		e.mu.Unlock()
+		for _, l := range lines {
+			if !wanted(l, opts) {
+				continue
+			}
+			m := proto.CloneOf(l)
+			m.Context = &api.LogContext{ServiceId: t.GetServiceId(), NodeId: t.GetNodeId(), TaskId: c.id}
+			if err := publish.Publish(ctx, m); err != nil {
+				return fmt.Errorf("testexec: publish logs of task %s: %w", c.id, err)
+			}
+		}
+		if !opts.GetFollow() || ended {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// wanted reports whether opts selects line by stream and time.
+func wanted(line *api.LogMessage, opts *api.LogSubscriptionOptions) bool {
+	if s := opts.GetStreams(); len(s) > 0 && !slices.Contains(s, line.GetStream()) {
+		return false
+	}
+	if since := opts.GetSince(); since != nil && line.GetTimestamp().AsTime().Before(since.AsTime()) {
+		return false
+	}
+	return true
 }
