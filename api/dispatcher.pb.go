@@ -689,6 +689,233 @@ func (x *AssignmentsMessage) GetMore() bool {
 	return false
 }
 
+type MeshRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MeshRequest) Reset() {
+	*x = MeshRequest{}
+	mi := &file_api_dispatcher_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MeshRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MeshRequest) ProtoMessage() {}
+
+func (x *MeshRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_dispatcher_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MeshRequest.ProtoReflect.Descriptor instead.
+func (*MeshRequest) Descriptor() ([]byte, []int) {
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *MeshRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// MeshBackend is a running task behind a published port, and how to reach
+// the node that runs it.
+type MeshBackend struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// tunnel is the host:port of the mesh tunnel of the task's node.
+	Tunnel        string `protobuf:"bytes,3,opt,name=tunnel,proto3" json:"tunnel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MeshBackend) Reset() {
+	*x = MeshBackend{}
+	mi := &file_api_dispatcher_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MeshBackend) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MeshBackend) ProtoMessage() {}
+
+func (x *MeshBackend) ProtoReflect() protoreflect.Message {
+	mi := &file_api_dispatcher_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MeshBackend.ProtoReflect.Descriptor instead.
+func (*MeshBackend) Descriptor() ([]byte, []int) {
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MeshBackend) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *MeshBackend) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *MeshBackend) GetTunnel() string {
+	if x != nil {
+		return x.Tunnel
+	}
+	return ""
+}
+
+type MeshPort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Protocol      PortConfig_Protocol    `protobuf:"varint,1,opt,name=protocol,proto3,enum=swarmd.api.PortConfig_Protocol" json:"protocol,omitempty"`
+	PublishedPort uint32                 `protobuf:"varint,2,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
+	TargetPort    uint32                 `protobuf:"varint,3,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	ServiceId     string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	Backends      []*MeshBackend         `protobuf:"bytes,5,rep,name=backends,proto3" json:"backends,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MeshPort) Reset() {
+	*x = MeshPort{}
+	mi := &file_api_dispatcher_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MeshPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MeshPort) ProtoMessage() {}
+
+func (x *MeshPort) ProtoReflect() protoreflect.Message {
+	mi := &file_api_dispatcher_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MeshPort.ProtoReflect.Descriptor instead.
+func (*MeshPort) Descriptor() ([]byte, []int) {
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MeshPort) GetProtocol() PortConfig_Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return PortConfig_TCP
+}
+
+func (x *MeshPort) GetPublishedPort() uint32 {
+	if x != nil {
+		return x.PublishedPort
+	}
+	return 0
+}
+
+func (x *MeshPort) GetTargetPort() uint32 {
+	if x != nil {
+		return x.TargetPort
+	}
+	return 0
+}
+
+func (x *MeshPort) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *MeshPort) GetBackends() []*MeshBackend {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
+type MeshMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ports         []*MeshPort            `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MeshMessage) Reset() {
+	*x = MeshMessage{}
+	mi := &file_api_dispatcher_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MeshMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MeshMessage) ProtoMessage() {}
+
+func (x *MeshMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_api_dispatcher_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MeshMessage.ProtoReflect.Descriptor instead.
+func (*MeshMessage) Descriptor() ([]byte, []int) {
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *MeshMessage) GetPorts() []*MeshPort {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
 type UpdateTaskStatusRequest_TaskStatusUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -699,7 +926,7 @@ type UpdateTaskStatusRequest_TaskStatusUpdate struct {
 
 func (x *UpdateTaskStatusRequest_TaskStatusUpdate) Reset() {
 	*x = UpdateTaskStatusRequest_TaskStatusUpdate{}
-	mi := &file_api_dispatcher_proto_msgTypes[10]
+	mi := &file_api_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +938,7 @@ func (x *UpdateTaskStatusRequest_TaskStatusUpdate) String() string {
 func (*UpdateTaskStatusRequest_TaskStatusUpdate) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest_TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_dispatcher_proto_msgTypes[10]
+	mi := &file_api_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,13 +1027,31 @@ const file_api_dispatcher_proto_rawDesc = "" +
 	"\x04more\x18\x05 \x01(\bR\x04more\"%\n" +
 	"\x04Type\x12\f\n" +
 	"\bCOMPLETE\x10\x00\x12\x0f\n" +
-	"\vINCREMENTAL\x10\x012\xcb\x02\n" +
+	"\vINCREMENTAL\x10\x01\",\n" +
+	"\vMeshRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"W\n" +
+	"\vMeshBackend\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06tunnel\x18\x03 \x01(\tR\x06tunnel\"\xe3\x01\n" +
+	"\bMeshPort\x12;\n" +
+	"\bprotocol\x18\x01 \x01(\x0e2\x1f.swarmd.api.PortConfig.ProtocolR\bprotocol\x12%\n" +
+	"\x0epublished_port\x18\x02 \x01(\rR\rpublishedPort\x12\x1f\n" +
+	"\vtarget_port\x18\x03 \x01(\rR\n" +
+	"targetPort\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x123\n" +
+	"\bbackends\x18\x05 \x03(\v2\x17.swarmd.api.MeshBackendR\bbackends\"9\n" +
+	"\vMeshMessage\x12*\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.swarmd.api.MeshPortR\x05ports2\x87\x03\n" +
 	"\n" +
 	"Dispatcher\x12C\n" +
 	"\aSession\x12\x1a.swarmd.api.SessionRequest\x1a\x1a.swarmd.api.SessionMessage0\x01\x12H\n" +
 	"\tHeartbeat\x12\x1c.swarmd.api.HeartbeatRequest\x1a\x1d.swarmd.api.HeartbeatResponse\x12]\n" +
 	"\x10UpdateTaskStatus\x12#.swarmd.api.UpdateTaskStatusRequest\x1a$.swarmd.api.UpdateTaskStatusResponse\x12O\n" +
-	"\vAssignments\x12\x1e.swarmd.api.AssignmentsRequest\x1a\x1e.swarmd.api.AssignmentsMessage0\x01B!Z\x1fgithub.com/openswarm/swarmd/apib\x06proto3"
+	"\vAssignments\x12\x1e.swarmd.api.AssignmentsRequest\x1a\x1e.swarmd.api.AssignmentsMessage0\x01\x12:\n" +
+	"\x04Mesh\x12\x17.swarmd.api.MeshRequest\x1a\x17.swarmd.api.MeshMessage0\x01B!Z\x1fgithub.com/openswarm/swarmd/apib\x06proto3"
 
 var (
 	file_api_dispatcher_proto_rawDescOnce sync.Once
@@ -821,7 +1066,7 @@ func file_api_dispatcher_proto_rawDescGZIP() []byte {
 }
 
 var file_api_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_api_dispatcher_proto_goTypes = []any{
 	(AssignmentChange_Action)(0),                     // 0: swarmd.api.AssignmentChange.Action
 	(AssignmentsMessage_Type)(0),                     // 1: swarmd.api.AssignmentsMessage.Type
@@ -835,45 +1080,55 @@ var file_api_dispatcher_proto_goTypes = []any{
 	(*Assignment)(nil),                               // 9: swarmd.api.Assignment
 	(*AssignmentChange)(nil),                         // 10: swarmd.api.AssignmentChange
 	(*AssignmentsMessage)(nil),                       // 11: swarmd.api.AssignmentsMessage
-	(*UpdateTaskStatusRequest_TaskStatusUpdate)(nil), // 12: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
-	(*NodeDescription)(nil),                          // 13: swarmd.api.NodeDescription
-	(*Node)(nil),                                     // 14: swarmd.api.Node
-	(*WeightedPeer)(nil),                             // 15: swarmd.api.WeightedPeer
-	(*EncryptionKey)(nil),                            // 16: swarmd.api.EncryptionKey
-	(*durationpb.Duration)(nil),                      // 17: google.protobuf.Duration
-	(*Task)(nil),                                     // 18: swarmd.api.Task
-	(*Secret)(nil),                                   // 19: swarmd.api.Secret
-	(*Config)(nil),                                   // 20: swarmd.api.Config
-	(*TaskStatus)(nil),                               // 21: swarmd.api.TaskStatus
+	(*MeshRequest)(nil),                              // 12: swarmd.api.MeshRequest
+	(*MeshBackend)(nil),                              // 13: swarmd.api.MeshBackend
+	(*MeshPort)(nil),                                 // 14: swarmd.api.MeshPort
+	(*MeshMessage)(nil),                              // 15: swarmd.api.MeshMessage
+	(*UpdateTaskStatusRequest_TaskStatusUpdate)(nil), // 16: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
+	(*NodeDescription)(nil),                          // 17: swarmd.api.NodeDescription
+	(*Node)(nil),                                     // 18: swarmd.api.Node
+	(*WeightedPeer)(nil),                             // 19: swarmd.api.WeightedPeer
+	(*EncryptionKey)(nil),                            // 20: swarmd.api.EncryptionKey
+	(*durationpb.Duration)(nil),                      // 21: google.protobuf.Duration
+	(*Task)(nil),                                     // 22: swarmd.api.Task
+	(*Secret)(nil),                                   // 23: swarmd.api.Secret
+	(*Config)(nil),                                   // 24: swarmd.api.Config
+	(PortConfig_Protocol)(0),                         // 25: swarmd.api.PortConfig.Protocol
+	(*TaskStatus)(nil),                               // 26: swarmd.api.TaskStatus
 }
 var file_api_dispatcher_proto_depIdxs = []int32{
-	13, // 0: swarmd.api.SessionRequest.description:type_name -> swarmd.api.NodeDescription
-	14, // 1: swarmd.api.SessionMessage.node:type_name -> swarmd.api.Node
-	15, // 2: swarmd.api.SessionMessage.managers:type_name -> swarmd.api.WeightedPeer
-	16, // 3: swarmd.api.SessionMessage.network_bootstrap_keys:type_name -> swarmd.api.EncryptionKey
-	17, // 4: swarmd.api.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	12, // 5: swarmd.api.UpdateTaskStatusRequest.updates:type_name -> swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
-	18, // 6: swarmd.api.Assignment.task:type_name -> swarmd.api.Task
-	19, // 7: swarmd.api.Assignment.secret:type_name -> swarmd.api.Secret
-	20, // 8: swarmd.api.Assignment.config:type_name -> swarmd.api.Config
+	17, // 0: swarmd.api.SessionRequest.description:type_name -> swarmd.api.NodeDescription
+	18, // 1: swarmd.api.SessionMessage.node:type_name -> swarmd.api.Node
+	19, // 2: swarmd.api.SessionMessage.managers:type_name -> swarmd.api.WeightedPeer
+	20, // 3: swarmd.api.SessionMessage.network_bootstrap_keys:type_name -> swarmd.api.EncryptionKey
+	21, // 4: swarmd.api.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	16, // 5: swarmd.api.UpdateTaskStatusRequest.updates:type_name -> swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
+	22, // 6: swarmd.api.Assignment.task:type_name -> swarmd.api.Task
+	23, // 7: swarmd.api.Assignment.secret:type_name -> swarmd.api.Secret
+	24, // 8: swarmd.api.Assignment.config:type_name -> swarmd.api.Config
 	9,  // 9: swarmd.api.AssignmentChange.assignment:type_name -> swarmd.api.Assignment
 	0,  // 10: swarmd.api.AssignmentChange.action:type_name -> swarmd.api.AssignmentChange.Action
 	1,  // 11: swarmd.api.AssignmentsMessage.type:type_name -> swarmd.api.AssignmentsMessage.Type
 	10, // 12: swarmd.api.AssignmentsMessage.changes:type_name -> swarmd.api.AssignmentChange
-	21, // 13: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate.status:type_name -> swarmd.api.TaskStatus
-	2,  // 14: swarmd.api.Dispatcher.Session:input_type -> swarmd.api.SessionRequest
-	4,  // 15: swarmd.api.Dispatcher.Heartbeat:input_type -> swarmd.api.HeartbeatRequest
-	6,  // 16: swarmd.api.Dispatcher.UpdateTaskStatus:input_type -> swarmd.api.UpdateTaskStatusRequest
-	8,  // 17: swarmd.api.Dispatcher.Assignments:input_type -> swarmd.api.AssignmentsRequest
-	3,  // 18: swarmd.api.Dispatcher.Session:output_type -> swarmd.api.SessionMessage
-	5,  // 19: swarmd.api.Dispatcher.Heartbeat:output_type -> swarmd.api.HeartbeatResponse
-	7,  // 20: swarmd.api.Dispatcher.UpdateTaskStatus:output_type -> swarmd.api.UpdateTaskStatusResponse
-	11, // 21: swarmd.api.Dispatcher.Assignments:output_type -> swarmd.api.AssignmentsMessage
-	18, // [18:22] is the sub-list for method output_type
-	14, // [14:18] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	25, // 13: swarmd.api.MeshPort.protocol:type_name -> swarmd.api.PortConfig.Protocol
+	13, // 14: swarmd.api.MeshPort.backends:type_name -> swarmd.api.MeshBackend
+	14, // 15: swarmd.api.MeshMessage.ports:type_name -> swarmd.api.MeshPort
+	26, // 16: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate.status:type_name -> swarmd.api.TaskStatus
+	2,  // 17: swarmd.api.Dispatcher.Session:input_type -> swarmd.api.SessionRequest
+	4,  // 18: swarmd.api.Dispatcher.Heartbeat:input_type -> swarmd.api.HeartbeatRequest
+	6,  // 19: swarmd.api.Dispatcher.UpdateTaskStatus:input_type -> swarmd.api.UpdateTaskStatusRequest
+	8,  // 20: swarmd.api.Dispatcher.Assignments:input_type -> swarmd.api.AssignmentsRequest
+	12, // 21: swarmd.api.Dispatcher.Mesh:input_type -> swarmd.api.MeshRequest
+	3,  // 22: swarmd.api.Dispatcher.Session:output_type -> swarmd.api.SessionMessage
+	5,  // 23: swarmd.api.Dispatcher.Heartbeat:output_type -> swarmd.api.HeartbeatResponse
+	7,  // 24: swarmd.api.Dispatcher.UpdateTaskStatus:output_type -> swarmd.api.UpdateTaskStatusResponse
+	11, // 25: swarmd.api.Dispatcher.Assignments:output_type -> swarmd.api.AssignmentsMessage
+	15, // 26: swarmd.api.Dispatcher.Mesh:output_type -> swarmd.api.MeshMessage
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_api_dispatcher_proto_init() }
@@ -894,7 +1149,7 @@ func file_api_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_dispatcher_proto_rawDesc), len(file_api_dispatcher_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	Dispatcher_Heartbeat_FullMethodName        = "/swarmd.api.Dispatcher/Heartbeat"
 	Dispatcher_UpdateTaskStatus_FullMethodName = "/swarmd.api.Dispatcher/UpdateTaskStatus"
 	Dispatcher_Assignments_FullMethodName      = "/swarmd.api.Dispatcher/Assignments"
+	Dispatcher_Mesh_FullMethodName             = "/swarmd.api.Dispatcher/Mesh"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -40,6 +41,10 @@ type DispatcherClient interface {
 	// Assignments streams the node's assignments: first a complete set, then
 	// incremental changes, each cut in pages.
 	Assignments(ctx context.Context, in *AssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentsMessage], error)
+	// Mesh streams the ingress routing mesh's table: every ingress-published
+	// port of the swarm with the running tasks behind it. Each message is the
+	// complete table; one is sent at once, then one whenever it changes.
+	Mesh(ctx context.Context, in *MeshRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MeshMessage], error)
 }
 
 type dispatcherClient struct {
@@ -108,6 +113,25 @@ func (c *dispatcherClient) Assignments(ctx context.Context, in *AssignmentsReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_AssignmentsClient = grpc.ServerStreamingClient[AssignmentsMessage]
 
+func (c *dispatcherClient) Mesh(ctx context.Context, in *MeshRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MeshMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[2], Dispatcher_Mesh_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[MeshRequest, MeshMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_MeshClient = grpc.ServerStreamingClient[MeshMessage]
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -123,6 +147,10 @@ type DispatcherServer interface {
 	// Assignments streams the node's assignments: first a complete set, then
 	// incremental changes, each cut in pages.
 	Assignments(*AssignmentsRequest, grpc.ServerStreamingServer[AssignmentsMessage]) error
+	// Mesh streams the ingress routing mesh's table: every ingress-published
+	// port of the swarm with the running tasks behind it. Each message is the
+	// complete table; one is sent at once, then one whenever it changes.
+	Mesh(*MeshRequest, grpc.ServerStreamingServer[MeshMessage]) error
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -144,6 +172,9 @@ func (UnimplementedDispatcherServer) UpdateTaskStatus(context.Context, *UpdateTa
 }
 func (UnimplementedDispatcherServer) Assignments(*AssignmentsRequest, grpc.ServerStreamingServer[AssignmentsMessage]) error {
 	return status.Error(codes.Unimplemented, "method Assignments not implemented")
+}
+func (UnimplementedDispatcherServer) Mesh(*MeshRequest, grpc.ServerStreamingServer[MeshMessage]) error {
+	return status.Error(codes.Unimplemented, "method Mesh not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -224,6 +255,17 @@ func _Dispatcher_Assignments_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_AssignmentsServer = grpc.ServerStreamingServer[AssignmentsMessage]
 
+func _Dispatcher_Mesh_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(MeshRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DispatcherServer).Mesh(m, &grpc.GenericServerStream[MeshRequest, MeshMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_MeshServer = grpc.ServerStreamingServer[MeshMessage]
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -249,6 +291,11 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Assignments",
 			Handler:       _Dispatcher_Assignments_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Mesh",
+			Handler:       _Dispatcher_Mesh_Handler,
 			ServerStreams: true,
 		},
 	},

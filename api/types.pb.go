@@ -1156,12 +1156,15 @@ func (x *EngineDescription) GetLabels() map[string]string {
 }
 
 type NodeDescription struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hostname      string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	Platform      *Platform              `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
-	Resources     *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
-	Engine        *EngineDescription     `protobuf:"bytes,4,opt,name=engine,proto3" json:"engine,omitempty"`
-	TlsRootCa     []byte                 `protobuf:"bytes,5,opt,name=tls_root_ca,json=tlsRootCa,proto3" json:"tls_root_ca,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Hostname  string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Platform  *Platform              `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	Resources *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
+	Engine    *EngineDescription     `protobuf:"bytes,4,opt,name=engine,proto3" json:"engine,omitempty"`
+	TlsRootCa []byte                 `protobuf:"bytes,5,opt,name=tls_root_ca,json=tlsRootCa,proto3" json:"tls_root_ca,omitempty"`
+	// mesh_tunnel is the host:port where the node's routing mesh accepts
+	// traffic for its tasks from other nodes.
+	MeshTunnel    string `protobuf:"bytes,6,opt,name=mesh_tunnel,json=meshTunnel,proto3" json:"mesh_tunnel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1229,6 +1232,13 @@ func (x *NodeDescription) GetTlsRootCa() []byte {
 		return x.TlsRootCa
 	}
 	return nil
+}
+
+func (x *NodeDescription) GetMeshTunnel() string {
+	if x != nil {
+		return x.MeshTunnel
+	}
+	return ""
 }
 
 type NodeStatus struct {
@@ -4346,13 +4356,15 @@ const file_api_types_proto_rawDesc = "" +
 	"\x06labels\x18\x02 \x03(\v2).swarmd.api.EngineDescription.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xeb\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8c\x02\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x120\n" +
 	"\bplatform\x18\x02 \x01(\v2\x14.swarmd.api.PlatformR\bplatform\x123\n" +
 	"\tresources\x18\x03 \x01(\v2\x15.swarmd.api.ResourcesR\tresources\x125\n" +
 	"\x06engine\x18\x04 \x01(\v2\x1d.swarmd.api.EngineDescriptionR\x06engine\x12\x1e\n" +
-	"\vtls_root_ca\x18\x05 \x01(\fR\ttlsRootCa\"\xab\x01\n" +
+	"\vtls_root_ca\x18\x05 \x01(\fR\ttlsRootCa\x12\x1f\n" +
+	"\vmesh_tunnel\x18\x06 \x01(\tR\n" +
+	"meshTunnel\"\xab\x01\n" +
 	"\n" +
 	"NodeStatus\x122\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1c.swarmd.api.NodeStatus.StateR\x05state\x12\x18\n" +

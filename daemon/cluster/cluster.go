@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager"
@@ -131,7 +133,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 
 func (r *nodeRun) stop(ctx context.Context) error {
 	err := r.node.Stop(ctx)
-	if cerr := r.conn.Close(); err == nil && cerr != nil && !errors.Is(cerr, grpc.ErrClientConnClosing) {
+	if cerr := r.conn.Close(); err == nil && cerr != nil && status.Code(cerr) != codes.Canceled {
 		err = cerr
 	}
 	return err

@@ -21,7 +21,6 @@ func (e *httpError) StatusCode() int { return e.code }
 
 func unavailable(msg string) error { return &httpError{code: http.StatusServiceUnavailable, msg: msg} }
 func badRequest(msg string) error  { return &httpError{code: http.StatusBadRequest, msg: msg} }
-func notFound(msg string) error    { return &httpError{code: http.StatusNotFound, msg: msg} }
 
 // The errors docker answers with, in its words.
 var (

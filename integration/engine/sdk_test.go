@@ -4,13 +4,17 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
@@ -92,7 +96,7 @@ func TestGoSDK(t *testing.T) {
 	if err := cli.ServiceRemove(ctx, created.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := cli.ServiceRemove(ctx, created.ID); err == nil || !client.IsErrNotFound(err) {
+	if err := cli.ServiceRemove(ctx, created.ID); err == nil || !cerrdefs.IsNotFound(err) {
 		t.Fatalf("second ServiceRemove: %v", err)
 	}
 	eventually(t, 60*time.Second, "the service's containers removed", func() bool {
@@ -124,5 +128,29 @@ func TestPassthrough(t *testing.T) {
 	out, err := h.dockerErr("run", "--rm", "-e", "EXIT_AFTER=0s", "-e", "EXIT_CODE=3", imageV1)
 	if err == nil || !strings.Contains(out, "listening") {
 		t.Fatalf("attached run: %v %q", err, out)
+	}
+
+	// docker logs -f follows a container until it exits; docker attach
+	// streams its output and ends with its exit code.
+	for _, tc := range []struct{ verb, code string }{{"logs", "0"}, {"attach", "5"}} {
+		cname := name + "-" + tc.verb
+		_, _ = h.dockerErr("rm", "-f", cname)
+		t.Cleanup(func() { _, _ = h.dockerErr("rm", "-f", cname) })
+		h.docker("run", "-d", "--name", cname, "-e", "EXIT_AFTER=3s", "-e", "EXIT_CODE="+tc.code, imageV1)
+		args := []string{"logs", "-f", cname}
+		if tc.verb == "attach" {
+			args = []string{"attach", "--no-stdin", cname}
+		}
+		out, err := h.dockerErr(args...)
+		if !strings.Contains(out, "exiting with code "+tc.code) {
+			t.Fatalf("docker %s: %v %q: the output until the exit did not come through", tc.verb, err, out)
+		}
+		var exit *exec.ExitError
+		switch {
+		case tc.code == "0" && err != nil:
+			t.Fatalf("docker logs -f: %v", err)
+		case tc.code != "0" && (!errors.As(err, &exit) || strconv.Itoa(exit.ExitCode()) != tc.code):
+			t.Fatalf("docker attach ended with %v, want exit code %s", err, tc.code)
+		}
 	}
 }

@@ -184,7 +184,7 @@ func (d *Dispatcher) start(ctx context.Context) (*run, error) {
 	rctx, cancel := context.WithCancelCause(ctx)
 	r := &run{
 		d: d, ctx: rctx, cancel: cancel, done: make(chan struct{}),
-		hub: newHub(),
+		hub: newHub(), mesh: newMeshFeed(),
 	}
 	r.reg = newRegistry()
 	r.w = newWriter(d.store, d.cfg, d.log)
@@ -228,6 +228,9 @@ func (d *Dispatcher) start(ctx context.Context) (*run, error) {
 	go func() { defer r.wg.Done(); r.runHub(events, cancelWatch) }()
 	go func() { defer r.wg.Done(); r.runSweeper(sweeper) }()
 	go func() { defer r.wg.Done(); r.runManagersPoll(poller) }()
+	meshEvents, cancelMesh := d.store.Watch(store.MatchKind(store.KindService, store.KindTask, store.KindNode))
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); r.runMesh(meshEvents, cancelMesh) }()
 	d.log.Info("dispatcher started", "nodes_watched", watched, "grace", grace)
 	return r, nil
 }
@@ -240,9 +243,10 @@ type run struct {
 	done   chan struct{} // closed when Run returns
 	wg     sync.WaitGroup
 
-	reg *registry
-	hub *hub
-	w   *writer
+	reg  *registry
+	hub  *hub
+	w    *writer
+	mesh *meshFeed
 
 	period   atomic.Int64 // heartbeat period (ns) from the cluster object, 0: the configured one
 	cluster  atomic.Pointer[clusterInfo]

@@ -252,6 +252,7 @@ func ServiceSpecFromDocker(s swarm.ServiceSpec) (*api.ServiceSpec, error) {
 		return nil, err
 	}
 	out := &api.ServiceSpec{Annotations: annotationsFromDocker(s.Annotations), Task: task}
+	//lint:ignore SA1019 clients older than API 1.44 still send it
 	if len(s.Networks) > 0 {
 		return nil, errors.New("Networks: overlay networks are not available in this version of swarmd")
 	}

@@ -105,7 +105,8 @@ func (c *Controller) Prepare(ctx context.Context) error {
 	}
 	if _, err := c.engine.ImageInspect(ctx, cfg.Image); err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return fmt.Errorf("No such image: %s", cfg.Image) //nolint:staticcheck // docker's text
+			//lint:ignore ST1005 docker's text, which users and tools match
+			return fmt.Errorf("No such image: %s", cfg.Image)
 		}
 		return classify("inspect image "+cfg.Image, err)
 	}

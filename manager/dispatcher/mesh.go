@@ -1,0 +1,203 @@
+package dispatcher
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+
+	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/manager/state/store"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Mesh streams the routing mesh's table to the calling node: the complete
+// table at once, then again each time it changes (changes within
+// AssignmentBatchDelay of each other make one message). The stream ends
+// with the session.
+func (d *Dispatcher) Mesh(req *api.MeshRequest, stream api.Dispatcher_MeshServer) error {
+	ctx := stream.Context()
+	r, s, err := d.session(ctx, req.GetSessionId())
+	if err != nil {
+		return err
+	}
+	var sent *api.MeshMessage
+	for {
+		msg, changed := r.mesh.get()
+		if sent == nil || msg != sent {
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			sent = msg
+		}
+		select {
+		case <-s.done:
+			return s.err
+		case <-r.ctx.Done():
+			return errStopped
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-changed:
+		}
+	}
+}
+
+// meshFeed holds the latest mesh table; changed is closed (and replaced)
+// when a new one is set.
+type meshFeed struct {
+	mu      sync.Mutex
+	msg     *api.MeshMessage
+	changed chan struct{}
+}
+
+func newMeshFeed() *meshFeed {
+	return &meshFeed{msg: &api.MeshMessage{}, changed: make(chan struct{})}
+}
+
+func (f *meshFeed) get() (*api.MeshMessage, <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.msg, f.changed
+}
+
+// set publishes msg if it differs from the current table.
+func (f *meshFeed) set(msg *api.MeshMessage) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if proto.Equal(f.msg, msg) {
+		return false
+	}
+	f.msg = msg
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return true
+}
+
+// runMesh keeps r.mesh up to date with the store: it recomputes the table
+// after changes to services, to the tasks of services that publish
+// ingress ports, and to nodes (their state and tunnel addresses).
+func (r *run) runMesh(events <-chan store.Event, cancel func()) {
+	defer cancel()
+	ingress := r.recomputeMesh()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if !meshRelevant(ev, ingress) {
+				continue
+			}
+		}
+		if delay := r.d.cfg.AssignmentBatchDelay; delay > 0 {
+			t := r.d.cfg.Clock.NewTimer(delay)
+		wait:
+			for {
+				select {
+				case <-r.ctx.Done():
+					t.Stop()
+					return
+				case _, ok := <-events:
+					if !ok {
+						t.Stop()
+						return
+					}
+				case <-t.Chan():
+					break wait
+				}
+			}
+		}
+		ingress = r.recomputeMesh()
+	}
+}
+
+// recomputeMesh reads the store, publishes the table and returns the IDs
+// of the services that publish ingress ports.
+func (r *run) recomputeMesh() map[string]bool {
+	var msg *api.MeshMessage
+	ingress := map[string]bool{}
+	r.d.store.View(func(tx store.ReadTx) {
+		svcs, _ := store.FindServices(tx, store.All)
+		var published []*api.Service
+		tasks := map[string][]*api.Task{}
+		for _, s := range svcs {
+			if len(ingressPorts(s)) == 0 {
+				continue
+			}
+			ingress[s.GetId()] = true
+			published = append(published, s)
+			tasks[s.GetId()], _ = store.FindTasks(tx, store.ByServiceID(s.GetId()))
+		}
+		nodes := map[string]*api.Node{}
+		if len(published) > 0 {
+			ns, _ := store.FindNodes(tx, store.All)
+			for _, n := range ns {
+				nodes[n.GetId()] = n
+			}
+		}
+		msg = meshTable(published, tasks, nodes)
+	})
+	if r.mesh.set(msg) {
+		r.d.log.Debug("dispatcher: mesh table changed", "ports", len(msg.GetPorts()))
+	}
+	return ingress
+}
+
+// meshRelevant reports whether ev may change the mesh table, given the
+// services that publish ingress ports now.
+func meshRelevant(ev store.Event, ingress map[string]bool) bool {
+	switch o := ev.Object.(type) {
+	case *api.Service, *api.Node:
+		return true
+	case *api.Task:
+		return ingress[o.GetServiceId()]
+	case nil:
+		return ev.Action == store.EventRestore
+	}
+	return false
+}
+
+// ingressPorts are the service's allocated ports published in ingress mode.
+func ingressPorts(s *api.Service) []*api.PortConfig {
+	var out []*api.PortConfig
+	for _, p := range s.GetEndpoint().GetPorts() {
+		if p.GetPublishMode() == api.PortConfig_INGRESS && p.GetPublishedPort() != 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// meshTable is the routing mesh's table: for every ingress-published port,
+// the tasks that run and are meant to (a task being shut down leaves at
+// once) on nodes that are READY and have a mesh tunnel. Ports are sorted
+// by protocol and port, backends by task ID.
+func meshTable(svcs []*api.Service, tasks map[string][]*api.Task, nodes map[string]*api.Node) *api.MeshMessage {
+	msg := &api.MeshMessage{}
+	for _, s := range svcs {
+		var backends []*api.MeshBackend
+		for _, t := range tasks[s.GetId()] {
+			if t.GetStatus().GetState() != api.TaskState_TASK_STATE_RUNNING || t.GetDesiredState() != api.TaskState_TASK_STATE_RUNNING {
+				continue
+			}
+			n := nodes[t.GetNodeId()]
+			if n.GetStatus().GetState() != api.NodeStatus_READY || n.GetDescription().GetMeshTunnel() == "" {
+				continue
+			}
+			backends = append(backends, &api.MeshBackend{TaskId: t.GetId(), NodeId: n.GetId(), Tunnel: n.GetDescription().GetMeshTunnel()})
+		}
+		slices.SortFunc(backends, func(a, b *api.MeshBackend) int { return cmp.Compare(a.GetTaskId(), b.GetTaskId()) })
+		for _, p := range ingressPorts(s) {
+			msg.Ports = append(msg.Ports, &api.MeshPort{
+				Protocol: p.GetProtocol(), PublishedPort: p.GetPublishedPort(), TargetPort: p.GetTargetPort(),
+				ServiceId: s.GetId(), Backends: backends,
+			})
+		}
+	}
+	slices.SortFunc(msg.Ports, func(a, b *api.MeshPort) int {
+		return cmp.Or(cmp.Compare(a.GetProtocol(), b.GetProtocol()), cmp.Compare(a.GetPublishedPort(), b.GetPublishedPort()))
+	})
+	return msg
+}
