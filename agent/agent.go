@@ -26,7 +26,9 @@ import (
 	"github.com/openswarm/swarmd/agent/worker"
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -56,6 +58,13 @@ type Config struct {
 	WorkerDBPath string
 	// DialOptions are added to the options of connections to managers.
 	DialOptions []grpc.DialOption
+
+	// MeshTunnel is the address of this node's routing mesh tunnel,
+	// advertised in its description.
+	MeshTunnel string
+	// OnMesh, if set, receives the routing mesh's table each time the
+	// dispatcher sends it (the Mesh stream runs beside the session).
+	OnMesh func([]*api.MeshPort)
 }
 
 // Agent keeps the node's session with the managers.
@@ -286,6 +295,15 @@ func (a *Agent) serveSession(ctx context.Context, cancel context.CancelFunc, cli
 		defer wg.Done()
 		fail(fmt.Errorf("heartbeat: %w", a.heartbeat(ctx, client, sid)))
 	}()
+	if a.cfg.OnMesh != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.mesh(ctx, client, sid); err != nil {
+				fail(fmt.Errorf("mesh: %w", err))
+			}
+		}()
+	}
 	if a.worker != nil {
 		wg.Add(3)
 		go func() {
@@ -315,14 +333,47 @@ func (a *Agent) serveSession(ctx context.Context, cancel context.CancelFunc, cli
 
 // describe describes the node: through the executor if there is one.
 func (a *Agent) describe(ctx context.Context) *api.NodeDescription {
+	var d *api.NodeDescription
 	if a.cfg.Executor != nil {
-		d, err := a.cfg.Executor.Describe(ctx)
+		ed, err := a.cfg.Executor.Describe(ctx)
 		if err == nil {
-			return d
+			d = ed
+		} else {
+			a.log.Warn("agent: executor cannot describe the node; using the configured description", "error", err)
 		}
-		a.log.Warn("agent: executor cannot describe the node; using the configured description", "error", err)
 	}
-	return a.cfg.Description()
+	if d == nil && a.cfg.Description != nil {
+		d = a.cfg.Description()
+	}
+	if a.cfg.MeshTunnel != "" {
+		if d == nil {
+			d = &api.NodeDescription{}
+		}
+		d = proto.CloneOf(d)
+		d.MeshTunnel = a.cfg.MeshTunnel
+	}
+	return d
+}
+
+// mesh reads the session's Mesh stream into OnMesh until the stream ends.
+// A manager without the Mesh stream is not an error: the node serves no
+// mesh through it.
+func (a *Agent) mesh(ctx context.Context, client api.DispatcherClient, session string) error {
+	stream, err := client.Mesh(ctx, &api.MeshRequest{SessionId: session})
+	if err != nil {
+		return err
+	}
+	for {
+		msg, err := stream.Recv()
+		if status.Code(err) == codes.Unimplemented {
+			a.log.Warn("agent: the manager serves no routing mesh table")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		a.cfg.OnMesh(msg.GetPorts())
+	}
 }
 
 // assignments reads the session's Assignments stream and hands each

@@ -23,6 +23,7 @@ import (
 	"github.com/openswarm/swarmd/ca"
 	"github.com/openswarm/swarmd/manager"
 	"github.com/openswarm/swarmd/manager/state/raft"
+	"github.com/openswarm/swarmd/mesh"
 )
 
 // Config configures a node.
@@ -50,6 +51,16 @@ type Config struct {
 	// Docker executor labels containers with it); used when Executor is
 	// nil.
 	NewExecutor func(nodeID string) (exec.Executor, error)
+
+	// MeshListen is the host:port of the routing mesh's tunnel, where
+	// other nodes deliver traffic for this node's tasks (mutual TLS with
+	// the node certificates); its port is advertised with the host of
+	// AdvertiseRemoteAPI. Empty: the node runs no routing mesh. The mesh
+	// needs an executor that resolves tasks to addresses (mesh.Resolver).
+	MeshListen string
+	// MeshBindAddr is the IP the mesh binds published ports to; empty:
+	// every address.
+	MeshBindAddr string
 }
 
 // workerDBPath is where the worker keeps its tasks, under the state dir.
@@ -229,13 +240,22 @@ func (n *Node) runNode(ctx context.Context) error {
 	}
 	renewNow := make(chan struct{}, 1)
 	roleCheck := make(chan struct{}, 1)
-	a, err := n.newAgent(sec, managers, func(obj *api.Node) {
+	a, ms, err := n.newAgent(sec, managers, func(obj *api.Node) {
 		if want, err := ca.RoleOf(ca.IssuedRole(obj)); err == nil && want != sec.Peer().Role {
 			signal(renewNow)
 		}
 	})
 	if err != nil {
 		return err
+	}
+	if ms != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ms.Run(ctx); err != nil && ctx.Err() == nil {
+				n.log.Error("node: routing mesh stopped", "error", err)
+			}
+		}()
 	}
 	errc := make(chan error, 2)
 	wg.Add(1)
@@ -388,10 +408,10 @@ func (n *Node) startManager(ctx context.Context, sec *ca.SecurityConfig, boot *m
 	return r, nil
 }
 
-func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string, onNode func(*api.Node)) (*agent.Agent, error) {
+func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string, onNode func(*api.Node)) (*agent.Agent, *mesh.Mesh, error) {
 	creds, err := sec.ClientCredentials(ca.ManagerServerName)
 	if err != nil {
-		return nil, fmt.Errorf("node: %w", err)
+		return nil, nil, fmt.Errorf("node: %w", err)
 	}
 	cfg := agent.Config{
 		Remotes:     agent.NewRemotes(uint64(time.Now().UnixNano()), managers...),
@@ -403,24 +423,39 @@ func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string, onNode func(*
 	executor := n.cfg.Executor
 	if executor == nil && n.cfg.NewExecutor != nil {
 		if executor, err = n.cfg.NewExecutor(sec.NodeID()); err != nil {
-			return nil, fmt.Errorf("node: executor: %w", err)
+			return nil, nil, fmt.Errorf("node: executor: %w", err)
 		}
 	}
 	if executor != nil {
 		dbPath := workerDBPath(n.cfg.StateDir)
 		if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
-			return nil, fmt.Errorf("node: worker dir: %w", err)
+			return nil, nil, fmt.Errorf("node: worker dir: %w", err)
 		}
 		cfg.Executor, cfg.WorkerDBPath = executor, dbPath
 	}
+	ms, err := n.newMesh(sec, executor)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ms != nil {
+		cfg.MeshTunnel = meshAdvertise(n.cfg.AdvertiseRemoteAPI, ms.TunnelAddr())
+		cfg.OnMesh = func(ports []*api.MeshPort) {
+			if err := ms.Update(meshPorts(ports)); err != nil {
+				n.log.Warn("node: routing mesh: some published ports are not served", "error", err)
+			}
+		}
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
-		return nil, err
+		if ms != nil {
+			_ = ms.Close()
+		}
+		return nil, nil, err
 	}
 	n.mu.Lock()
 	n.agent = a
 	n.mu.Unlock()
-	return a, nil
+	return a, ms, nil
 }
 
 // describe tells the dispatcher what this node is.

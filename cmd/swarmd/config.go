@@ -20,6 +20,7 @@ const (
 	defaultEngineAddr      = "unix:///var/run/docker.sock"
 	defaultListenRemoteAPI = "0.0.0.0:4242"
 	defaultListenEngineAPI = "/run/swarmd/docker.sock"
+	defaultListenMesh      = "0.0.0.0:7946"
 	defaultHeartbeatTick   = 1
 	defaultElectionTick    = 10
 	controlSocketName      = "swarmd.sock"
@@ -45,6 +46,8 @@ type Config struct {
 	ExternalCAs        []ExternalCA
 	Init               bool
 	ListenEngineAPI    string // unix socket path, unix:///path or tcp://host:port
+	ListenMesh         string // host:port of the routing mesh's tunnel; empty: no mesh
+	MeshBindAddr       string // IP published ports bind to; empty: all
 }
 
 // ExternalCA is one --external-ca value:
@@ -74,6 +77,8 @@ type flagValues struct {
 	externalCAs        externalCAFlag
 	init               bool
 	listenEngineAPI    string
+	listenMesh         string
+	meshBindAddr       string
 }
 
 // config validates the raw values and returns the Config they describe.
@@ -136,6 +141,14 @@ func (f *flagValues) config() (*Config, error) {
 	if err := validateEngineListen(f.listenEngineAPI); err != nil {
 		return nil, fmt.Errorf("--listen-engine-api: %w", err)
 	}
+	if f.listenMesh != "" {
+		if err := validateHostPort(f.listenMesh, true); err != nil {
+			return nil, fmt.Errorf("--listen-mesh: %w", err)
+		}
+	}
+	if f.meshBindAddr != "" && net.ParseIP(f.meshBindAddr) == nil {
+		return nil, fmt.Errorf("--mesh-bind-addr: %q is not an IP address", f.meshBindAddr)
+	}
 	return &Config{
 		LogLevel:           level,
 		StateDir:           f.stateDir,
@@ -153,6 +166,8 @@ func (f *flagValues) config() (*Config, error) {
 		ExternalCAs:        append([]ExternalCA(nil), f.externalCAs...),
 		Init:               f.init,
 		ListenEngineAPI:    f.listenEngineAPI,
+		ListenMesh:         f.listenMesh,
+		MeshBindAddr:       f.meshBindAddr,
 	}, nil
 }
 

@@ -138,5 +138,7 @@ func newRootCommand(stdout, stderr io.Writer, run runFunc) *cobra.Command {
 	fl.Var(&f.externalCAs, "external-ca", "Certificate signing endpoint: protocol=cfssl,url=https://...[,cacert=path] (repeatable)")
 	fl.BoolVar(&f.init, "init", false, "Initialise a new swarm if this node has no state")
 	fl.StringVar(&f.listenEngineAPI, "listen-engine-api", defaultListenEngineAPI, "Listen address for the Docker Engine API (socket path, unix:///path or tcp://host:port)")
+	fl.StringVar(&f.listenMesh, "listen-mesh", defaultListenMesh, "Listen address of the routing mesh's tunnel between nodes (its port is advertised with the --advertise-remote-api host; empty: no routing mesh)")
+	fl.StringVar(&f.meshBindAddr, "mesh-bind-addr", "", "IP address that ingress-published ports are bound to (default all)")
 	return cmd
 }

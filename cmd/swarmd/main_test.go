@@ -3,16 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/openswarm/swarmd/node"
 	"github.com/openswarm/swarmd/version"
 )
 
@@ -60,6 +60,7 @@ func TestDefaults(t *testing.T) {
 		HeartbeatTick:    1,
 		ElectionTick:     10,
 		ListenEngineAPI:  "/run/swarmd/docker.sock",
+		ListenMesh:       "0.0.0.0:7946",
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -76,6 +77,7 @@ func TestFlags(t *testing.T) {
 		"--external-ca", "protocol=cfssl,url=https://ca.example:8888",
 		"--external-ca", "protocol=cfssl,url=http://ca2:8888,cacert=/etc/ca.pem",
 		"--engine-addr", "tcp://127.0.0.1:2375", "--listen-engine-api", "unix:///tmp/s1/docker.sock",
+		"--listen-mesh", "10.0.0.1:7000", "--mesh-bind-addr", "10.0.0.1",
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +100,8 @@ func TestFlags(t *testing.T) {
 			{Protocol: "cfssl", URL: "http://ca2:8888", CACert: "/etc/ca.pem"},
 		},
 		ListenEngineAPI: "unix:///tmp/s1/docker.sock",
+		ListenMesh:      "10.0.0.1:7000",
+		MeshBindAddr:    "10.0.0.1",
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("flags:\n got %+v\nwant %+v", cfg, want)
@@ -138,6 +142,8 @@ func TestInvalidFlags(t *testing.T) {
 		{[]string{"--engine-addr", "tcp://nohost"}, "--engine-addr"},
 		{[]string{"--listen-engine-api", "docker.sock"}, "--listen-engine-api"},
 		{[]string{"--listen-engine-api", ""}, "--listen-engine-api"},
+		{[]string{"--listen-mesh", "nohost"}, "--listen-mesh"},
+		{[]string{"--mesh-bind-addr", "eth0"}, "--mesh-bind-addr"},
 		{[]string{"--external-ca", "protocol=acme,url=https://x"}, "external-ca"},
 		{[]string{"--external-ca", "protocol=cfssl"}, "external-ca"},
 		{[]string{"--external-ca", "url=https://x"}, "external-ca"},
@@ -171,11 +177,52 @@ func TestJoinTokenNotInErrors(t *testing.T) {
 	}
 }
 
+// TestRunWithoutStateIsInactive: without state, --init or --join-addr,
+// swarmd serves the Engine API as an inactive node (waiting for `docker
+// swarm init`), and stops cleanly when told to.
 func TestRunWithoutStateIsInactive(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "docker.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	cmd := newRootCommand(&bytes.Buffer{}, &bytes.Buffer{}, run)
-	cmd.SetArgs([]string{"-d", t.TempDir(), "--listen-remote-api", "127.0.0.1:0"})
-	if err := cmd.ExecuteContext(context.Background()); !errors.Is(err, node.ErrInactive) {
-		t.Errorf("got %v, want node.ErrInactive", err)
+	cmd.SetArgs([]string{"-d", filepath.Join(dir, "swarm"), "--listen-remote-api", "127.0.0.1:0",
+		"--listen-engine-api", sock, "--engine-addr", "unix://" + filepath.Join(dir, "no-engine.sock"), "--listen-mesh="})
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	cli := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	deadline := time.Now().Add(20 * time.Second)
+	var body []byte
+	for {
+		resp, err := cli.Get("http://swarmd/v1.41/swarm")
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("swarmd exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Engine API does not answer: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(string(body), "This node is not a swarm manager") {
+		t.Errorf("GET /swarm of an inactive node: %s", body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("stopping: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("swarmd did not stop")
 	}
 }
 

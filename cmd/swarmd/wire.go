@@ -61,6 +61,8 @@ func nodeConfig(cfg *Config, logger *slog.Logger) (node.Config, error) {
 		HeartbeatTick:      int(cfg.HeartbeatTick),
 		ElectionTick:       int(cfg.ElectionTick),
 		ExternalCAs:        cas,
+		MeshListen:         cfg.ListenMesh,
+		MeshBindAddr:       cfg.MeshBindAddr,
 		Logger:             logger,
 	}, nil
 }

@@ -145,6 +145,8 @@ func (h *host) run() {
 		"--listen-engine-api", h.socket(),
 		"--listen-control-api", filepath.Join(h.dir, "control.sock"),
 		"--listen-remote-api", h.ip+":2377",
+		// Hosts share the machine: each binds its mesh to its own address.
+		"--listen-mesh", h.ip+":7946", "--mesh-bind-addr", h.ip,
 		"--hostname", h.name,
 		"--engine-addr", "unix:///var/run/docker.sock",
 		"--log-level", "debug")

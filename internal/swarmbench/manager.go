@@ -44,7 +44,8 @@ func StartManager(bin, dir, name, addr string, extra ...string) (*Manager, error
 	}
 	m := &Manager{Name: name, Addr: addr, Dir: dir, exited: make(chan struct{})}
 	args := append([]string{"-d", dir, "--listen-remote-api", addr, "--hostname", name,
-		"--listen-control-api", m.socket(), "--log-level", "warn"}, extra...)
+		"--listen-control-api", m.socket(), "--listen-engine-api", filepath.Join(dir, "docker.sock"),
+		"--listen-mesh=", "--log-level", "warn"}, extra...)
 	m.cmd = exec.Command(bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = logf, logf
 	if err := m.cmd.Start(); err != nil {

@@ -30,6 +30,8 @@ type Controller struct {
 	mu     sync.Mutex
 	task   *api.Task
 	closed bool
+	// removed, if set, is called once the container is removed.
+	removed func()
 }
 
 var (
@@ -262,6 +264,9 @@ func (c *Controller) Remove(ctx context.Context) error {
 	}
 	err := c.engine.ContainerRemove(ctx, c.name, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err == nil || cerrdefs.IsNotFound(err) {
+		if c.removed != nil {
+			c.removed()
+		}
 		return nil
 	}
 	return classify("remove container "+c.name, err)

@@ -56,6 +56,9 @@ type Executor struct {
 
 	mu   sync.Mutex
 	deps exec.Dependencies
+	// addrs resolves the node's tasks to their container addresses for
+	// the routing mesh (TaskAddr).
+	addrs taskAddrs
 }
 
 var (
@@ -118,10 +121,15 @@ func (e *Executor) Controller(t *api.Task) (exec.Controller, error) {
 	if t.GetSpec().GetContainer() == nil {
 		return nil, fmt.Errorf("executor: task %s: %w", t.GetId(), ErrNoContainerSpec)
 	}
-	if _, _, _, err := containerConfig(t, e.nodeID); err != nil {
+	_, _, name, err := containerConfig(t, e.nodeID)
+	if err != nil {
 		return nil, fmt.Errorf("executor: task %s: %w", t.GetId(), err)
 	}
-	return newController(e.engine, t, e.nodeID, e.logger), nil
+	e.addrs.remember(t.GetId(), name)
+	c := newController(e.engine, t, e.nodeID, e.logger)
+	id := t.GetId()
+	c.removed = func() { e.addrs.forget(id) }
+	return c, nil
 }
 
 // SetDependencies keeps the node's secrets and configs for the

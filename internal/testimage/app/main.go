@@ -5,8 +5,9 @@
 //
 // Flags: -version prints the version; -probe URL exits 0 when URL answers
 // 200 (for healthchecks, as the image has no shell). Environment: PORT
-// (default 80); EXIT_AFTER (a duration) and EXIT_CODE make it exit on its
-// own, for restart and failure tests.
+// (default 80); UDP_PORT (default 53) where it answers every datagram with
+// "<hostname> <datagram>"; EXIT_AFTER (a duration) and EXIT_CODE make it
+// exit on its own, for restart and failure tests.
 package main
 
 import (
@@ -78,6 +79,15 @@ func serve() int {
 		fmt.Fprintln(os.Stderr, "listen:", err)
 		return 1
 	}
+	udpPort := os.Getenv("UDP_PORT")
+	if udpPort == "" {
+		udpPort = "53"
+	}
+	if pc, err := net.ListenPacket("udp", ":"+udpPort); err == nil {
+		go echoUDP(pc, host)
+	} else {
+		fmt.Fprintln(os.Stderr, "udp:", err)
+	}
 	fmt.Printf("listening on :%s (version %s, host %s)\n", port, version, host)
 	fmt.Fprintf(os.Stderr, "started pid %d\n", os.Getpid())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -112,4 +122,16 @@ func serve() int {
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return 0
+}
+
+// echoUDP answers every datagram with the hostname and the datagram.
+func echoUDP(pc net.PacketConn, host string) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, addr, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		_, _ = pc.WriteTo(append([]byte(host+" "), buf[:n]...), addr)
+	}
 }

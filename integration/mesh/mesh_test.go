@@ -1,0 +1,341 @@
+//go:build integration
+
+// Package mesh tests swarmd's ingress routing mesh on hosts that each
+// have their own network namespace, Docker Engine and swarmd (the
+// testbed), driven with the real docker CLI. The kernel has no IPVS.
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openswarm/swarmd/integration/testbed"
+)
+
+const image = "swarmd-test:v1"
+
+// swarmdBin builds swarmd once (or uses SWARMD_BIN_DIR).
+var swarmdBin = sync.OnceValues(func() (string, error) {
+	if dir := os.Getenv("SWARMD_BIN_DIR"); dir != "" {
+		return dir, nil
+	}
+	dir, err := os.MkdirTemp("", "swarmd-bin")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "build", "-o", dir, "github.com/openswarm/swarmd/cmd/swarmd")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build swarmd: %v\n%s", err, out)
+	}
+	return dir, nil
+})
+
+// swarm is a testbed whose hosts formed one swarm: h1 the manager.
+type swarm struct {
+	t     *testing.T
+	ctx   context.Context
+	tb    *testbed.Testbed
+	hosts []*testbed.Host
+}
+
+func requireEngine(t *testing.T) {
+	t.Helper()
+	if err := exec.Command("docker", "-H", "unix:///var/run/docker.sock", "version").Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and the Docker engine does not answer: %v", err)
+		}
+		t.Skipf("no Docker engine: %v", err)
+	}
+}
+
+func newSwarm(t *testing.T, n int) *swarm {
+	t.Helper()
+	requireEngine(t)
+	bin, err := swarmdBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	tb, err := testbed.New(ctx, testbed.Config{Hosts: n, SwarmdBin: bin, Images: []string{image}, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &swarm{t: t, ctx: ctx, tb: tb, hosts: tb.Hosts()}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, h := range s.hosts {
+				t.Logf("--- %s swarmd log:\n%s", h.Name, h.LogTail(40))
+			}
+		}
+		if err := tb.Close(); err != nil {
+			t.Logf("testbed close: %v", err)
+		}
+	})
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, h := range s.hosts {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = h.StartSwarmd(ctx) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := s.hosts[0]
+	s.docker(m, "swarm", "init", "--advertise-addr", m.IP)
+	token := s.docker(m, "swarm", "join-token", "-q", "worker")
+	for _, h := range s.hosts[1:] {
+		s.docker(h, "swarm", "join", "--token", token, m.IP+":2377")
+	}
+	s.eventually(30*time.Second, "every node Ready", func() bool {
+		out, err := m.Docker(ctx, "node", "ls", "--format", "{{.Status}}")
+		return err == nil && strings.Count(out, "Ready") == n
+	})
+	return s
+}
+
+func (s *swarm) docker(h *testbed.Host, args ...string) string {
+	s.t.Helper()
+	out, err := h.Docker(s.ctx, args...)
+	if err != nil {
+		s.t.Fatalf("%s: docker %s: %v\n%s", h.Name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (s *swarm) eventually(timeout time.Duration, what string, cond func() bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("timed out after %v waiting until %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// get fetches http://addr/ with a fresh connection and returns the body
+// (the answering container's hostname and version).
+func get(addr string) (string, error) {
+	c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + "/")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %s", resp.Status)
+	}
+	return strings.Fields(string(b))[0], nil
+}
+
+// udpAsk sends msg to addr over UDP and returns the answer.
+func udpAsk(addr, msg string) (string, error) {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 1024)
+	n, err := c.Read(buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+func refused(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return true
+	}
+	c.Close()
+	return false
+}
+
+// TestRoutingMesh is the routing mesh as a docker user meets it on three
+// hosts without IPVS.
+func TestRoutingMesh(t *testing.T) {
+	s := newSwarm(t, 3)
+	m := s.hosts[0]
+	// Two replicas kept off h3, so one node has no task of its own.
+	s.docker(m, "service", "create", "--name", "web", "--replicas", "2", "--publish", "8080:80",
+		"--publish", "published=5353,target=53,protocol=udp",
+		"--constraint", "node.hostname!=h3", "--detach", "--no-resolve-image", image)
+	s.eventually(60*time.Second, "web 2/2", func() bool {
+		out, _ := m.Docker(s.ctx, "service", "ls", "--filter", "name=web", "--format", "{{.Replicas}}")
+		return out == "2/2"
+	})
+	if out := s.docker(m, "service", "ps", "web", "--filter", "desired-state=running", "--format", "{{.Node}}"); strings.Contains(out, "h3") {
+		t.Fatalf("a task landed on h3: %s", out)
+	}
+
+	t.Run("every node answers, both tasks serve", func(t *testing.T) {
+		for _, h := range s.hosts {
+			addr := h.IP + ":8080"
+			s.eventually(10*time.Second, "port 8080 answers on "+h.Name, func() bool { _, err := get(addr); return err == nil })
+		}
+		seen := map[string]int{}
+		for i := range 120 {
+			h := s.hosts[i%3]
+			who, err := get(h.IP + ":8080")
+			if err != nil {
+				t.Fatalf("request %d to %s: %v", i, h.Name, err)
+			}
+			seen[who]++
+		}
+		if len(seen) != 2 {
+			t.Fatalf("answers over 120 requests: %v, want both tasks", seen)
+		}
+		t.Logf("answers over 120 requests: %v", seen)
+	})
+
+	t.Run("udp", func(t *testing.T) {
+		for _, h := range s.hosts {
+			var answer string
+			s.eventually(10*time.Second, "udp 5353 answers on "+h.Name, func() bool {
+				a, err := udpAsk(h.IP+":5353", "ping")
+				answer = a
+				return err == nil
+			})
+			if !strings.HasSuffix(answer, " ping") {
+				t.Fatalf("%s: udp answer %q", h.Name, answer)
+			}
+		}
+	})
+
+	t.Run("a killed task leaves, its replacement joins", func(t *testing.T) {
+		ids := strings.Fields(s.docker(s.hosts[1], "ps", "-q", "--filter", "label=com.docker.swarm.service.name=web"))
+		if len(ids) == 0 {
+			ids = strings.Fields(s.docker(m, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=web"))
+		}
+		// Requests run all along; count failures and when they happen.
+		stop := make(chan struct{})
+		var mu sync.Mutex
+		var fails, oks []time.Time
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := get(s.hosts[2].IP + ":8080")
+				mu.Lock()
+				if err != nil {
+					fails = append(fails, time.Now())
+				} else {
+					oks = append(oks, time.Now())
+				}
+				mu.Unlock()
+			}
+		}()
+		killed := time.Now()
+		var victimHost *testbed.Host
+		for _, h := range s.hosts[:2] {
+			if out, err := h.Engine(s.ctx, "kill", ids[0]); err == nil {
+				victimHost = h
+				break
+			} else {
+				t.Logf("%s: kill: %s", h.Name, out)
+			}
+		}
+		if victimHost == nil {
+			t.Fatal("could not kill a task container")
+		}
+		s.eventually(60*time.Second, "web back to 2/2", func() bool {
+			out, _ := m.Docker(s.ctx, "service", "ls", "--filter", "name=web", "--format", "{{.Replicas}}")
+			return out == "2/2" && time.Since(killed) > 2*time.Second
+		})
+		recovered := time.Now()
+		// After recovery, 200 more requests must all succeed.
+		s.eventually(60*time.Second, "200 requests after recovery", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			n := 0
+			for _, ok := range oks {
+				if ok.After(recovered) {
+					n++
+				}
+			}
+			return n >= 200
+		})
+		close(stop)
+		wg.Wait()
+		var late int
+		var window time.Duration
+		for _, f := range fails {
+			if f.After(recovered) {
+				late++
+			}
+			if d := f.Sub(killed); d > window {
+				window = d
+			}
+		}
+		t.Logf("killed a task on %s: %d failed requests, the last %v after the kill; %d after recovery", victimHost.Name, len(fails), window, late)
+		if late > 0 {
+			t.Fatalf("%d requests failed after the service was back to 2/2", late)
+		}
+	})
+
+	t.Run("publish-rm frees the port everywhere; a taken port is refused", func(t *testing.T) {
+		s.docker(m, "service", "create", "--name", "other", "--publish", "8081:80", "--detach", "--no-resolve-image", image)
+		out, err := m.Docker(s.ctx, "service", "create", "--name", "clash", "--publish", "8081:80", "--detach", "--no-resolve-image", image)
+		if err == nil || !strings.Contains(out, "8081") {
+			t.Fatalf("a second service on port 8081: %v %q", err, out)
+		}
+		for _, h := range s.hosts {
+			s.eventually(30*time.Second, "8081 answers on "+h.Name, func() bool { _, err := get(h.IP + ":8081"); return err == nil })
+		}
+		s.docker(m, "service", "update", "--publish-rm", "8081", "--detach", "other")
+		for _, h := range s.hosts {
+			s.eventually(10*time.Second, "8081 freed on "+h.Name, func() bool { return refused(h.IP + ":8081") })
+		}
+	})
+
+	t.Run("host mode binds only where a task runs", func(t *testing.T) {
+		s.docker(m, "service", "create", "--name", "hostmode", "--publish", "mode=host,published=9090,target=80",
+			"--constraint", "node.hostname==h2", "--detach", "--no-resolve-image", image)
+		s.eventually(60*time.Second, "hostmode 1/1", func() bool {
+			out, _ := m.Docker(s.ctx, "service", "ls", "--filter", "name=hostmode", "--format", "{{.Replicas}}")
+			return out == "1/1"
+		})
+		s.eventually(10*time.Second, "9090 answers on h2", func() bool { _, err := get(s.hosts[1].IP + ":9090"); return err == nil })
+		for _, h := range []*testbed.Host{s.hosts[0], s.hosts[2]} {
+			if !refused(h.IP + ":9090") {
+				t.Fatalf("host-mode port 9090 open on %s, which runs no task", h.Name)
+			}
+		}
+	})
+
+	t.Run("removing the service frees the port everywhere", func(t *testing.T) {
+		s.docker(m, "service", "rm", "web")
+		for _, h := range s.hosts {
+			s.eventually(10*time.Second, "8080 freed on "+h.Name, func() bool { return refused(h.IP + ":8080") })
+		}
+	})
+}
