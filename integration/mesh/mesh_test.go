@@ -311,7 +311,10 @@ func TestRoutingMesh(t *testing.T) {
 		for _, h := range s.hosts {
 			s.eventually(30*time.Second, "8081 answers on "+h.Name, func() bool { _, err := get(h.IP + ":8081"); return err == nil })
 		}
-		s.docker(m, "service", "update", "--publish-rm", "8081", "--detach", "other")
+		s.docker(m, "service", "update", "--publish-rm", "published=8081,target=80", "--detach", "other")
+		if out := s.docker(m, "service", "inspect", "--format", "{{len .Spec.EndpointSpec.Ports}} {{len .Endpoint.Ports}}", "other"); out != "0 0" {
+			t.Fatalf("ports after --publish-rm (spec, endpoint): %s", out)
+		}
 		for _, h := range s.hosts {
 			s.eventually(10*time.Second, "8081 freed on "+h.Name, func() bool { return refused(h.IP + ":8081") })
 		}
