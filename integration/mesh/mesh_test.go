@@ -42,13 +42,13 @@ var swarmdBin = sync.OnceValues(func() (string, error) {
 
 // swarm is a testbed whose hosts formed one swarm: h1 the manager.
 type swarm struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	tb    *testbed.Testbed
 	hosts []*testbed.Host
 }
 
-func requireEngine(t *testing.T) {
+func requireEngine(t testing.TB) {
 	t.Helper()
 	if err := exec.Command("docker", "-H", "unix:///var/run/docker.sock", "version").Run(); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -58,7 +58,7 @@ func requireEngine(t *testing.T) {
 	}
 }
 
-func newSwarm(t *testing.T, n int) *swarm {
+func newSwarm(t testing.TB, n int) *swarm {
 	t.Helper()
 	requireEngine(t)
 	bin, err := swarmdBin()

@@ -269,7 +269,8 @@ func TestMergeSwarmSpec(t *testing.T) {
 		Orchestration: &api.OrchestrationConfig{TaskHistoryRetentionLimit: 5},
 		Raft:          &api.RaftConfig{SnapshotInterval: 10000, KeepOldSnapshots: 1, HeartbeatTick: 1, ElectionTick: 10},
 		Dispatcher:    &api.DispatcherConfig{HeartbeatPeriod: durationpb.New(5 * time.Second)},
-		CaConfig:      &api.CAConfig{NodeCertExpiry: durationpb.New(90 * 24 * time.Hour)},
+		CaConfig: &api.CAConfig{NodeCertExpiry: durationpb.New(90 * 24 * time.Hour),
+			ExternalCas: []*api.ExternalCA{{Url: "https://flag-ca"}}},
 	}
 	cases := []struct {
 		name  string
@@ -278,6 +279,9 @@ func TestMergeSwarmSpec(t *testing.T) {
 		err   string
 	}{
 		{"zero keeps everything", swarm.Spec{}, func(s *api.ClusterSpec) bool {
+			if len(s.GetCaConfig().GetExternalCas()) != 1 {
+				return false
+			}
 			return s.GetOrchestration().GetTaskHistoryRetentionLimit() == 5 && s.GetRaft().GetSnapshotInterval() == 10000 &&
 				s.GetDispatcher().GetHeartbeatPeriod().AsDuration() == 5*time.Second && s.GetAnnotations().GetName() == "default"
 		}, ""},

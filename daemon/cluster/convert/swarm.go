@@ -73,8 +73,9 @@ func clusterSpecToDocker(s *api.ClusterSpec) swarm.Spec {
 // MergeSwarmSpec applies a docker swarm spec (from `docker swarm init` or
 // `docker swarm update`) onto the cluster's current spec and returns the
 // result; cur is not modified. As docker does, a zero or nil field keeps
-// the current value, except the external CAs and autolock, which the
-// client always sends in full.
+// the current value (external CAs included: an init without any keeps
+// those of swarmd's --external-ca), except autolock, which the client
+// always sends.
 func MergeSwarmSpec(cur *api.ClusterSpec, s swarm.Spec) (*api.ClusterSpec, error) {
 	out := proto.CloneOf(cur)
 	if out == nil {
@@ -135,11 +136,13 @@ func MergeSwarmSpec(cur *api.ClusterSpec, s swarm.Spec) (*api.ClusterSpec, error
 	if s.CAConfig.ForceRotate != 0 {
 		out.CaConfig.ForceRotate = s.CAConfig.ForceRotate
 	}
-	cas, err := externalCAsFromDocker(s.CAConfig.ExternalCAs)
-	if err != nil {
-		return nil, err
+	if len(s.CAConfig.ExternalCAs) > 0 {
+		cas, err := externalCAsFromDocker(s.CAConfig.ExternalCAs)
+		if err != nil {
+			return nil, err
+		}
+		out.CaConfig.ExternalCas = cas
 	}
-	out.CaConfig.ExternalCas = cas
 	out.EncryptionConfig.AutoLockManagers = s.EncryptionConfig.AutoLockManagers
 	if d := s.TaskDefaults.LogDriver; d != nil {
 		out.TaskDefaults.LogDriver = d.Name

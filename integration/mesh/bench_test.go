@@ -1,0 +1,119 @@
+//go:build integration
+
+package mesh
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/openswarm/swarmd/integration/testbed"
+)
+
+// BenchmarkMeshRequests measures HTTP requests (a new connection each, as
+// most clients of a published port make them) through the routing mesh
+// against the same requests sent straight to the container, in one run on
+// the testbed. One task runs on h1:
+//
+//	direct  client in h1's namespace -> the container's address:80
+//	local   client in h1's namespace -> 10.99.0.11:8080 (h1's mesh, local task)
+//	remote  client in h2's namespace -> 10.99.0.12:8080 (h2's mesh, tunnel to h1)
+//
+// Each request is one op; p50-ms and p99-ms are the latency percentiles.
+// Run with a bounded count: -bench MeshRequests -benchtime 3000x.
+func BenchmarkMeshRequests(b *testing.B) {
+	s := newSwarm(b, 2)
+	m := s.hosts[0]
+	s.docker(m, "service", "create", "--name", "bench", "--replicas", "1", "--publish", "8080:80",
+		"--constraint", "node.hostname==h1", "--detach", "--no-resolve-image", image)
+	var containerIP string
+	deadline := time.Now().Add(60 * time.Second)
+	for containerIP == "" {
+		ids, _ := m.Engine(s.ctx, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=bench")
+		if id := strings.TrimSpace(ids); id != "" {
+			containerIP, _ = m.Engine(s.ctx, "inspect", "--format", "{{.NetworkSettings.IPAddress}}", id)
+			containerIP = strings.TrimSpace(containerIP)
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the bench task does not run")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cases := []struct {
+		name string
+		from *testbed.Host
+		addr string
+	}{
+		{"direct", s.hosts[0], containerIP + ":80"},
+		{"local", s.hosts[0], s.hosts[0].IP + ":8080"},
+		{"remote", s.hosts[1], s.hosts[1].IP + ":8080"},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			c := tc.from.HTTPClient()
+			c.Timeout = 5 * time.Second
+			url := "http://" + tc.addr + "/"
+			warm := time.Now().Add(20 * time.Second)
+			for {
+				if _, err := fetch(c, url); err == nil {
+					break
+				} else if time.Now().After(warm) {
+					b.Fatalf("%s does not answer: %v", url, err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			const workers = 8
+			lat := make([]time.Duration, b.N)
+			var next, failed atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						start := time.Now()
+						if _, err := fetch(c, url); err != nil {
+							failed.Add(1)
+						}
+						lat[i] = time.Since(start)
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d of %d requests failed", n, b.N)
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+func fetch(c *http.Client, url string) (string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %s", resp.Status)
+	}
+	return string(body), nil
+}
