@@ -117,3 +117,104 @@ func fetch(c *http.Client, url string) (string, error) {
 	}
 	return string(body), nil
 }
+
+// BenchmarkMeshPropagation measures how fast the mesh follows its tasks,
+// on three hosts: each op scales a service from 2 to 3 replicas (one per
+// node) and back. join-ms is from the new task's RUNNING status (its
+// timestamp, set by its node) until every node's mesh has routed a
+// request to it; leave-ms is from the scale-down call until no node routes
+// to the removed task any more (its container still runs for a moment:
+// answers from it after that would be the mesh's). Both are the worst
+// node of each op, averaged over ops.
+func BenchmarkMeshPropagation(b *testing.B) {
+	s := newSwarm(b, 3)
+	m := s.hosts[0]
+	s.docker(m, "service", "create", "--name", "prop", "--replicas", "2", "--replicas-max-per-node", "1",
+		"--publish", "8090:80", "--detach", "--no-resolve-image", image)
+	running := func(want int) map[string]string { // task ID -> container hostname
+		out := map[string]string{}
+		s.eventually(60*time.Second, fmt.Sprintf("prop %d/%d", want, want), func() bool {
+			ids, err := m.Docker(s.ctx, "service", "ps", "prop", "-q", "--filter", "desired-state=running")
+			if err != nil {
+				return false
+			}
+			clear(out)
+			for _, id := range strings.Fields(ids) {
+				st, err := m.Docker(s.ctx, "inspect", "--format", "{{.Status.State}} {{.Status.ContainerStatus.ContainerID}}", id)
+				f := strings.Fields(st)
+				if err != nil || len(f) != 2 || f[0] != "running" {
+					return false
+				}
+				out[id] = f[1][:12]
+			}
+			return len(out) == want
+		})
+		return out
+	}
+	before := running(2)
+	var joinTotal, leaveTotal time.Duration
+	b.ResetTimer()
+	for range b.N {
+		s.docker(m, "service", "scale", "--detach", "prop=3")
+		after := running(3)
+		var newID string
+		for id := range after {
+			if _, ok := before[id]; !ok {
+				newID = id
+			}
+		}
+		ts, err := m.Docker(s.ctx, "inspect", "--format", "{{.Status.Timestamp.UnixNano}}", newID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var nanos int64
+		fmt.Sscan(ts, &nanos)
+		runningAt := time.Unix(0, nanos)
+		var worst time.Duration
+		for _, h := range s.hosts {
+			c := h.HTTPClient()
+			c.Timeout = 2 * time.Second
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				body, err := fetch(c, "http://"+h.IP+":8090/")
+				if err == nil && strings.HasPrefix(body, after[newID]) {
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("%s never routed to the new task", h.Name)
+				}
+			}
+			worst = max(worst, time.Since(runningAt))
+		}
+		joinTotal += worst
+
+		// Requests from every node over a fixed observation window after
+		// the scale-down call: when did each task answer last?
+		scaled := time.Now()
+		s.docker(m, "service", "scale", "--detach", "prop=2")
+		lastSeen := map[string]time.Time{}
+		clients := make([]*http.Client, len(s.hosts))
+		for i, h := range s.hosts {
+			clients[i] = h.HTTPClient()
+			clients[i].Timeout = 2 * time.Second
+		}
+		for i := 0; time.Since(scaled) < 3*time.Second; i++ {
+			h := s.hosts[i%len(s.hosts)]
+			if body, err := fetch(clients[i%len(s.hosts)], "http://"+h.IP+":8090/"); err == nil {
+				lastSeen[strings.Fields(body)[0]] = time.Now()
+			}
+		}
+		now := running(2)
+		for id, host := range after {
+			if _, ok := now[id]; !ok {
+				if t, ok := lastSeen[host]; ok {
+					leaveTotal += t.Sub(scaled)
+				}
+			}
+		}
+		before = now
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(joinTotal.Milliseconds())/float64(b.N), "join-ms")
+	b.ReportMetric(float64(leaveTotal.Milliseconds())/float64(b.N), "leave-ms")
+}
