@@ -8,8 +8,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -18,23 +16,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/openswarm/swarmd/integration/testbed"
 )
 
-var buildOnce = sync.OnceValues(func() (string, error) {
-	if dir := os.Getenv("SWARMD_BIN_DIR"); dir != "" {
-		return dir, nil
-	}
-	dir, err := os.MkdirTemp("", "swarmd-bin")
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command("go", "build", "-o", dir, "github.com/openswarm/swarmd/cmd/swarmd", "github.com/openswarm/swarmd/cmd/swarmctl")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build: %v\n%s", err, out)
-	}
-	return dir, nil
-})
+var buildOnce = sync.OnceValues(testbed.BuildBinaries)
 
 func binDir(t *testing.T) string {
 	t.Helper()

@@ -10,7 +10,6 @@ package engine
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openswarm/swarmd/integration/testbed"
 	"github.com/openswarm/swarmd/internal/testimage"
 )
 
@@ -29,21 +29,7 @@ const (
 	imageV2 = "swarmd-test:v2"
 )
 
-var buildOnce = sync.OnceValues(func() (string, error) {
-	if dir := os.Getenv("SWARMD_BIN_DIR"); dir != "" {
-		return dir, nil
-	}
-	dir, err := os.MkdirTemp("", "swarmd-bin")
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command("go", "build", "-o", dir, "github.com/openswarm/swarmd/cmd/swarmd", "github.com/openswarm/swarmd/cmd/swarmctl")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build: %v\n%s", err, out)
-	}
-	return dir, nil
-})
+var buildOnce = sync.OnceValues(testbed.BuildBinaries)
 
 var imagesOnce = sync.OnceValue(func() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -23,22 +23,8 @@ import (
 
 const image = "swarmd-test:v1"
 
-// swarmdBin builds swarmd once (or uses SWARMD_BIN_DIR).
-var swarmdBin = sync.OnceValues(func() (string, error) {
-	if dir := os.Getenv("SWARMD_BIN_DIR"); dir != "" {
-		return dir, nil
-	}
-	dir, err := os.MkdirTemp("", "swarmd-bin")
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command("go", "build", "-o", dir, "github.com/openswarm/swarmd/cmd/swarmd")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build swarmd: %v\n%s", err, out)
-	}
-	return dir, nil
-})
+// swarmdBin builds the binaries once (or uses SWARMD_BIN_DIR).
+var swarmdBin = sync.OnceValues(testbed.BuildBinaries)
 
 // swarm is a testbed whose hosts formed one swarm: h1 the manager.
 type swarm struct {

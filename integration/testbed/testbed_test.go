@@ -33,14 +33,9 @@ func requireRootEngine(t *testing.T) {
 
 func swarmdBin(t *testing.T) string {
 	t.Helper()
-	if dir := os.Getenv("SWARMD_BIN_DIR"); dir != "" {
-		return dir
-	}
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir, "github.com/openswarm/swarmd/cmd/swarmd")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build swarmd: %v\n%s", err, out)
+	dir, err := BuildBinaries()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
