@@ -218,3 +218,67 @@ func BenchmarkMeshPropagation(b *testing.B) {
 	b.ReportMetric(float64(joinTotal.Milliseconds())/float64(b.N), "join-ms")
 	b.ReportMetric(float64(leaveTotal.Milliseconds())/float64(b.N), "leave-ms")
 }
+
+// BenchmarkServiceCreate3Hosts measures `docker service create --replicas 6
+// --publish` until 6/6 run over three hosts, through swarmd and, as the
+// anchor in the same run on the same hosts and engines, through the
+// engines' own swarm mode (dockerd, on port 2477 so both swarms coexist).
+func BenchmarkServiceCreate3Hosts(b *testing.B) {
+	s := newSwarm(b, 3)
+	m := s.hosts[0]
+	// dockerd's own swarm over the same three engines.
+	if out, err := m.Engine(s.ctx, "swarm", "init", "--advertise-addr", m.IP+":2477", "--listen-addr", m.IP+":2477"); err != nil {
+		b.Fatalf("dockerd swarm init: %v %s", err, out)
+	}
+	b.Cleanup(func() {
+		for _, h := range s.hosts {
+			_, _ = h.Engine(s.ctx, "swarm", "leave", "--force")
+		}
+	})
+	token, err := m.Engine(s.ctx, "swarm", "join-token", "-q", "worker")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, h := range s.hosts[1:] {
+		if out, err := h.Engine(s.ctx, "swarm", "join", "--token", strings.TrimSpace(token), "--advertise-addr", h.IP+":2477",
+			"--listen-addr", h.IP+":2477", m.IP+":2477"); err != nil {
+			b.Fatalf("dockerd swarm join: %v %s", err, out)
+		}
+	}
+	clis := []struct {
+		name string
+		cli  func(args ...string) (string, error)
+	}{
+		{"swarmd", func(args ...string) (string, error) { return m.Docker(s.ctx, args...) }},
+		{"dockerd", func(args ...string) (string, error) { return m.Engine(s.ctx, args...) }},
+	}
+	for _, c := range clis {
+		b.Run(c.name, func(b *testing.B) {
+			var total time.Duration
+			for i := range b.N {
+				name := fmt.Sprintf("c%d", i)
+				port := 18100 + i
+				start := time.Now()
+				if out, err := c.cli("service", "create", "--name", name, "--replicas", "6", "--publish", fmt.Sprintf("%d:80", port),
+					"--detach", "--no-resolve-image", image); err != nil {
+					b.Fatalf("create: %v %s", err, out)
+				}
+				for {
+					out, err := c.cli("service", "ls", "--filter", "name="+name, "--format", "{{.Replicas}}")
+					if err == nil && strings.TrimSpace(out) == "6/6" {
+						break
+					}
+					if time.Since(start) > 2*time.Minute {
+						b.Fatalf("%s: %s not 6/6 after 2 minutes: %q", c.name, name, out)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				total += time.Since(start)
+				b.StopTimer()
+				_, _ = c.cli("service", "rm", name)
+				b.StartTimer()
+			}
+			b.ReportMetric(total.Seconds()/float64(b.N), "s-to-6/6")
+		})
+	}
+}
