@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -46,6 +47,11 @@ type Config struct {
 	ExternalCAs        []ExternalCA
 	Init               bool
 	ListenEngineAPI    string // unix socket path, unix:///path or tcp://host:port
+	// TLS of a tcp:// Engine API (dockerd's --tlscert, --tlskey and,
+	// to verify clients, --tlscacert): PEM files.
+	EngineAPITLSCert   string
+	EngineAPITLSKey    string
+	EngineAPITLSCACert string
 	ListenMesh         string // host:port of the routing mesh's tunnel; empty: no mesh
 	MeshBindAddr       string // IP published ports bind to; empty: all
 }
@@ -78,6 +84,9 @@ type flagValues struct {
 	init               bool
 	listenEngineAPI    string
 	listenMesh         string
+	tlsCert            string
+	tlsKey             string
+	tlsCACert          string
 	meshBindAddr       string
 }
 
@@ -141,6 +150,23 @@ func (f *flagValues) config() (*Config, error) {
 	if err := validateEngineListen(f.listenEngineAPI); err != nil {
 		return nil, fmt.Errorf("--listen-engine-api: %w", err)
 	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return nil, errors.New("--engine-api-tlscert and --engine-api-tlskey go together")
+	}
+	if f.tlsCACert != "" && f.tlsCert == "" {
+		return nil, errors.New("--engine-api-tlscacert: needs --engine-api-tlscert and --engine-api-tlskey")
+	}
+	if f.tlsCert != "" && !strings.HasPrefix(f.listenEngineAPI, "tcp://") {
+		return nil, errors.New("--engine-api-tlscert: TLS is for a tcp:// --listen-engine-api")
+	}
+	for flag, file := range map[string]string{"--engine-api-tlscert": f.tlsCert, "--engine-api-tlskey": f.tlsKey, "--engine-api-tlscacert": f.tlsCACert} {
+		if file == "" {
+			continue
+		}
+		if _, err := os.Stat(file); err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+	}
 	if f.listenMesh != "" {
 		if err := validateHostPort(f.listenMesh, true); err != nil {
 			return nil, fmt.Errorf("--listen-mesh: %w", err)
@@ -166,6 +192,9 @@ func (f *flagValues) config() (*Config, error) {
 		ExternalCAs:        append([]ExternalCA(nil), f.externalCAs...),
 		Init:               f.init,
 		ListenEngineAPI:    f.listenEngineAPI,
+		EngineAPITLSCert:   f.tlsCert,
+		EngineAPITLSKey:    f.tlsKey,
+		EngineAPITLSCACert: f.tlsCACert,
 		ListenMesh:         f.listenMesh,
 		MeshBindAddr:       f.meshBindAddr,
 	}, nil

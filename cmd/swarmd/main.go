@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -69,6 +70,17 @@ func run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	lis, err := cluster.Listen(cfg.ListenEngineAPI)
 	if err != nil {
 		return fmt.Errorf("--listen-engine-api: %w", err)
+	}
+	switch {
+	case cfg.EngineAPITLSCert != "":
+		if lis, err = cluster.TLSListener(lis, cfg.EngineAPITLSCert, cfg.EngineAPITLSKey, cfg.EngineAPITLSCACert); err != nil {
+			return fmt.Errorf("--engine-api-tlscert: %w", err)
+		}
+		if cfg.EngineAPITLSCACert == "" {
+			logger.Warn("the Engine API accepts any TLS client: anyone who reaches it controls the swarm and the engine; set --engine-api-tlscacert")
+		}
+	case strings.HasPrefix(cfg.ListenEngineAPI, "tcp://"):
+		logger.Warn("the Engine API listens on plain TCP: anyone who reaches it controls the swarm and the engine; set --engine-api-tlscert, --engine-api-tlskey and --engine-api-tlscacert")
 	}
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	served := make(chan error, 1)
@@ -138,6 +150,9 @@ func newRootCommand(stdout, stderr io.Writer, run runFunc) *cobra.Command {
 	fl.Var(&f.externalCAs, "external-ca", "Certificate signing endpoint: protocol=cfssl,url=https://...[,cacert=path] (repeatable)")
 	fl.BoolVar(&f.init, "init", false, "Initialise a new swarm if this node has no state")
 	fl.StringVar(&f.listenEngineAPI, "listen-engine-api", defaultListenEngineAPI, "Listen address for the Docker Engine API (socket path, unix:///path or tcp://host:port)")
+	fl.StringVar(&f.tlsCert, "engine-api-tlscert", "", "TLS certificate (PEM) of a tcp:// Engine API")
+	fl.StringVar(&f.tlsKey, "engine-api-tlskey", "", "TLS key (PEM) of a tcp:// Engine API")
+	fl.StringVar(&f.tlsCACert, "engine-api-tlscacert", "", "Only accept Engine API clients with a certificate signed by this CA (PEM)")
 	fl.StringVar(&f.listenMesh, "listen-mesh", defaultListenMesh, "Listen address of the routing mesh's tunnel between nodes (its port is advertised with the --advertise-remote-api host; empty: no routing mesh)")
 	fl.StringVar(&f.meshBindAddr, "mesh-bind-addr", "", "IP address that ingress-published ports are bound to (default all)")
 	return cmd
