@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/openswarm/swarmd/agent/exec"
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/protobuf/proto"
@@ -32,6 +35,10 @@ type Controller struct {
 	closed bool
 	// removed, if set, is called once the container is removed.
 	removed func()
+	// deps gives the node's secrets and configs; secretsDir is where the
+	// task's files of them are written (see secrets.go).
+	deps       func() exec.Dependencies
+	secretsDir string
 }
 
 var (
@@ -112,6 +119,11 @@ func (c *Controller) Prepare(ctx context.Context) error {
 		}
 		return classify("inspect image "+cfg.Image, err)
 	}
+	mounts, err := c.writeDependencies(t)
+	if err != nil {
+		return err
+	}
+	host.Mounts = append(host.Mounts, mounts...)
 	resp, err := c.engine.ContainerCreate(ctx, cfg, host, nil, nil, name)
 	if err != nil {
 		if cerrdefs.IsConflict(err) {
@@ -259,11 +271,17 @@ func notRunning(err error) bool {
 
 // Remove removes the container and its anonymous volumes.
 func (c *Controller) Remove(ctx context.Context) error {
-	if _, err := c.current(); err != nil {
+	t, err := c.current()
+	if err != nil {
 		return err
 	}
-	err := c.engine.ContainerRemove(ctx, c.name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	err = c.engine.ContainerRemove(ctx, c.name, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err == nil || cerrdefs.IsNotFound(err) {
+		if dir := c.dependencyDir(t.GetId()); dir != "" {
+			if err := os.RemoveAll(dir); err != nil {
+				return fmt.Errorf("executor: remove the task's secrets: %w", err)
+			}
+		}
 		if c.removed != nil {
 			c.removed()
 		}
@@ -294,4 +312,41 @@ func (c *Controller) Inspect(ctx context.Context) (exec.RuntimeState, error) {
 		return exec.RuntimeState{Phase: exec.PhaseAbsent}, nil
 	}
 	return runtimeState(ci), nil
+}
+
+// dependencyDir is the directory of the task's secret and config files.
+func (c *Controller) dependencyDir(taskID string) string {
+	if c.secretsDir == "" || taskID == "" {
+		return ""
+	}
+	return filepath.Join(c.secretsDir, taskID)
+}
+
+// writeDependencies writes the secrets and configs the task mounts and
+// returns their mounts. One the node was not given yet is worth a retry.
+func (c *Controller) writeDependencies(t *api.Task) ([]mount.Mount, error) {
+	ct := t.GetSpec().GetContainer()
+	if len(ct.GetSecrets()) == 0 && len(ct.GetConfigs()) == 0 {
+		return nil, nil
+	}
+	var deps exec.Dependencies
+	if c.deps != nil {
+		deps = c.deps()
+	}
+	files, err := depFiles(t, deps)
+	if errors.Is(err, ErrDependencyMissing) {
+		return nil, exec.Temporary(fmt.Errorf("executor: %w", err))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("executor: %w", err)
+	}
+	dir := c.dependencyDir(t.GetId())
+	if dir == "" {
+		return nil, errors.New("executor: no directory for secrets and configs")
+	}
+	mounts, err := writeDepFiles(dir, files)
+	if err != nil {
+		return nil, fmt.Errorf("executor: %w", err)
+	}
+	return mounts, nil
 }

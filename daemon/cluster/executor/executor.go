@@ -53,6 +53,8 @@ type Executor struct {
 	// hostname, when set, replaces the engine's name as the node's
 	// hostname (swarmd --hostname).
 	hostname string
+	// secretsDir: see SetSecretsDir.
+	secretsDir string
 
 	mu   sync.Mutex
 	deps exec.Dependencies
@@ -75,7 +77,8 @@ func newExecutor(engine engineAPI, nodeID string, logger *slog.Logger) *Executor
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Executor{engine: engine, nodeID: nodeID, logger: logger.With("component", "executor", "node.id", nodeID)}
+	return &Executor{engine: engine, nodeID: nodeID, secretsDir: DefaultSecretsDir,
+		logger: logger.With("component", "executor", "node.id", nodeID)}
 }
 
 // Describe describes the node from what its engine says of itself.
@@ -129,7 +132,20 @@ func (e *Executor) Controller(t *api.Task) (exec.Controller, error) {
 	c := newController(e.engine, t, e.nodeID, e.logger)
 	id := t.GetId()
 	c.removed = func() { e.addrs.forget(id) }
+	c.deps = e.dependencies
+	c.secretsDir = e.secretsDir
 	return c, nil
+}
+
+// SetSecretsDir sets where the task's secret and config files go (a
+// directory on a tmpfs; DefaultSecretsDir unless set). It is called before
+// the executor is used.
+func (e *Executor) SetSecretsDir(dir string) { e.secretsDir = dir }
+
+func (e *Executor) dependencies() exec.Dependencies {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.deps
 }
 
 // SetDependencies keeps the node's secrets and configs for the
