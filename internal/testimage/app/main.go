@@ -4,7 +4,8 @@
 // logs every request to stdout.
 //
 // Flags: -version prints the version; -probe URL exits 0 when URL answers
-// 200 (for healthchecks, as the image has no shell). Environment: PORT
+// 200 (for healthchecks, as the image has no shell); -cat FILE prints a
+// file's mode, owner and content (the image has no cat either). Environment: PORT
 // (default 80); UDP_PORT (default 53) where it answers every datagram with
 // "<hostname> <datagram>"; EXIT_AFTER (a duration) and EXIT_CODE make it
 // exit on its own, for restart and failure tests.
@@ -30,8 +31,11 @@ var version = "dev"
 func main() {
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	probe := flag.String("probe", "", "GET this URL and exit 0 if it answers 200")
+	cat := flag.String("cat", "", "print this file's mode, uid:gid and content")
 	flag.Parse()
 	switch {
+	case *cat != "":
+		os.Exit(runCat(*cat))
 	case *showVersion:
 		fmt.Println(version)
 		return
@@ -134,4 +138,24 @@ func echoUDP(pc net.PacketConn, host string) {
 		}
 		_, _ = pc.WriteTo(append([]byte(host+" "), buf[:n]...), addr)
 	}
+}
+
+// runCat prints "<mode> <uid>:<gid>" and then the file's content.
+func runCat(path string) int {
+	fi, err := os.Stat(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cat:", err)
+		return 1
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cat:", err)
+		return 1
+	}
+	uid, gid := -1, -1
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		uid, gid = int(st.Uid), int(st.Gid)
+	}
+	fmt.Printf("%v %d:%d\n%s", fi.Mode().Perm(), uid, gid, data)
+	return 0
 }
