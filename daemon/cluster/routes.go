@@ -45,4 +45,9 @@ func (s *Server) routes() {
 	s.handle("GET /tasks", s.getTasks)
 	s.handle("GET /tasks/{id}", s.getTask)
 	s.handle("GET /tasks/{id}/logs", s.getTaskLogs)
+
+	// GET /secrets, POST /secrets/create, GET /secrets/{id},
+	// POST /secrets/{id}/update, DELETE /secrets/{id}; the same for /configs.
+	dataRoutes(s, s.cluster.control, secretKind())
+	dataRoutes(s, s.cluster.control, configKind())
 }

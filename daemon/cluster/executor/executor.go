@@ -77,7 +77,7 @@ func newExecutor(engine engineAPI, nodeID string, logger *slog.Logger) *Executor
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Executor{engine: engine, nodeID: nodeID, secretsDir: DefaultSecretsDir,
+	return &Executor{engine: engine, nodeID: nodeID, secretsDir: DefaultSecretsDir(),
 		logger: logger.With("component", "executor", "node.id", nodeID)}
 }
 
@@ -138,7 +138,7 @@ func (e *Executor) Controller(t *api.Task) (exec.Controller, error) {
 }
 
 // SetSecretsDir sets where the task's secret and config files go (a
-// directory on a tmpfs; DefaultSecretsDir unless set). It is called before
+// directory on a tmpfs; DefaultSecretsDir() unless set). It is called before
 // the executor is used.
 func (e *Executor) SetSecretsDir(dir string) { e.secretsDir = dir }
 

@@ -15,10 +15,27 @@ import (
 	"github.com/openswarm/swarmd/api"
 )
 
-// DefaultSecretsDir is where the executor keeps the files of the secrets
-// and configs its tasks mount. It must be on a tmpfs (on Debian /run is):
-// secrets are never written to a disk in clear.
-const DefaultSecretsDir = "/run/swarmd/secrets"
+// secretsDirs are where the executor may keep the files of the secrets and
+// configs its tasks mount, each with the mount point that must be a tmpfs:
+// secrets are never written to a disk in clear. The first one on a tmpfs
+// is used (/run is one on most systemd hosts; /dev/shm nearly everywhere,
+// and it is shared by every mount namespace of the host, so the engine
+// sees the files even when swarmd runs in a namespace of its own).
+var secretsDirs = [...]struct{ dir, mountPoint string }{
+	{"/run/swarmd/secrets", "/run"},
+	{"/dev/shm/swarmd/secrets", "/dev/shm"},
+}
+
+// DefaultSecretsDir is the first of secretsDirs on a tmpfs, else the first
+// (where writing a secret is then refused with a clear error).
+func DefaultSecretsDir() string {
+	for _, c := range secretsDirs {
+		if requireTmpfs(c.mountPoint) == nil {
+			return c.dir
+		}
+	}
+	return secretsDirs[0].dir
+}
 
 // Mount targets of secrets and configs whose target is a bare name, as
 // docker mounts them.

@@ -1,0 +1,91 @@
+//go:build integration
+
+package engine
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSecretsAndConfigs: a secret and a config mounted in a running task
+// with their content, owner and mode; the secret's content shows nowhere
+// else (inspect, swarmd's debug log, the state dir); a secret in use
+// cannot be removed until the service lets go of it.
+func TestSecretsAndConfigs(t *testing.T) {
+	h := startHost(t, "e8", "127.0.0.138")
+	h.docker("swarm", "init", "--advertise-addr", h.ip)
+	const secret = "s3cr3t-Value-91f2"
+	dir := t.TempDir()
+	sf, cf := filepath.Join(dir, "secret"), filepath.Join(dir, "config")
+	if err := os.WriteFile(sf, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cf, []byte("listen 80\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.docker("secret", "create", "--label", "team=a", "db_pass", sf)
+	h.docker("config", "create", "app_conf", cf)
+	if out := h.docker("secret", "ls", "--format", "{{.Name}}"); out != "db_pass" {
+		t.Fatalf("secret ls: %q", out)
+	}
+
+	h.docker("service", "create", "--name", "sec", "--detach", "--no-resolve-image",
+		"--secret", "source=db_pass,target=pass,uid=1000,gid=1000,mode=0400",
+		"--config", "source=app_conf,target=/etc/app.conf", imageV1)
+	eventually(t, 60*time.Second, "sec 1/1", func() bool {
+		out, _ := h.dockerErr("service", "ls", "--filter", "name=sec", "--format", "{{.Replicas}}")
+		return out == "1/1"
+	})
+	id := engine(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=sec")
+	if got := engine(t, "exec", id, "/app", "-cat", "/run/secrets/pass"); got != "-r-------- 1000:1000\n"+secret {
+		t.Fatalf("/run/secrets/pass in the task: %q", got)
+	}
+	if got := engine(t, "exec", id, "/app", "-cat", "/etc/app.conf"); got != "-r--r--r-- 0:0\nlisten 80" {
+		t.Fatalf("/etc/app.conf in the task: %q", got)
+	}
+
+	// The content is nowhere else to be seen.
+	b64 := base64.StdEncoding.EncodeToString([]byte(secret))
+	for _, args := range [][]string{{"secret", "inspect", "db_pass"}, {"service", "inspect", "sec"}} {
+		if out := h.docker(args...); strings.Contains(out, secret) || strings.Contains(out, b64) {
+			t.Fatalf("docker %s shows the secret: %s", strings.Join(args, " "), out)
+		}
+	}
+	if log := h.log.String(); strings.Contains(log, secret) || strings.Contains(log, b64) {
+		t.Fatal("swarmd's debug log holds the secret")
+	}
+	// The worker's state (its task DB) never holds it. (The managers'
+	// raft log is the store's; its encryption at rest is the autolock
+	// work.)
+	workerDir := filepath.Join(h.dir, "swarm", "worker")
+	if _, err := os.Stat(filepath.Join(workerDir, "tasks.db")); err != nil {
+		t.Fatalf("the worker's task DB: %v", err)
+	}
+	_ = filepath.WalkDir(workerDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		data, _ := os.ReadFile(p)
+		if strings.Contains(string(data), secret) {
+			t.Errorf("%s holds the secret in clear", p)
+		}
+		return nil
+	})
+
+	// In use: refused with docker's message; free once the service drops it.
+	if out, err := h.dockerErr("secret", "rm", "db_pass"); err == nil || !strings.Contains(out, "is in use by the following service: sec") {
+		t.Fatalf("removing a secret in use: %v %q", err, out)
+	}
+	h.docker("service", "update", "--detach", "--secret-rm", "db_pass", "sec")
+	eventually(t, 60*time.Second, "the secret removable", func() bool {
+		_, err := h.dockerErr("secret", "rm", "db_pass")
+		return err == nil
+	})
+	if out, err := h.dockerErr("secret", "inspect", "db_pass"); err == nil || !strings.Contains(out, "not found") {
+		t.Fatalf("a removed secret: %v %q", err, out)
+	}
+}
