@@ -44,6 +44,9 @@ type Config struct {
 	JoinAddr string
 	// ForceNewCluster restarts the raft group with this manager alone.
 	ForceNewCluster bool
+	// RaftDEK is the key raft's log and snapshots are encrypted with on
+	// disk (raft.Config.DEK; nil: not encrypted).
+	RaftDEK []byte
 	// Bootstrap, on the first manager of a new cluster, holds the objects to
 	// create once it leads.
 	Bootstrap *Bootstrap
@@ -105,6 +108,7 @@ func New(cfg Config) (*Manager, error) {
 		Dir:             filepath.Join(cfg.StateDir, "raft"),
 		JoinAddr:        cfg.JoinAddr,
 		ForceNewCluster: cfg.ForceNewCluster,
+		DEK:             cfg.RaftDEK,
 		TickInterval:    cfg.TickInterval,
 		HeartbeatTick:   cfg.HeartbeatTick,
 		ElectionTick:    cfg.ElectionTick,

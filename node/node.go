@@ -381,10 +381,15 @@ func (n *Node) startManager(ctx context.Context, sec *ca.SecurityConfig, boot *m
 			break
 		}
 	}
+	dek, err := loadRaftDEK(n.cfg.StateDir)
+	if err != nil {
+		_ = lis.Close()
+		return nil, err
+	}
 	m, err := manager.New(manager.Config{
 		StateDir: n.cfg.StateDir, Security: sec, RemoteAPI: lis, AdvertiseAddr: n.cfg.AdvertiseRemoteAPI,
 		ControlSocket: n.cfg.ListenControlAPI, JoinAddr: join, ForceNewCluster: n.cfg.ForceNewCluster,
-		Bootstrap: boot, TickInterval: n.cfg.TickInterval, HeartbeatTick: n.cfg.HeartbeatTick,
+		RaftDEK: dek, Bootstrap: boot, TickInterval: n.cfg.TickInterval, HeartbeatTick: n.cfg.HeartbeatTick,
 		ElectionTick: n.cfg.ElectionTick, Logger: n.cfg.Logger,
 	})
 	if err != nil {

@@ -97,7 +97,11 @@ func NewNode(cfg Config) (*Node, error) {
 		stopCh:    make(chan struct{}),
 		doneCh:    make(chan struct{}),
 	}
-	n.disk = newDiskStorage(cfg.Dir, cfg.KeepOldSnapshots+1, n.log)
+	disk, err := newDiskStorage(cfg.Dir, cfg.KeepOldSnapshots+1, cfg.DEK, n.log)
+	if err != nil {
+		return nil, err
+	}
+	n.disk = disk
 	n.seq.Store(randomUint64())
 	return n, nil
 }
@@ -183,14 +187,17 @@ func (n *Node) join(ctx context.Context) error {
 	if err := n.disk.create(n.self()); err != nil {
 		return err
 	}
+	// raft runs before the transport knows any peer: a peer whose
+	// connection fails at once reports it to raft.
+	n.raft = raft.RestartNode(n.raftConfig(0))
 	n.tr = newTransport(n.id, n.cfg.Credentials, n, n.markRemoved, n.log)
 	for _, m := range resp.GetMembers() {
 		n.members.add(m)
 		if err := n.tr.setPeer(m.GetRaftId(), m.GetAddr()); err != nil {
+			n.raft.Stop()
 			return err
 		}
 	}
-	n.raft = raft.RestartNode(n.raftConfig(0))
 	n.log.Info("raft: joined cluster", "raft.id", fmt.Sprintf("%x", n.id), "via", n.cfg.JoinAddr, "members", len(resp.GetMembers()))
 	return nil
 }
@@ -218,13 +225,16 @@ func (n *Node) restart() error {
 	if err := n.storage.Append(l.entries); err != nil {
 		return fmt.Errorf("raft: load log: %w", err)
 	}
+	// raft runs before the transport knows any peer: a peer whose
+	// connection fails at once (it is down) reports it to raft.
+	n.raft = raft.RestartNode(n.raftConfig(n.snapshotIndex))
 	n.tr = newTransport(n.id, n.cfg.Credentials, n, n.markRemoved, n.log)
 	for _, m := range n.members.list() {
 		if err := n.tr.setPeer(m.GetRaftId(), m.GetAddr()); err != nil {
+			n.raft.Stop()
 			return err
 		}
 	}
-	n.raft = raft.RestartNode(n.raftConfig(n.snapshotIndex))
 	n.log.Info("raft: restarted from disk", "raft.id", fmt.Sprintf("%x", n.id),
 		"snapshot_index", n.snapshotIndex, "entries", len(l.entries), "commit", l.hardState.GetCommit())
 	return nil

@@ -21,7 +21,10 @@ import (
 )
 
 // diskStorage keeps the raft log (etcd's WAL: CRC-framed records, fsync'd
-// before raft may act on them) and snapshots under <state-dir>/raft.
+// before raft may act on them) and snapshots under <state-dir>/raft. With a
+// data encryption key it seals, on their way to disk, the Data of every
+// entry and snapshot and the WAL metadata, and opens them on load (see
+// encrypt.go); what it returns and what callers hand it stay plaintext.
 type diskStorage struct {
 	dir      string
 	log      *slog.Logger
@@ -29,6 +32,7 @@ type diskStorage struct {
 	wal      *wal.WAL
 	snapshot *snap.Snapshotter
 	keepSnap int
+	crypt    *cryptor
 }
 
 // loaded is what a member finds on disk at start.
@@ -39,11 +43,22 @@ type loaded struct {
 	entries   []*raftpb.Entry
 }
 
-func newDiskStorage(dir string, keepSnap int, log *slog.Logger) *diskStorage {
+// newDiskStorage prepares the storage in dir; dek is the data encryption
+// key (nil: no encryption).
+func newDiskStorage(dir string, keepSnap int, dek []byte, log *slog.Logger) (*diskStorage, error) {
 	if keepSnap < 1 {
 		keepSnap = 1
 	}
-	return &diskStorage{dir: dir, log: log, zl: zap.NewNop(), keepSnap: keepSnap}
+	c, err := newCryptor(dek)
+	if err != nil {
+		return nil, err
+	}
+	return &diskStorage{dir: dir, log: log, zl: zap.NewNop(), keepSnap: keepSnap, crypt: c}, nil
+}
+
+// decryptErr names the raft directory a record failed to open in.
+func (d *diskStorage) decryptErr(what string, err error) error {
+	return fmt.Errorf("%w (raft directory %s, %s)", err, d.dir, what)
 }
 
 func (d *diskStorage) walDir() string  { return filepath.Join(d.dir, "wal") }
@@ -60,6 +75,9 @@ func (d *diskStorage) create(self *api.RaftMember) error {
 	meta, err := proto.Marshal(self)
 	if err != nil {
 		return fmt.Errorf("encode raft member: %w", err)
+	}
+	if meta, err = d.crypt.seal(meta); err != nil {
+		return err
 	}
 	w, err := wal.Create(d.zl, d.walDir(), meta)
 	if err != nil {
@@ -98,11 +116,36 @@ func (d *diskStorage) load() (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.openLoaded(&meta, sn, ents); err != nil {
+		_ = d.close()
+		return nil, err
+	}
 	self := &api.RaftMember{}
 	if err := proto.Unmarshal(meta, self); err != nil || self.GetRaftId() == 0 {
 		return nil, fmt.Errorf("raft log metadata does not name this member (%v)", err)
 	}
 	return &loaded{self: self, snapshot: sn, hardState: hs, entries: ents}, nil
+}
+
+// openLoaded decrypts, in place, what load read: the WAL metadata, the
+// snapshot's data and every entry's data. Plaintext records (written before
+// encryption) pass through.
+func (d *diskStorage) openLoaded(meta *[]byte, sn *raftpb.Snapshot, ents []*raftpb.Entry) error {
+	var err error
+	if *meta, err = d.crypt.open(*meta); err != nil {
+		return d.decryptErr("log metadata", err)
+	}
+	if sn != nil {
+		if sn.Data, err = d.crypt.open(sn.GetData()); err != nil {
+			return d.decryptErr(fmt.Sprintf("snapshot at index %d", sn.GetMetadata().GetIndex()), err)
+		}
+	}
+	for _, e := range ents {
+		if e.Data, err = d.crypt.open(e.GetData()); err != nil {
+			return d.decryptErr(fmt.Sprintf("entry %d", e.GetIndex()), err)
+		}
+	}
+	return nil
 }
 
 func (d *diskStorage) readWAL(walSnap *walpb.Snapshot, repair bool) ([]byte, *raftpb.HardState, []*raftpb.Entry, error) {
@@ -140,15 +183,46 @@ func (d *diskStorage) readWAL(walSnap *walpb.Snapshot, repair bool) ([]byte, *ra
 // save appends entries and the hard state; it fsyncs when raft says the
 // write must be durable before anything is acknowledged.
 func (d *diskStorage) save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
+	ents, err := d.sealEntries(ents)
+	if err != nil {
+		return err
+	}
 	if err := d.wal.Save(hs, ents); err != nil {
 		return fmt.Errorf("write raft log: %w", err)
 	}
 	return nil
 }
 
-// saveSnapshot writes a snapshot file, then records it in the log.
+// sealEntries returns copies of ents with their data sealed; ents are
+// shared with raft's MemoryStorage and messages to peers, so they are never
+// changed. Without a key it returns ents.
+func (d *diskStorage) sealEntries(ents []*raftpb.Entry) ([]*raftpb.Entry, error) {
+	if !d.crypt.enabled() || len(ents) == 0 {
+		return ents, nil
+	}
+	out := make([]*raftpb.Entry, len(ents))
+	for i, e := range ents {
+		data, err := d.crypt.seal(e.GetData())
+		if err != nil {
+			return nil, err
+		}
+		out[i] = &raftpb.Entry{Term: e.Term, Index: e.Index, Type: e.Type, Data: data}
+	}
+	return out, nil
+}
+
+// saveSnapshot writes a snapshot file (its data sealed, in a copy: sn stays
+// plaintext for MemoryStorage), then records it in the log.
 func (d *diskStorage) saveSnapshot(sn *raftpb.Snapshot) error {
-	if err := d.snapshot.SaveSnap(sn); err != nil {
+	onDisk := sn
+	if d.crypt.enabled() {
+		data, err := d.crypt.seal(sn.GetData())
+		if err != nil {
+			return err
+		}
+		onDisk = &raftpb.Snapshot{Metadata: sn.GetMetadata(), Data: data}
+	}
+	if err := d.snapshot.SaveSnap(onDisk); err != nil {
 		return fmt.Errorf("write raft snapshot: %w", err)
 	}
 	ws := &walpb.Snapshot{

@@ -1,0 +1,76 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/openswarm/swarmd/ca"
+	"github.com/openswarm/swarmd/internal/atomicfile"
+	"github.com/openswarm/swarmd/manager/state/raft"
+)
+
+const (
+	// raftDEKFilename holds, beside the node's TLS material, the data
+	// encryption key of the manager's raft log and snapshots.
+	raftDEKFilename = "raft-dek"
+	raftDEKPEMType  = "SWARM RAFT DEK"
+)
+
+// raftDEKPath is <state-dir>/certificates/raft-dek.
+func raftDEKPath(stateDir string) string {
+	return filepath.Join(stateDir, ca.CertificatesDir, raftDEKFilename)
+}
+
+// loadRaftDEK returns the data encryption key the manager's raft log and
+// snapshots are sealed with (raft.Config.DEK). It is the one place the key
+// comes from: the first time a manager starts on this node it creates
+// DEKSize random bytes in <state-dir>/certificates/raft-dek (a PEM block,
+// mode 0600, written atomically); afterwards it reads that file, so
+// restarts and force-new-cluster open the log with the same key. The key
+// goes with the certificates when the node leaves (EraseState); a node
+// demoted to worker keeps it for its next promotion (its raft directory is
+// removed, so there is nothing to decrypt meanwhile).
+//
+// A damaged file is an error, never a reason to make a new key: a new key
+// could not open the existing log. The file is stored in clear, like the
+// node's TLS key; autolock would seal it with a key-encryption key here
+// (a PEM header can name how the block is sealed) and nowhere else.
+func loadRaftDEK(stateDir string) ([]byte, error) {
+	path := raftDEKPath(stateDir)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		return parseRaftDEK(path, b)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("node: read raft encryption key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("node: raft encryption key: %w", err)
+	}
+	dek := make([]byte, raft.DEKSize)
+	if _, err := rand.Read(dek); err != nil {
+		return nil, fmt.Errorf("node: generate raft encryption key: %w", err)
+	}
+	if err := atomicfile.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: raftDEKPEMType, Bytes: dek}), 0o600); err != nil {
+		return nil, fmt.Errorf("node: save raft encryption key: %w", err)
+	}
+	return dek, nil
+}
+
+func parseRaftDEK(path string, b []byte) ([]byte, error) {
+	blk, _ := pem.Decode(b)
+	switch {
+	case blk == nil || blk.Type != raftDEKPEMType:
+		return nil, fmt.Errorf("node: raft encryption key %s is not a %q PEM block", path, raftDEKPEMType)
+	case len(blk.Headers) != 0:
+		return nil, fmt.Errorf("node: raft encryption key %s is sealed (headers %v); this version cannot unlock it", path, blk.Headers)
+	case len(blk.Bytes) != raft.DEKSize:
+		return nil, fmt.Errorf("node: raft encryption key %s holds %d bytes, want %d", path, len(blk.Bytes), raft.DEKSize)
+	}
+	return blk.Bytes, nil
+}
