@@ -58,14 +58,15 @@ func TestSecretsAndConfigs(t *testing.T) {
 	if log := h.log.String(); strings.Contains(log, secret) || strings.Contains(log, b64) {
 		t.Fatal("swarmd's debug log holds the secret")
 	}
-	// The worker's state (its task DB) never holds it. (The managers'
-	// raft log is the store's; its encryption at rest is the autolock
-	// work.)
-	workerDir := filepath.Join(h.dir, "swarm", "worker")
-	if _, err := os.Stat(filepath.Join(workerDir, "tasks.db")); err != nil {
-		t.Fatalf("the worker's task DB: %v", err)
+	// Nothing in the state dir holds it in clear: not the worker's task
+	// DB, not the raft log or snapshots (encrypted at rest).
+	stateDir := filepath.Join(h.dir, "swarm")
+	for _, p := range []string{"worker/tasks.db", "raft/wal"} {
+		if _, err := os.Stat(filepath.Join(stateDir, p)); err != nil {
+			t.Fatalf("state dir: %v", err)
+		}
 	}
-	_ = filepath.WalkDir(workerDir, func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(stateDir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return nil
 		}
