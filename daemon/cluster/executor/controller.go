@@ -39,6 +39,9 @@ type Controller struct {
 	// task's files of them are written (see secrets.go).
 	deps       func() exec.Dependencies
 	secretsDir string
+	// fresh is the ID of the container Prepare created, until Start
+	// starts it: it was never started, so Start need not ask the engine.
+	fresh string
 }
 
 var (
@@ -138,6 +141,9 @@ func (c *Controller) Prepare(ctx context.Context) error {
 		c.logger.WarnContext(ctx, "container created with warning", "container.id", resp.ID, "warning", w)
 	}
 	c.logger.DebugContext(ctx, "container created", "container.id", resp.ID)
+	c.mu.Lock()
+	c.fresh = resp.ID
+	c.mu.Unlock()
 	return nil
 }
 
@@ -147,19 +153,26 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ci, found, err := c.inspect(ctx, t)
-	switch {
-	case err != nil:
-		return err
-	case !found:
-		return fmt.Errorf("executor: start: no container %s", c.name)
-	case hasStarted(ci.State):
-		return exec.ErrTaskStarted
+	c.mu.Lock()
+	id := c.fresh
+	c.fresh = ""
+	c.mu.Unlock()
+	if id == "" {
+		ci, found, err := c.inspect(ctx, t)
+		switch {
+		case err != nil:
+			return err
+		case !found:
+			return fmt.Errorf("executor: start: no container %s", c.name)
+		case hasStarted(ci.State):
+			return exec.ErrTaskStarted
+		}
+		id = ci.ID
 	}
-	if err := c.engine.ContainerStart(ctx, ci.ID, container.StartOptions{}); err != nil {
+	if err := c.engine.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return classify("start container "+c.name, err)
 	}
-	c.logger.DebugContext(ctx, "container started", "container.id", ci.ID)
+	c.logger.DebugContext(ctx, "container started", "container.id", id)
 	return nil
 }
 
