@@ -1,9 +1,15 @@
 package mesh
 
 import (
+	"flag"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -107,5 +113,64 @@ func BenchmarkMeshThroughput(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			benchHTTP(b, bc.addr, true)
 		})
+	}
+}
+
+// BenchmarkFastPathNetns compares, in a throwaway network namespace (the
+// test binary re-executed under unshare -n; root only), HTTP to the
+// container directly and through a published port forwarded by the
+// kernel fast path. Its results are the child's, printed above a skip.
+func BenchmarkFastPathNetns(b *testing.B) {
+	if os.Getenv(netnsChildEnv) == "1" {
+		fastPathBenchChild(b)
+		return
+	}
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	if err := exec.Command("unshare", "-n", "true").Run(); err != nil {
+		b.Skipf("unshare -n: %v", err)
+	}
+	bt := flag.Lookup("test.benchtime").Value.String()
+	cmd := exec.Command("unshare", "-n", os.Args[0], "-test.run=^$", "-test.bench=^BenchmarkFastPathNetns$", "-test.benchtime="+bt)
+	cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("child: %v\n%s", err, out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "BenchmarkFastPathNetns/") {
+			fmt.Println(l)
+		}
+	}
+	b.Skip("measured in a network namespace, results above")
+}
+
+func fastPathBenchChild(b *testing.B) {
+	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		b.Fatalf("ip link set lo up: %v: %s", err, out)
+	}
+	n := &fakeNode{id: "node-a", tasks: map[string]uint16{}}
+	// Two containers alike, so TIME_WAIT left by one variant never
+	// collides with the (DNATed) connections of the other.
+	srv := httpTask(b, n, "task-0")
+	httpTask(b, n, "task-1")
+	m, err := New(Config{NodeID: "node-a", BindAddr: "127.0.0.2", Resolver: n, TargetOverride: n.override,
+		FastPath: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = m.Close() })
+	n.mesh = m
+	pub := freePort(b)
+	if err := m.Update([]Port{{Protocol: TCP, Published: pub, Target: 80, Backends: []Backend{n.backend("task-1")}}}); err != nil {
+		b.Fatal(err)
+	}
+	direct, fast := srv.Listener.Addr().String(), hostPort("127.0.0.2", pub)
+	for _, bc := range []struct {
+		name, addr string
+		keepAlive  bool
+	}{{"direct", direct, true}, {"fast", fast, true}, {"direct-newconn", direct, false}, {"fast-newconn", fast, false}} {
+		b.Run(bc.name, func(b *testing.B) { benchHTTP(b, bc.addr, bc.keepAlive) })
 	}
 }

@@ -1,4 +1,5 @@
-// Package mesh implements the swarm ingress routing mesh in userspace.
+// Package mesh implements the swarm ingress routing mesh in userspace,
+// with an optional kernel (nftables) fast path for node-local services.
 //
 // On every node of a swarm, each ingress-published port of a service is
 // bound on the node (TCP and/or UDP, on Config.BindAddr) and forwarded to
@@ -16,25 +17,50 @@
 // A task running on another node is reached through that node's mesh
 // tunnel (Backend.Tunnel): a TLS listener that every mesh serves, with
 // mutual TLS using the swarm node certificates (Config.ServerTLS and
-// Config.ClientTLS). The mesh never assumes one node can reach another
-// node's container addresses. The client node opens a TLS connection to the
-// remote tunnel, sends a small header naming the task, the protocol and the
-// target port, and waits for a one-byte status. The remote node resolves the
-// task with its own Resolver, dials the container and, on success, answers
-// OK and splices. UDP datagrams are framed over the TLS stream, each
-// prefixed by its length as a big-endian uint16.
+// Config.ClientTLS; the server requires and verifies client certificates,
+// the client checks the server is the node it means to reach). The mesh
+// never assumes one node can reach another node's container addresses.
 //
-// Tunnel header (version 1, at most 4+1+1+2+1+128 bytes):
+// # Tunnel sessions
+//
+// A tunnel connection is a yamux session (github.com/hashicorp/yamux)
+// over TLS, negotiated with the ALPN protocol "swarmd-mesh/2": a peer of
+// another version fails the handshake (no common protocol) or, if it
+// offers no ALPN, is closed at once. Each node keeps Config.TunnelSessions
+// (default 2) sessions open to every remote node it forwards to, dialed on
+// first use, and opens one stream per forwarded TCP connection or UDP
+// flow, round robin over its sessions: no TCP or TLS handshake per
+// connection, only the header exchange below, inside the session.
+//
+// Each stream starts with a header naming the task, the protocol and the
+// target port; the client waits for a one-byte status. The remote node
+// checks the delivery, resolves the task with its own Resolver, dials the
+// container and, on success, answers OK and splices. UDP datagrams are
+// framed over the stream, each prefixed by its length as a big-endian
+// uint16.
+//
+// Tunnel header (version 2, at most 4+1+1+2+1+128 bytes):
 //
 //	"SWMT" | version(1) | protocol(1: 1=tcp 2=udp) | target port (uint16 BE) |
 //	task id length (1, 1..MaxTaskIDLen) | task id (printable ASCII)
 //
 // and the answer is one status byte (0 = OK). Anything else is refused with a
-// log line (rate limited) and the connection is closed. The tunnel is not an
-// open proxy: the server only delivers to tasks that run on its own node,
-// known to its Resolver, and only to a (protocol, target port, task) triple
-// present in its own current table (the last Update). A node whose table
-// lags behind refuses the request; the client then tries its next backend.
+// log line (rate limited) and the stream is closed; the session stays. The
+// tunnel is not an open proxy: the server only delivers to tasks that run
+// on its own node, known to its Resolver, and only to a (protocol, target
+// port, task) triple present in its own current table (the last Update). A
+// node whose table lags behind refuses the request; the client then tries
+// its next backend.
+//
+// Dead sessions: yamux pings every session every 5s and closes it when a
+// ping or a write gets no answer within max(5s, 2*DialTimeout); a session
+// whose connection fails (the remote node restarted) closes at once.
+// Closed sessions are dropped from the pool and the next stream redials.
+// A stream that fails to open, or whose header exchange fails, on a pooled
+// session that turns out closed is retried once on a new session; any
+// other failure (including a refusal status) makes the client try the next
+// backend. While a node has no session, one caller dials and the others
+// wait for that dial rather than dialing too.
 //
 // # Balancing
 //
@@ -77,24 +103,57 @@
 // closed at once, a datagram that would create a flow beyond it is dropped.
 // The default, 0, means 16384; a negative value means unlimited.
 // Config.MaxTunnelConns bounds the concurrent streams the tunnel server
-// accepts in the same way (same default). Tunnel handshakes and headers
-// must complete within Config.HandshakeTimeout (default 10s). Memory: a TCP
-// connection costs two sockets and the splice; a UDP flow holds a 64 KiB
-// receive buffer (datagrams may be that large) plus its queue.
+// serves (a stream beyond it is refused with the busy status, and the
+// client tries its next backend), and separately the concurrent tunnel
+// connections (sessions) it accepts; same default. The TLS handshake of a
+// tunnel connection and the header of each stream must complete within
+// Config.HandshakeTimeout (default 10s); the client gives a stream's
+// header exchange 2*DialTimeout. A yamux session admits at most 1024
+// streams waiting to be accepted, and buffers at most 1 MiB per stream and
+// direction (its receive window). A stream closed on one side whose peer
+// never closes its own is reset after a minute. Memory: a TCP connection
+// costs two sockets and the splice (plus the stream buffers on the tunnel
+// path); a UDP flow holds a 64 KiB receive buffer (datagrams may be that
+// large) plus its queue.
 //
-// # Cost of the tunnel
+// # Kernel fast path
 //
-// Every forwarded TCP connection (and UDP flow) to a remote task opens its
-// own tunnel stream: a TCP connection, a TLS handshake and one round trip
-// for the header. Callers should give the configurations returned by
-// ClientTLS a shared tls.ClientSessionCache, so new streams resume TLS
-// sessions instead of doing full handshakes.
+// With Config.FastPath (default off) the mesh also programs nftables: for
+// each published port whose backends ALL run on this node and resolve to
+// IPv4 addresses, table ip swarmd_mesh gets a DNAT rule in a prerouting
+// and an output nat chain, "numgen inc mod N" over the containers'
+// address:target pairs, matching the port on Config.BindAddr (or on every
+// local address, fib daddr type local). The kernel then forwards those
+// connections without userspace, keeping the client's source address.
+// Locally originated connections to 127.0.0.0/8 stay in userspace (a
+// container cannot be reached from a loopback source). Any port with a
+// remote backend, or whose tasks do not resolve, stays on the userspace
+// path, which is always the fallback: its listener stays bound (the port
+// stays reserved and serves what the rules do not catch). The rules are
+// rewritten in one nft transaction when the table changes (no-op Updates
+// do not run nft) and the table is removed by Close. Unlike the userspace
+// path, the kernel does not fail over from a dead container, and it keeps
+// existing connections (conntrack) on a removed task. Forwarding to the
+// containers must be allowed by the host firewall. It needs the nft binary
+// and CAP_NET_ADMIN; if nft is missing or fails, a warning is logged and
+// the userspace path serves everything. Only one mesh per network
+// namespace may enable it.
+//
+// # Hot path
+//
+// Forwarding a TCP connection costs one goroutine per direction (the
+// accepting one copies one way), splice(2) between the two TCP sockets
+// (TCP_NODELAY stays on, as Go sets it: the mesh forwards what it
+// receives at once), no per-connection allocation for balancing, and no
+// logging unless the logger has Debug enabled.
 //
 // # Logging
 //
 // log/slog with the keys port (published port), target (container port, on
 // the tunnel side), protocol, task.id, node.id (on the tunnel side: the
 // peer node, from its certificate), addr (peer address) and error.
-// Opening and closing ports is logged at Info, failures at Warn, per
-// connection events only at Debug.
+// Opening and closing ports (and programming the fast path) is logged at
+// Info, failures at Warn (rate limited where a peer can trigger them,
+// yamux's own messages included), per connection events only at Debug,
+// and only built when Debug is enabled.
 package mesh

@@ -61,6 +61,7 @@ type nodeOpts struct {
 	serverTLS *tls.Config
 	clientTLS func(string) (*tls.Config, error)
 	udpIdle   time.Duration
+	tunnel    string // tunnel listen address; "" = 127.0.0.1:0
 }
 
 func testLogger(tb testing.TB) *slog.Logger {
@@ -77,10 +78,13 @@ func startNode(tb testing.TB, id string, o nodeOpts) *fakeNode {
 	} else {
 		logger = testLogger(tb)
 	}
+	if o.tunnel == "" {
+		o.tunnel = "127.0.0.1:0"
+	}
 	m, err := New(Config{
 		NodeID:         id,
 		BindAddr:       o.bind,
-		TunnelListen:   "127.0.0.1:0",
+		TunnelListen:   o.tunnel,
 		ServerTLS:      o.serverTLS,
 		ClientTLS:      o.clientTLS,
 		Resolver:       n,

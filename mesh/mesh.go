@@ -6,10 +6,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,9 +47,10 @@ type Config struct {
 	Resolver Resolver
 	// Logger receives the logs; nil = slog.Default().
 	Logger *slog.Logger
-	// DialTimeout bounds dialing one backend (container or tunnel); for a
-	// tunnel, the TLS handshake and the remote node's answer get as long
-	// again. Default 2s.
+	// DialTimeout bounds dialing one container, and dialing a tunnel
+	// session (TCP, then as long again for the TLS handshake); a tunnel
+	// stream's header exchange (the remote node dials its container) gets
+	// twice as long. Default 2s.
 	DialTimeout time.Duration
 
 	// UDPIdleTimeout expires UDP flows without traffic; default 30s. The
@@ -58,12 +59,25 @@ type Config struct {
 	// MaxConnsPerPort bounds the concurrent TCP connections and UDP flows
 	// of each published port. 0 = default 16384; negative = unlimited.
 	MaxConnsPerPort int
-	// MaxTunnelConns bounds the concurrent tunnel streams served. 0 =
-	// default 16384; negative = unlimited.
+	// MaxTunnelConns bounds the concurrent tunnel streams served, and
+	// separately the concurrent tunnel connections (sessions) accepted.
+	// 0 = default 16384; negative = unlimited.
 	MaxTunnelConns int
-	// HandshakeTimeout bounds the TLS handshake and header of an incoming
-	// tunnel stream; default 10s.
+	// HandshakeTimeout bounds the TLS handshake of an incoming tunnel
+	// connection and the header of each of its streams; default 10s.
 	HandshakeTimeout time.Duration
+	// TunnelSessions is the number of tunnel sessions (TLS connections,
+	// each multiplexing any number of streams) kept open to each remote
+	// node. 0 = default 2.
+	TunnelSessions int
+
+	// FastPath lets the kernel forward the published ports whose backends
+	// all run on this node (nftables DNAT in table ip swarmd_mesh, IPv4
+	// only); the userspace mesh stays bound and serves every other port
+	// and connection. It needs the nft binary and CAP_NET_ADMIN; without
+	// them, or when programming fails, the userspace path serves all.
+	// At most one mesh per network namespace may enable it.
+	FastPath bool
 
 	// TargetOverride, if set, rewrites the container port dialed for a
 	// local task: the port actually dialed is TargetOverride(taskID,
@@ -76,6 +90,8 @@ type Config struct {
 }
 
 const defaultMaxConns = 16384
+
+const levelDebug = slog.LevelDebug
 
 // ErrClosed is returned by Update and Run once the mesh has shut down.
 var ErrClosed = errors.New("mesh: closed")
@@ -90,8 +106,12 @@ type Mesh struct {
 	ctx    context.Context // ends at shutdown; parent of all I/O
 	cancel context.CancelFunc
 
-	tunnelLn  net.Listener // nil without tunnel server
-	tunnelSem chan struct{}
+	tunnelLn   net.Listener  // nil without tunnel server
+	serverTLS  *tls.Config   // cfg.ServerTLS negotiating tunnelALPN
+	tunnelSem  chan struct{} // streams served
+	sessionSem chan struct{} // tunnel connections served
+	pool       *tunnelPool   // client sessions to remote tunnels
+	fast       *fastPath     // nil without fast path
 
 	mu      sync.Mutex // guards the fields below
 	ports   map[portKey]*portListener
@@ -137,11 +157,21 @@ func New(cfg Config) (*Mesh, error) {
 		cfg.HandshakeTimeout = 10 * time.Second
 	}
 	m := &Mesh{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		ports:     make(map[portKey]*portListener),
-		table:     make(map[portKey]Port),
-		tunnelSem: newSem(cfg.MaxTunnelConns),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		ports:      make(map[portKey]*portListener),
+		table:      make(map[portKey]Port),
+		tunnelSem:  newSem(cfg.MaxTunnelConns),
+		sessionSem: newSem(cfg.MaxTunnelConns),
+		serverTLS:  serverTLSConfig(cfg.ServerTLS),
+	}
+	m.pool = newTunnelPool(m)
+	if cfg.FastPath {
+		if _, err := exec.LookPath("nft"); err != nil {
+			m.log.Warn("mesh fast path disabled: no nft binary", "error", err)
+		} else {
+			m.fast = &fastPath{run: runNft}
+		}
 	}
 	m.allowed.Store(&map[allowKey]struct{}{})
 	m.ctx, m.cancel = context.WithCancel(context.Background())
@@ -244,7 +274,9 @@ func (m *Mesh) Close() error {
 			delete(m.ports, k)
 			delete(m.table, k)
 		}
+		m.closeFastPath()
 		m.cancel()
+		m.pool.close()
 	}
 	m.mu.Unlock()
 	m.wg.Wait()
@@ -280,8 +312,10 @@ func (m *Mesh) Update(ports []Port) error {
 		pl.swapMu.Unlock()
 		pl.pruneFlows(set)
 		m.table[p.key()] = p
-		m.log.Debug("mesh port updated", "port", p.Published, "protocol", p.Protocol,
-			"service.id", p.ServiceID, "backends", len(p.Backends))
+		if m.log.Enabled(m.ctx, levelDebug) {
+			m.log.Debug("mesh port updated", "port", p.Published, "protocol", p.Protocol,
+				"service.id", p.ServiceID, "backends", len(p.Backends))
+		}
 	}
 	for _, p := range d.Open {
 		pl, err := m.openPort(p)
@@ -296,10 +330,13 @@ func (m *Mesh) Update(ports []Port) error {
 		m.log.Info("mesh port opened", "port", p.Published, "protocol", p.Protocol,
 			"service.id", p.ServiceID, "backends", len(p.Backends))
 	}
-	if len(d.Close)+len(d.Swap)+len(d.Open) > 0 {
+	m.pool.prune(time.Minute)
+	changed := len(d.Close)+len(d.Swap)+len(d.Open) > 0
+	if changed {
 		allowed := allowedDeliveries(m.cfg.NodeID, m.table)
 		m.allowed.Store(&allowed)
 	}
+	m.syncFastPath(m.table, changed)
 	return errors.Join(errs...)
 }
 
@@ -324,7 +361,9 @@ func (m *Mesh) warnLimited(msg string, args ...any) {
 	now := time.Now().UnixNano()
 	last := m.lastWarn.Load()
 	if now-last < int64(time.Second) || !m.lastWarn.CompareAndSwap(last, now) {
-		m.log.Debug(msg, args...)
+		if m.log.Enabled(m.ctx, levelDebug) {
+			m.log.Debug(msg, args...)
+		}
 		return
 	}
 	m.log.Warn(msg, args...)
@@ -431,7 +470,7 @@ func (m *Mesh) dialLocal(ctx context.Context, proto Protocol, taskID string, tar
 	switch proto {
 	case TCP:
 		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", ap.String())
+		c, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, ap)
 		if err != nil {
 			return nil, fmt.Errorf("dial task %s: %w", taskID, err)
 		}
@@ -444,61 +483,4 @@ func (m *Mesh) dialLocal(ctx context.Context, proto Protocol, taskID string, tar
 		return c, nil
 	}
 	return nil, fmt.Errorf("unsupported protocol %q", proto)
-}
-
-// dialTunnel opens a tunnel stream to the task of backend b and waits for
-// the remote node to accept it.
-func (m *Mesh) dialTunnel(ctx context.Context, b Backend, h tunnelHeader) (net.Conn, error) {
-	if b.Tunnel == "" {
-		return nil, fmt.Errorf("node %s: no tunnel address", b.NodeID)
-	}
-	hdr, err := h.marshal()
-	if err != nil {
-		return nil, err
-	}
-	dctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
-	defer cancel()
-	var d net.Dialer
-	raw, err := d.DialContext(dctx, "tcp", b.Tunnel)
-	if err != nil {
-		return nil, fmt.Errorf("dial tunnel of node %s: %w", b.NodeID, err)
-	}
-	// The handshake and the remote node's own dial get another DialTimeout.
-	deadline := time.Now().Add(2 * m.cfg.DialTimeout)
-	_ = raw.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	c := raw
-	if m.cfg.ClientTLS != nil {
-		tc, err := m.cfg.ClientTLS(b.NodeID)
-		if err != nil {
-			_ = raw.Close()
-			return nil, fmt.Errorf("tunnel TLS config for node %s: %w", b.NodeID, err)
-		}
-		tlsc := tls.Client(raw, tc)
-		if err := tlsc.Handshake(); err != nil {
-			_ = raw.Close()
-			return nil, fmt.Errorf("tunnel TLS handshake with node %s: %w", b.NodeID, err)
-		}
-		c = tlsc
-	}
-	if _, err := c.Write(hdr); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("tunnel to node %s: write header: %w", b.NodeID, err)
-	}
-	var st [1]byte
-	if _, err := io.ReadFull(c, st[:]); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("tunnel to node %s: read status: %w", b.NodeID, err)
-	}
-	if err := statusError(st[0]); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("node %s task %s: %w", b.NodeID, h.TaskID, err)
-	}
-	if !stop() || ctx.Err() != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("tunnel to node %s: %w", b.NodeID, context.Cause(ctx))
-	}
-	_ = c.SetDeadline(time.Time{})
-	return c, nil
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // twoNodes starts node A (published ports on 127.0.0.1) and node B
@@ -402,23 +404,55 @@ func TestMeshUDPFlowExpires(t *testing.T) {
 	eventually(t, "tunnel stream end on node-b", func() bool { return len(b.mesh.tunnelSem) <= 1 })
 }
 
+// plainSession opens a client session to a plain (test) tunnel.
+func plainSession(t *testing.T, addr string) *yamux.Session {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := yamux.Client(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 func TestTunnelRefusesGarbage(t *testing.T) {
 	_, b := twoNodes(t, nodeOpts{})
+	// Not yamux at all: the connection is closed without an answer.
+	c, err := net.Dial("tcp", b.mesh.TunnelAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if ans, err := io.ReadAll(c); err != nil || len(ans) != 0 {
+		t.Fatalf("non-yamux peer: answer %q, %v; want close", ans, err)
+	}
+	_ = c.Close()
+
+	// Bad headers in streams: refused, the session stays usable.
+	s := plainSession(t, b.mesh.TunnelAddr())
 	for _, garbage := range []string{
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-		"SWMT\x02\x01\x00\x50\x02ab",  // unknown version
-		"SWMT\x01\x01\x00\x50\xffabc", // id too long
+		"SWMT\x01\x01\x00\x50\x02ab",  // old version
+		"SWMT\x03\x01\x00\x50\x02ab",  // unknown version
+		"SWMT\x02\x01\x00\x50\xffabc", // id too long
 	} {
-		c, err := net.Dial("tcp", b.mesh.TunnelAddr())
+		st, err := s.Open()
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.WriteString(c, garbage); err != nil {
+		_ = st.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(st, garbage); err != nil {
 			t.Fatal(err)
 		}
-		ans, err := io.ReadAll(c)
-		_ = c.Close()
+		ans, err := io.ReadAll(st)
+		_ = st.Close()
 		if err != nil {
 			t.Fatalf("%q: %v", garbage, err)
 		}
@@ -437,9 +471,10 @@ func TestTunnelRefusesUnknownTask(t *testing.T) {
 	apply(t, []Port{{Protocol: TCP, Published: pub, Target: 80,
 		Backends: []Backend{a.backend("task-a1"), b.backend("task-b1")}}}, a, b)
 
+	sess := plainSession(t, b.mesh.TunnelAddr())
 	ask := func(h tunnelHeader) byte {
 		t.Helper()
-		c, err := net.Dial("tcp", b.mesh.TunnelAddr())
+		c, err := sess.Open()
 		if err != nil {
 			t.Fatal(err)
 		}

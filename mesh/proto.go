@@ -10,7 +10,7 @@ import (
 // Tunnel wire format, see the package documentation.
 const (
 	headerMagic   = "SWMT"
-	headerVersion = 1
+	headerVersion = 2
 	// MaxTaskIDLen is the longest task ID a tunnel header may carry.
 	MaxTaskIDLen = 128
 	// fixed part: magic, version, protocol, port, id length

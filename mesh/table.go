@@ -139,12 +139,20 @@ type backendSet struct {
 // attempts returns the backends to try for one new connection or flow:
 // all of them, each once, starting at the next round-robin position.
 func (s *backendSet) attempts() []Backend {
-	n := len(s.port.Backends)
-	if n == 0 {
+	if len(s.port.Backends) == 0 {
 		return nil
 	}
-	start := int((s.next.Add(1) - 1) % uint64(n))
-	return rotate(s.port.Backends, start)
+	return rotate(s.port.Backends, s.start())
+}
+
+// start returns the round-robin position of one new connection or flow:
+// the index of the first backend to try (0 without backends).
+func (s *backendSet) start() int {
+	n := len(s.port.Backends)
+	if n == 0 {
+		return 0
+	}
+	return int((s.next.Add(1) - 1) % uint64(n))
 }
 
 // has reports whether the task is in the set.

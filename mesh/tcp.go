@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -54,8 +55,10 @@ func (m *Mesh) handleTCP(pl *portListener, c *net.TCPConn) {
 		_ = c.Close()
 		return
 	}
-	m.log.Debug("mesh connection", "port", pl.key.Published, "protocol", TCP,
-		"task.id", b.TaskID, "node.id", b.NodeID, "addr", c.RemoteAddr().String())
+	if m.log.Enabled(m.ctx, levelDebug) {
+		m.log.Debug("mesh connection", "port", pl.key.Published, "protocol", TCP,
+			"task.id", b.TaskID, "node.id", b.NodeID, "addr", c.RemoteAddr().String())
+	}
 	stop := context.AfterFunc(m.ctx, func() {
 		_ = c.Close()
 		_ = bc.Close()
@@ -71,22 +74,28 @@ func (m *Mesh) handleTCP(pl *portListener, c *net.TCPConn) {
 // connection or flow goes to a removed task, even one that was dialing.
 func (m *Mesh) dialAny(ctx context.Context, pl *portListener, commit func(Backend)) (net.Conn, Backend, error) {
 	set := pl.set.Load()
-	tried := make(map[string]bool, len(set.port.Backends))
+	var tried []string // tasks dialed, when a set changed under us
 	var errs []error
 	const maxRejected = 4
 	rejected := 0
 	for {
 		retry := false
-		for _, b := range set.attempts() {
-			if tried[b.TaskID] {
+		bs := set.port.Backends
+		n := len(bs)
+		start := set.start()
+		for i := range n {
+			b := bs[(start+i)%n]
+			if slices.Contains(tried, b.TaskID) {
 				continue
 			}
-			tried[b.TaskID] = true
 			c, err := m.dialBackend(ctx, set.port, b)
 			if err != nil {
-				m.log.Debug("mesh backend dial failed", "port", pl.key.Published, "protocol", set.port.Protocol,
-					"task.id", b.TaskID, "node.id", b.NodeID, "error", err)
+				if m.log.Enabled(ctx, levelDebug) {
+					m.log.Debug("mesh backend dial failed", "port", pl.key.Published, "protocol", set.port.Protocol,
+						"task.id", b.TaskID, "node.id", b.NodeID, "error", err)
+				}
 				errs = append(errs, err)
+				tried = append(tried, b.TaskID)
 				continue
 			}
 			pl.swapMu.RLock()
@@ -101,8 +110,7 @@ func (m *Mesh) dialAny(ctx context.Context, pl *portListener, commit func(Backen
 			if keep {
 				return c, b, nil
 			}
-			_ = c.Close()
-			delete(tried, b.TaskID) // it may come back
+			_ = c.Close() // it may come back: not marked as tried
 			rejected++
 			set, retry = cur, true
 			break

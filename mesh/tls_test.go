@@ -12,6 +12,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // testCA is a throwaway swarm CA issuing node certificates whose CN and
@@ -156,12 +158,19 @@ func TestMeshMutualTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = raw.SetDeadline(time.Now().Add(10 * time.Second))
-		c := tls.Client(raw, &tls.Config{Certificates: certs, RootCAs: ca.pool, ServerName: "node-b", MinVersion: tls.VersionTLS13})
+		c := tls.Client(raw, &tls.Config{Certificates: certs, RootCAs: ca.pool, ServerName: "node-b",
+			MinVersion: tls.VersionTLS13, NextProtos: []string{tunnelALPN}})
 		if err := c.Handshake(); err == nil {
-			_, _ = c.Write(hdr)
-			var st [1]byte
-			if _, err = io.ReadFull(c, st[:]); err == nil {
-				t.Fatalf("%s: tunnel answered status %d", name, st[0])
+			if s, err := yamux.Client(c, nil); err == nil {
+				if st, err := s.Open(); err == nil {
+					_ = st.SetDeadline(time.Now().Add(10 * time.Second))
+					_, _ = st.Write(hdr)
+					var b [1]byte
+					if _, err = io.ReadFull(st, b[:]); err == nil {
+						t.Fatalf("%s: tunnel answered status %d", name, b[0])
+					}
+				}
+				_ = s.Close()
 			}
 		}
 		_ = c.Close()

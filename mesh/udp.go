@@ -185,8 +185,10 @@ func (m *Mesh) runFlow(pl *portListener, f *udpFlow) {
 			}
 		}
 	}
-	m.log.Debug("mesh udp flow", "port", pl.key.Published, "protocol", UDP,
-		"task.id", b.TaskID, "node.id", b.NodeID, "addr", f.client.String())
+	if m.log.Enabled(m.ctx, levelDebug) {
+		m.log.Debug("mesh udp flow", "port", pl.key.Published, "protocol", UDP,
+			"task.id", b.TaskID, "node.id", b.NodeID, "addr", f.client.String())
+	}
 	conn := asDgram(c)
 	defer conn.Close()
 
@@ -213,15 +215,19 @@ func (m *Mesh) runFlow(pl *portListener, f *udpFlow) {
 		select {
 		case p := <-f.in:
 			if err := conn.writeDatagram(p); err != nil {
-				m.log.Debug("mesh udp write failed", "port", pl.key.Published, "protocol", UDP, "error", err)
+				if m.log.Enabled(m.ctx, levelDebug) {
+					m.log.Debug("mesh udp write failed", "port", pl.key.Published, "protocol", UDP, "error", err)
+				}
 				return
 			}
 			f.touch()
 		case <-timer.C:
 			expired, wait := pl.expire(f, idle)
 			if expired {
-				m.log.Debug("mesh udp flow expired", "port", pl.key.Published, "protocol", UDP,
-					"addr", f.client.String())
+				if m.log.Enabled(m.ctx, levelDebug) {
+					m.log.Debug("mesh udp flow expired", "port", pl.key.Published, "protocol", UDP,
+						"addr", f.client.String())
+				}
 				return
 			}
 			timer.Reset(wait)

@@ -1,0 +1,239 @@
+package mesh
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestNftRuleset(t *testing.T) {
+	del := "table ip swarmd_mesh {}\ndelete table ip swarmd_mesh\n"
+	if got := nftRuleset(netip.Addr{}, nil); got != del {
+		t.Fatalf("empty ruleset:\n%s", got)
+	}
+	rules := []fastRule{
+		{Protocol: UDP, Published: 53, Backends: []netip.AddrPort{mustAddrPort("10.0.0.2:5353")}},
+		{Protocol: TCP, Published: 8080, Backends: []netip.AddrPort{
+			mustAddrPort("10.0.0.2:80"), mustAddrPort("10.0.0.3:80"), mustAddrPort("10.0.0.4:81")}},
+		{Protocol: TCP, Published: 53, Backends: []netip.AddrPort{mustAddrPort("127.0.0.1:9000")}},
+		{Protocol: TCP, Published: 9999}, // no backend: no rule
+	}
+	want := del + `table ip swarmd_mesh {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local tcp dport 53 dnat ip to 127.0.0.1:9000
+		fib daddr type local udp dport 53 dnat ip to 10.0.0.2:5353
+		fib daddr type local tcp dport 8080 dnat ip to numgen inc mod 3 map { 0 : 10.0.0.2 . 80, 1 : 10.0.0.3 . 80, 2 : 10.0.0.4 . 81 }
+	}
+	chain output {
+		type nat hook output priority -100; policy accept;
+		fib daddr type local tcp dport 53 dnat ip to 127.0.0.1:9000
+		fib daddr type local ip daddr != 127.0.0.0/8 udp dport 53 dnat ip to 10.0.0.2:5353
+		fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat ip to numgen inc mod 3 map { 0 : 10.0.0.2 . 80, 1 : 10.0.0.3 . 80, 2 : 10.0.0.4 . 81 }
+	}
+}
+`
+	if got := nftRuleset(netip.Addr{}, rules); got != want {
+		t.Fatalf("ruleset:\n%s\nwant:\n%s", got, want)
+	}
+	got := nftRuleset(netip.MustParseAddr("192.0.2.7"), rules[:1])
+	if !strings.Contains(got, "\t\tip daddr 192.0.2.7 udp dport 53 dnat ip to 10.0.0.2:5353\n") ||
+		!strings.Contains(got, "\t\tip daddr 192.0.2.7 ip daddr != 127.0.0.0/8 udp dport 53 dnat") {
+		t.Fatalf("ruleset with bind address:\n%s", got)
+	}
+}
+
+// scriptRecorder stands in for nft.
+type scriptRecorder struct {
+	mu      sync.Mutex
+	scripts []string
+}
+
+func (r *scriptRecorder) run(_ context.Context, s string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.scripts = append(r.scripts, s)
+	return nil
+}
+
+func (r *scriptRecorder) last() (string, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.scripts) == 0 {
+		return "", 0
+	}
+	return r.scripts[len(r.scripts)-1], len(r.scripts)
+}
+
+// Only ports whose backends are all local go to the kernel; the others,
+// and every port when one turns remote, stay in userspace.
+func TestFastPathSync(t *testing.T) {
+	a, b := twoNodes(t, nodeOpts{})
+	rec := &scriptRecorder{}
+	a.mesh.fast = &fastPath{run: rec.run}
+	httpTask(t, a, "task-a1")
+	httpTask(t, a, "task-a2")
+	httpTask(t, b, "task-b1")
+	p1, p2 := freePort(t), freePort(t)
+	local := Port{Protocol: TCP, Published: p1, Target: 80, Backends: []Backend{a.backend("task-a1"), a.backend("task-a2")}}
+	mixed := Port{Protocol: TCP, Published: p2, Target: 80, Backends: []Backend{a.backend("task-a1"), b.backend("task-b1")}}
+	apply(t, []Port{local, mixed}, a, b)
+	s, n := rec.last()
+	if n != 1 || !strings.Contains(s, "tcp dport "+hostPortNum(p1)+" dnat ip to numgen inc mod 2") ||
+		strings.Contains(s, "dport "+hostPortNum(p2)+" ") {
+		t.Fatalf("%d scripts, last:\n%s", n, s)
+	}
+	if !a.mesh.fast.active[local.key()] || a.mesh.fast.active[mixed.key()] {
+		t.Fatalf("active %v", a.mesh.fast.active)
+	}
+	// The userspace listener stays bound and serves what reaches it.
+	if got := countHTTP(t, hostPort("127.0.0.1", p1), 4); got["task-a1"] != 2 || got["task-a2"] != 2 {
+		t.Fatalf("answers %v", got)
+	}
+	apply(t, []Port{local, mixed}, a, b) // no change: nft not run
+	if _, n := rec.last(); n != 1 {
+		t.Fatalf("no-op Update ran nft (%d scripts)", n)
+	}
+	local.Backends = append(local.Backends, b.backend("task-b1")) // now remote too
+	apply(t, []Port{local, mixed}, a, b)
+	if s, n := rec.last(); n != 2 || s != nftRuleset(netip.Addr{}, nil) {
+		t.Fatalf("%d scripts, last:\n%s", n, s)
+	}
+	local.Backends = local.Backends[:1]
+	apply(t, []Port{local, mixed}, a, b)
+	if s, n := rec.last(); n != 3 || !strings.Contains(s, "dport "+hostPortNum(p1)+" dnat ip to 127.0.0.1:") {
+		t.Fatalf("%d scripts, last:\n%s", n, s)
+	}
+	_ = a.mesh.Close()
+	if s, n := rec.last(); n != 4 || s != nftRuleset(netip.Addr{}, nil) {
+		t.Fatalf("Close: %d scripts, last:\n%s", n, s)
+	}
+}
+
+const netnsChildEnv = "SWARMD_MESH_NETNS_CHILD"
+
+// TestFastPathNetns programs real nftables rules in a throwaway network
+// namespace (the test binary re-executed under unshare -n) and checks the
+// kernel, not the userspace mesh, forwards the connections.
+func TestFastPathNetns(t *testing.T) {
+	if os.Getenv(netnsChildEnv) == "1" {
+		fastPathChild(t)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	for _, bin := range []string{"unshare", "nft", "ip"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("no %s", bin)
+		}
+	}
+	if err := exec.Command("unshare", "-n", "true").Run(); err != nil {
+		t.Skipf("unshare -n: %v", err)
+	}
+	cmd := exec.Command("unshare", "-n", os.Args[0], "-test.run=^TestFastPathNetns$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestFastPathNetns") {
+		t.Fatalf("child in a network namespace: %v\n%s", err, out)
+	}
+}
+
+func fastPathChild(t *testing.T) {
+	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set lo up: %v: %s", err, out)
+	}
+	// The container records the client address it sees.
+	seen := make(chan string, 16)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.RemoteAddr
+		_, _ = io.WriteString(w, "task-1")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	n := &fakeNode{id: "node-a", tasks: map[string]uint16{"task-1": uint16(ln.Addr().(*net.TCPAddr).Port)}}
+	m, err := New(Config{NodeID: "node-a", BindAddr: "127.0.0.2", Resolver: n, TargetOverride: n.override,
+		FastPath: true, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.mesh = m
+	udpEchoTask(t, n, "udp-1")
+	udpEchoTask(t, n, "udp-2")
+	pub := freePort(t)
+	if err := m.Update([]Port{
+		{Protocol: TCP, Published: pub, Target: 80, Backends: []Backend{n.backend("task-1")}},
+		{Protocol: UDP, Published: pub, Target: 53, Backends: []Backend{n.backend("udp-1"), n.backend("udp-2")}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !m.fast.active[portKey{TCP, pub}] || !m.fast.active[portKey{UDP, pub}] {
+		t.Fatalf("ports not on the fast path: %v", m.fast.active)
+	}
+	list, err := exec.Command("nft", "list", "table", "ip", nftTable).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list: %v: %s", err, list)
+	}
+	check := func(wantKernel bool) {
+		t.Helper()
+		c, err := net.Dial("tcp", hostPort("127.0.0.2", pub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(c)
+		if err != nil || !strings.HasSuffix(string(body), "task-1") {
+			t.Fatalf("answer %q, %v", body, err)
+		}
+		// DNAT keeps the client's address; the userspace proxy does not.
+		got := <-seen
+		if kernel := got == c.LocalAddr().String(); kernel != wantKernel {
+			t.Fatalf("container saw %s, client is %s: kernel path %v, want %v\n%s", got, c.LocalAddr(), kernel, wantKernel, list)
+		}
+	}
+	check(true)
+	check(true)
+	// UDP: each new flow goes to the next container (numgen inc).
+	answers := map[string]int{}
+	for range 4 {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(mustAddrPort(hostPort("127.0.0.2", pub))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		answers[udpAsk(t, c, "ping")]++
+		_ = c.Close()
+	}
+	if answers["udp-1"] != 2 || answers["udp-2"] != 2 {
+		t.Fatalf("udp answers %v\n%s", answers, list)
+	}
+	m.mu.Lock()
+	upl := m.ports[portKey{UDP, pub}]
+	m.mu.Unlock()
+	upl.flowsMu.Lock()
+	userspaceFlows := len(upl.flows)
+	upl.flowsMu.Unlock()
+	if userspaceFlows != 0 {
+		t.Fatalf("%d udp flows went through userspace", userspaceFlows)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("nft", "list", "table", "ip", nftTable).CombinedOutput(); err == nil {
+		t.Fatalf("table still there after Close:\n%s", out)
+	}
+}
