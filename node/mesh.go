@@ -33,6 +33,7 @@ func (n *Node) newMesh(sec *ca.SecurityConfig, executor exec.Executor) (*mesh.Me
 		ServerTLS:    server,
 		ClientTLS:    meshClientTLS(sec),
 		Resolver:     resolver,
+		FastPath:     n.cfg.MeshFastPath,
 		Logger:       n.cfg.Logger.With("module", "mesh"),
 	})
 	if err != nil {

@@ -61,6 +61,10 @@ type Config struct {
 	// MeshBindAddr is the IP the mesh binds published ports to; empty:
 	// every address.
 	MeshBindAddr string
+	// MeshFastPath lets the kernel (nftables DNAT) forward the published
+	// ports whose tasks all run on this node; the userspace mesh serves
+	// the rest and stays the fallback.
+	MeshFastPath bool
 }
 
 // workerDBPath is where the worker keeps its tasks, under the state dir.

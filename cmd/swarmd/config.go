@@ -54,6 +54,7 @@ type Config struct {
 	EngineAPITLSCACert string
 	ListenMesh         string // host:port of the routing mesh's tunnel; empty: no mesh
 	MeshBindAddr       string // IP published ports bind to; empty: all
+	MeshFastPath       bool   // nftables DNAT where every task of a port is local
 }
 
 // ExternalCA is one --external-ca value:
@@ -88,6 +89,7 @@ type flagValues struct {
 	tlsKey             string
 	tlsCACert          string
 	meshBindAddr       string
+	meshFastPath       bool
 }
 
 // config validates the raw values and returns the Config they describe.
@@ -197,6 +199,7 @@ func (f *flagValues) config() (*Config, error) {
 		EngineAPITLSCACert: f.tlsCACert,
 		ListenMesh:         f.listenMesh,
 		MeshBindAddr:       f.meshBindAddr,
+		MeshFastPath:       f.meshFastPath,
 	}, nil
 }
 

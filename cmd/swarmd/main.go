@@ -155,5 +155,6 @@ func newRootCommand(stdout, stderr io.Writer, run runFunc) *cobra.Command {
 	fl.StringVar(&f.tlsCACert, "engine-api-tlscacert", "", "Only accept Engine API clients with a certificate signed by this CA (PEM)")
 	fl.StringVar(&f.listenMesh, "listen-mesh", defaultListenMesh, "Listen address of the routing mesh's tunnel between nodes (its port is advertised with the --advertise-remote-api host; empty: no routing mesh)")
 	fl.StringVar(&f.meshBindAddr, "mesh-bind-addr", "", "IP address that ingress-published ports are bound to (default all)")
+	fl.BoolVar(&f.meshFastPath, "mesh-fast-path", false, "Let the kernel (nftables DNAT) forward published ports whose tasks all run on this node; the userspace mesh stays the fallback")
 	return cmd
 }

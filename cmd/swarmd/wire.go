@@ -63,6 +63,7 @@ func nodeConfig(cfg *Config, logger *slog.Logger) (node.Config, error) {
 		ExternalCAs:        cas,
 		MeshListen:         cfg.ListenMesh,
 		MeshBindAddr:       cfg.MeshBindAddr,
+		MeshFastPath:       cfg.MeshFastPath,
 		Logger:             logger,
 	}, nil
 }

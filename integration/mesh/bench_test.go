@@ -27,8 +27,14 @@ import (
 //
 // Each request is one op; p50-ms and p99-ms are the latency percentiles.
 // Run with a bounded count: -bench MeshRequests -benchtime 3000x.
-func BenchmarkMeshRequests(b *testing.B) {
-	s := newSwarm(b, 2)
+func BenchmarkMeshRequests(b *testing.B) { benchMeshRequests(b) }
+
+// BenchmarkMeshRequestsFastPath is BenchmarkMeshRequests with
+// --mesh-fast-path: the local case goes through nftables DNAT.
+func BenchmarkMeshRequestsFastPath(b *testing.B) { benchMeshRequests(b, "--mesh-fast-path") }
+
+func benchMeshRequests(b *testing.B, swarmdArgs ...string) {
+	s := newSwarm(b, 2, swarmdArgs...)
 	m := s.hosts[0]
 	s.docker(m, "service", "create", "--name", "bench", "--replicas", "1", "--publish", "8080:80",
 		"--constraint", "node.hostname==h1", "--detach", "--no-resolve-image", image)

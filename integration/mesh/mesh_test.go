@@ -44,7 +44,9 @@ func requireEngine(t testing.TB) {
 	}
 }
 
-func newSwarm(t testing.TB, n int) *swarm {
+// newSwarm starts n hosts whose swarmd run with extra flags, and forms
+// one swarm of them, h1 its manager.
+func newSwarm(t testing.TB, n int, extra ...string) *swarm {
 	t.Helper()
 	requireEngine(t)
 	bin, err := swarmdBin()
@@ -72,7 +74,7 @@ func newSwarm(t testing.TB, n int) *swarm {
 	errs := make([]error, n)
 	for i, h := range s.hosts {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = h.StartSwarmd(ctx) }()
+		go func() { defer wg.Done(); errs[i] = h.StartSwarmd(ctx, extra...) }()
 	}
 	wg.Wait()
 	for _, err := range errs {
