@@ -110,31 +110,29 @@ func (c *Controller) Prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, found, err := c.inspect(ctx, t); err != nil {
-		return err
-	} else if found {
-		return exec.ErrTaskPrepared
-	}
-	if _, err := c.engine.ImageInspect(ctx, cfg.Image); err != nil {
-		if cerrdefs.IsNotFound(err) {
-			//lint:ignore ST1005 docker's text, which users and tools match
-			return fmt.Errorf("No such image: %s", cfg.Image)
-		}
-		return classify("inspect image "+cfg.Image, err)
-	}
+	// Straight to create, the one call the engine must answer anyway: a
+	// container that exists already is a name conflict, a missing image
+	// is "not found".
 	mounts, err := c.writeDependencies(t)
 	if err != nil {
 		return err
 	}
 	host.Mounts = append(host.Mounts, mounts...)
 	resp, err := c.engine.ContainerCreate(ctx, cfg, host, nil, nil, name)
-	if err != nil {
-		if cerrdefs.IsConflict(err) {
-			// Created meanwhile, by another try of ours or not.
-			if _, found, ierr := c.inspect(ctx, t); ierr == nil && found {
-				return exec.ErrTaskPrepared
-			}
+	switch {
+	case err == nil:
+	case cerrdefs.IsConflict(err):
+		// Created before, by an earlier try of ours (or not ours).
+		if _, found, ierr := c.inspect(ctx, t); ierr != nil {
+			return ierr
+		} else if found {
+			return exec.ErrTaskPrepared
 		}
+		return classify("create container "+name, err)
+	case cerrdefs.IsNotFound(err):
+		//lint:ignore ST1005 docker's text, which users and tools match
+		return fmt.Errorf("No such image: %s", cfg.Image)
+	default:
 		return classify("create container "+name, err)
 	}
 	for _, w := range resp.Warnings {

@@ -42,8 +42,13 @@ func (f *fakeEngine) ImageInspect(context.Context, string, ...client.ImageInspec
 }
 
 func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, _ *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, _ string) (container.CreateResponse, error) {
-	if f.createErr != nil {
+	switch {
+	case f.createErr != nil:
 		return container.CreateResponse{}, f.createErr
+	case f.ctr != nil: // as the engine: the name is taken
+		return container.CreateResponse{}, fmt.Errorf("Conflict. The container name is already in use: %w", cerrdefs.ErrConflict)
+	case f.imageErr != nil: // as the engine: create looks the image up
+		return container.CreateResponse{}, f.imageErr
 	}
 	f.created = cfg
 	return container.CreateResponse{ID: "c1"}, nil
@@ -105,8 +110,9 @@ func TestControllerPrepare(t *testing.T) {
 		{name: "already there", engine: &fakeEngine{ctr: ownContainer("task1", &container.State{Status: container.StateCreated})}, wantIs: exec.ErrTaskPrepared},
 		{name: "name taken by another task", engine: &fakeEngine{ctr: ownContainer("other", &container.State{})}, wantText: "does not belong to task task1"},
 		{name: "no image", engine: &fakeEngine{imageErr: fmt.Errorf("x: %w", cerrdefs.ErrNotFound)}, wantText: "No such image: img:1"},
-		{name: "image inspect unavailable", engine: &fakeEngine{imageErr: unavailable}, wantRetry: true},
-		{name: "engine unreachable", engine: &fakeEngine{inspectErr: unavailable}, wantRetry: true},
+		{name: "image lookup unavailable", engine: &fakeEngine{imageErr: unavailable}, wantRetry: true},
+		{name: "engine unreachable", engine: &fakeEngine{createErr: unavailable}, wantRetry: true},
+		{name: "engine unreachable after a conflict", engine: &fakeEngine{ctr: ownContainer("task1", &container.State{}), inspectErr: unavailable}, wantRetry: true},
 		{name: "name conflict", engine: &fakeEngine{createErr: fmt.Errorf("name in use: %w", cerrdefs.ErrConflict)}, wantRetry: true},
 		{name: "bad spec", engine: &fakeEngine{createErr: fmt.Errorf("bad: %w", cerrdefs.ErrInvalidArgument)}, wantText: "bad"},
 	}
