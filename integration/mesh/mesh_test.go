@@ -330,3 +330,39 @@ func TestRoutingMesh(t *testing.T) {
 		}
 	})
 }
+
+// TestFastPath: with --mesh-fast-path, a port whose task runs on the node
+// is forwarded by the kernel there, for clients on other machines too
+// (through the engine's FORWARD rules), while nodes without the task keep
+// the userspace path; scaling the task away hands the port back.
+func TestFastPath(t *testing.T) {
+	s := newSwarm(t, 2, "--mesh-fast-path")
+	m := s.hosts[0]
+	s.docker(m, "service", "create", "--name", "fast", "--replicas", "1", "--publish", "8080:80",
+		"--constraint", "node.hostname==h1", "--detach", "--no-resolve-image", image)
+	s.eventually(60*time.Second, "fast 1/1", func() bool {
+		out, _ := m.Docker(s.ctx, "service", "ls", "--filter", "name=fast", "--format", "{{.Replicas}}")
+		return out == "1/1"
+	})
+	for _, h := range s.hosts {
+		s.eventually(20*time.Second, "8080 answers on "+h.Name, func() bool { _, err := get(h.IP + ":8080"); return err == nil })
+	}
+	for i := range 50 {
+		h := s.hosts[i%2]
+		if _, err := get(h.IP + ":8080"); err != nil {
+			t.Fatalf("request %d to %s: %v", i, h.Name, err)
+		}
+	}
+	if out, err := m.Exec(s.ctx, "nft", "list", "table", "ip", "swarmd_mesh"); err != nil || !strings.Contains(out, "8080") {
+		t.Fatalf("h1 has no fast-path rule for 8080: %v\n%s", err, out)
+	}
+	// The task moves to h2: h1 hands the port back to userspace (tunnel).
+	s.docker(m, "service", "update", "--detach", "--constraint-rm", "node.hostname==h1", "--constraint-add", "node.hostname==h2", "fast")
+	s.eventually(60*time.Second, "the task on h2", func() bool {
+		out, _ := m.Docker(s.ctx, "service", "ps", "fast", "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}")
+		return strings.HasPrefix(out, "h2 Running")
+	})
+	for _, h := range s.hosts {
+		s.eventually(20*time.Second, "8080 answers on "+h.Name+" after the move", func() bool { _, err := get(h.IP + ":8080"); return err == nil })
+	}
+}
