@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 
 	"github.com/openswarm/swarmd/ca"
-	"github.com/openswarm/swarmd/internal/atomicfile"
 	"github.com/openswarm/swarmd/manager/state/raft"
 )
 
@@ -34,18 +33,21 @@ func raftDEKPath(stateDir string) string {
 // restarts and force-new-cluster open the log with the same key. The key
 // goes with the certificates when the node leaves (EraseState); a node
 // demoted to worker keeps it for its next promotion (its raft directory is
-// removed, so there is nothing to decrypt meanwhile).
+// removed, so there is nothing to decrypt meanwhile; a sealed one is
+// removed with the raft directory, and a promotion makes a new one).
 //
 // A damaged file is an error, never a reason to make a new key: a new key
-// could not open the existing log. The file is stored in clear, like the
-// node's TLS key; autolock would seal it with a key-encryption key here
-// (a PEM header can name how the block is sealed) and nowhere else.
-func loadRaftDEK(stateDir string) ([]byte, error) {
+// could not open the existing log.
+//
+// With autolock the file is sealed with the cluster's unlock key (see
+// lock.go): unlockKey opens it (ErrLocked without one, ErrInvalidUnlockKey
+// for a wrong one), and a new key is written sealed with it.
+func loadRaftDEK(stateDir string, unlockKey []byte) ([]byte, error) {
 	path := raftDEKPath(stateDir)
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		return parseRaftDEK(path, b)
+		return parseRaftDEK(path, b, unlockKey)
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("node: read raft encryption key: %w", err)
 	}
@@ -56,21 +58,29 @@ func loadRaftDEK(stateDir string) ([]byte, error) {
 	if _, err := rand.Read(dek); err != nil {
 		return nil, fmt.Errorf("node: generate raft encryption key: %w", err)
 	}
-	if err := atomicfile.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: raftDEKPEMType, Bytes: dek}), 0o600); err != nil {
-		return nil, fmt.Errorf("node: save raft encryption key: %w", err)
+	if err := writeRaftDEK(stateDir, dek, unlockKey); err != nil {
+		return nil, err
 	}
 	return dek, nil
 }
 
-func parseRaftDEK(path string, b []byte) ([]byte, error) {
+func parseRaftDEK(path string, b []byte, unlockKey []byte) ([]byte, error) {
 	blk, _ := pem.Decode(b)
-	switch {
-	case blk == nil || blk.Type != raftDEKPEMType:
+	if blk == nil || blk.Type != raftDEKPEMType {
 		return nil, fmt.Errorf("node: raft encryption key %s is not a %q PEM block", path, raftDEKPEMType)
-	case len(blk.Headers) != 0:
-		return nil, fmt.Errorf("node: raft encryption key %s is sealed (headers %v); this version cannot unlock it", path, blk.Headers)
-	case len(blk.Bytes) != raft.DEKSize:
-		return nil, fmt.Errorf("node: raft encryption key %s holds %d bytes, want %d", path, len(blk.Bytes), raft.DEKSize)
 	}
-	return blk.Bytes, nil
+	dek := blk.Bytes
+	if len(blk.Headers) != 0 {
+		var err error
+		if dek, err = openRaftDEK(blk, unlockKey); err != nil {
+			if errors.Is(err, ErrLocked) || errors.Is(err, ErrInvalidUnlockKey) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("node: raft encryption key %s: %w", path, err)
+		}
+	}
+	if len(dek) != raft.DEKSize {
+		return nil, fmt.Errorf("node: raft encryption key %s holds %d bytes, want %d", path, len(dek), raft.DEKSize)
+	}
+	return dek, nil
 }

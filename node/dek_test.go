@@ -15,7 +15,7 @@ import (
 
 func TestRaftDEKCreatedOnceAndReused(t *testing.T) {
 	dir := t.TempDir()
-	dek, err := loadRaftDEK(dir)
+	dek, err := loadRaftDEK(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestRaftDEKCreatedOnceAndReused(t *testing.T) {
 		t.Fatalf("DEK kept in %s, not with the certificates", raftDEKPath(dir))
 	}
 	for i := 0; i < 2; i++ {
-		again, err := loadRaftDEK(dir)
+		again, err := loadRaftDEK(dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +41,7 @@ func TestRaftDEKCreatedOnceAndReused(t *testing.T) {
 			t.Fatalf("load %d returned another key", i+2)
 		}
 	}
-	other, err := loadRaftDEK(t.TempDir())
+	other, err := loadRaftDEK(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestRaftDEKDamagedIsNotReplaced(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := loadRaftDEK(dir); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := loadRaftDEK(dir, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("load = %v, want an error about %q", err, tc.want)
 			}
 			b, err := os.ReadFile(path)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -65,6 +66,11 @@ type Config struct {
 	// ports whose tasks all run on this node; the userspace mesh serves
 	// the rest and stays the fallback.
 	MeshFastPath bool
+	// UnlockKey is the swarm's unlock key (autolock): it opens the
+	// manager's sealed key material. A manager whose key material is
+	// sealed stops with ErrLocked without it, ErrInvalidUnlockKey with a
+	// wrong one.
+	UnlockKey []byte
 }
 
 // workerDBPath is where the worker keeps its tasks, under the state dir.
@@ -346,6 +352,13 @@ func (n *Node) removeRaftState() error {
 	if err := os.RemoveAll(filepath.Join(n.cfg.StateDir, "raft")); err != nil {
 		return fmt.Errorf("node: remove raft state: %w", err)
 	}
+	// A sealed raft DEK has nothing left to open and would keep a worker
+	// locked after a restart: a promotion makes a new one.
+	if locked, err := IsLocked(n.cfg.StateDir); err == nil && locked {
+		if err := os.Remove(raftDEKPath(n.cfg.StateDir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("node: remove sealed raft encryption key: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -385,10 +398,14 @@ func (n *Node) startManager(ctx context.Context, sec *ca.SecurityConfig, boot *m
 			break
 		}
 	}
-	dek, err := loadRaftDEK(n.cfg.StateDir)
+	dek, err := loadRaftDEK(n.cfg.StateDir, n.cfg.UnlockKey)
 	if err != nil {
 		_ = lis.Close()
 		return nil, err
+	}
+	sealedWith := n.cfg.UnlockKey
+	if locked, err := IsLocked(n.cfg.StateDir); err == nil && !locked {
+		sealedWith = nil
 	}
 	m, err := manager.New(manager.Config{
 		StateDir: n.cfg.StateDir, Security: sec, RemoteAPI: lis, AdvertiseAddr: n.cfg.AdvertiseRemoteAPI,
@@ -407,6 +424,14 @@ func (n *Node) startManager(ctx context.Context, sec *ca.SecurityConfig, boot *m
 	r := &managerRun{m: m, cancel: cancel, exited: make(chan struct{})}
 	go func() {
 		defer close(r.exited)
+		// The unlock key follower stops before the manager counts as
+		// exited: nothing reseals the DEK after a demotion removed it.
+		wctx, wcancel := context.WithCancel(mctx)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); n.followUnlockKey(wctx, m, dek, sealedWith) }()
+		defer wg.Wait()
+		defer wcancel()
 		r.err = m.Run(mctx)
 		n.mu.Lock()
 		if n.manager == m {

@@ -65,6 +65,9 @@ type Cluster struct {
 	mu      sync.RWMutex
 	run     *nodeRun // nil while inactive
 	lastErr error    // why the last node stopped by itself
+	// locked holds the addresses of a membership whose node waits for the
+	// swarm's unlock key (autolock) before it starts; nil otherwise.
+	locked *savedAddrs
 }
 
 // nodeRun is one running node and the connection to its control socket.
@@ -109,6 +112,17 @@ func (c *Cluster) Resume(ctx context.Context) (bool, error) {
 		}
 		return false, err
 	}
+	locked, err := node.IsLocked(c.cfg.StateDir)
+	if err != nil {
+		return false, err
+	}
+	if locked {
+		c.mu.Lock()
+		c.locked, c.lastErr = &addrs, nil
+		c.mu.Unlock()
+		c.log.Info("cluster: the swarm found on disk is locked; waiting for docker swarm unlock", "advertise_addr", addrs.AdvertiseAddr)
+		return true, nil
+	}
 	if _, err := c.startNode(ctx, c.nodeConfig(addrs), addrs); err != nil {
 		return false, err
 	}
@@ -123,7 +137,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	defer c.opMu.Unlock()
 	c.mu.Lock()
 	r := c.run
-	c.run = nil
+	c.run, c.locked = nil, nil
 	c.mu.Unlock()
 	if r == nil {
 		return nil
@@ -164,7 +178,7 @@ func (c *Cluster) startNode(ctx context.Context, ncfg node.Config, addrs savedAd
 	}
 	r := &nodeRun{node: n, conn: conn, addrs: addrs}
 	c.mu.Lock()
-	c.run, c.lastErr = r, nil
+	c.run, c.lastErr, c.locked = r, nil, nil
 	c.mu.Unlock()
 	go c.watch(r)
 	return r, nil
@@ -183,6 +197,13 @@ func (c *Cluster) watch(r *nodeRun) {
 	c.run = nil
 	c.lastErr = err
 	_ = r.conn.Close()
+	if errors.Is(err, node.ErrLocked) {
+		// Its key material is sealed: it waits for docker swarm unlock.
+		addrs := r.addrs
+		c.locked, c.lastErr = &addrs, nil
+		c.log.Info("cluster: the node is locked; waiting for docker swarm unlock")
+		return
+	}
 	if err != nil {
 		c.log.Error("cluster: node stopped", "error", err)
 	}
@@ -226,8 +247,11 @@ func (c *Cluster) NodeID() string {
 // State is the node's swarm state and, in StateError, why.
 func (c *Cluster) State() (LocalNodeState, error) {
 	c.mu.RLock()
-	r, lastErr := c.run, c.lastErr
+	r, lastErr, locked := c.run, c.lastErr, c.locked != nil
 	c.mu.RUnlock()
+	if locked {
+		return StateLocked, nil
+	}
 	if r == nil {
 		if lastErr != nil {
 			return StateError, lastErr
@@ -268,6 +292,9 @@ func (c *Cluster) logs() (api.LogsClient, error) {
 }
 
 func (c *Cluster) managerRun() (*nodeRun, error) {
+	if c.isLocked() {
+		return nil, errSwarmLocked
+	}
 	r := c.current()
 	if r == nil {
 		return nil, errNoManager
@@ -290,4 +317,11 @@ func (c *Cluster) localManager() *manager.Manager {
 		return r.node.Manager()
 	}
 	return nil
+}
+
+// isLocked reports whether the node waits for the swarm's unlock key.
+func (c *Cluster) isLocked() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.locked != nil
 }

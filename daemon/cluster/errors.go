@@ -32,7 +32,13 @@ var (
 	errManagerNotReady = unavailable("This node is not a swarm manager. Manager is being prepared or has trouble connecting to the cluster.")
 	errJoinTimeout     = unavailable(`Timeout was reached before node joined. The attempt to join the swarm will continue in the background. ` +
 		`Use the "docker info" command to see the current swarm status of your node.`)
-	errNotLocked = unavailable("swarm is not locked")
+	// errSwarmLocked answers a locked node (autolock) until docker swarm
+	// unlock.
+	errSwarmLocked = unavailable(`Swarm is encrypted and needs to be unlocked before it can be used. Please use "docker swarm unlock" to unlock it.`)
+	errLockedLeave = unavailable("Swarm is encrypted and locked. Please unlock it first or use `--force` to ignore this message.")
+	// docker answers these two unauthorized (401) and conflict (409).
+	errInvalidUnlockKey = &httpError{code: http.StatusUnauthorized, msg: "swarm could not be unlocked: invalid key provided"}
+	errNotLocked        = &httpError{code: http.StatusConflict, msg: "swarm is not locked"}
 )
 
 // statusOf is the HTTP status an error is answered with: its own for

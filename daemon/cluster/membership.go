@@ -112,8 +112,11 @@ func withPort(addr, port string) (string, error) {
 func (c *Cluster) Init(ctx context.Context, req swarm.InitRequest) (string, error) {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
-	if req.AutoLockManagers {
-		return "", badRequest("AutoLockManagers: autolock is not available in this version of swarmd")
+	if c.isLocked() {
+		if !req.ForceNewCluster {
+			return "", errSwarmExists
+		}
+		return "", errSwarmLocked
 	}
 	if r := c.current(); r != nil {
 		if !req.ForceNewCluster {
@@ -177,7 +180,7 @@ func (c *Cluster) hasState() (bool, error) {
 func (c *Cluster) Join(ctx context.Context, req swarm.JoinRequest) error {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
-	if c.current() != nil {
+	if c.current() != nil || c.isLocked() {
 		return errSwarmExists
 	}
 	if len(req.RemoteAddrs) == 0 {
@@ -249,6 +252,15 @@ func (c *Cluster) stopRun(ctx context.Context, r *nodeRun) error {
 func (c *Cluster) Leave(ctx context.Context, force bool) error {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
+	if c.isLocked() {
+		if !force {
+			return errLockedLeave
+		}
+		c.mu.Lock()
+		c.locked = nil
+		c.mu.Unlock()
+		return c.clearState(ctx, "")
+	}
 	r := c.current()
 	if r == nil {
 		c.mu.Lock()

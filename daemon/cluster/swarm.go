@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/daemon/cluster/convert"
+	"github.com/openswarm/swarmd/manager/state/store"
+	"github.com/openswarm/swarmd/node"
 )
 
 func (s *Server) postSwarmInit(w http.ResponseWriter, r *http.Request) error {
@@ -97,9 +100,6 @@ func (s *Server) postSwarmUpdate(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	if spec.EncryptionConfig.AutoLockManagers || rot.ManagerUnlockKey {
-		return badRequest("EncryptionConfig.AutoLockManagers: autolock is not available in this version of swarmd")
-	}
 	cl, err := currentCluster(r.Context(), ctl)
 	if err != nil {
 		return err
@@ -118,23 +118,94 @@ func (s *Server) postSwarmUpdate(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// getUnlockKey answers the managers' unlock key in docker's form, or ""
+// while autolock is off (as docker does; its CLI then says no unlock key
+// is set).
 func (s *Server) getUnlockKey(w http.ResponseWriter, _ *http.Request) error {
-	if _, err := s.cluster.control(); err != nil {
+	key, err := s.cluster.UnlockKey()
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, swarm.UnlockKeyResponse{})
+	writeJSON(w, http.StatusOK, swarm.UnlockKeyResponse{UnlockKey: key})
 	return nil
 }
 
-func (s *Server) postSwarmUnlock(_ http.ResponseWriter, r *http.Request) error {
+func (s *Server) postSwarmUnlock(w http.ResponseWriter, r *http.Request) error {
 	var req swarm.UnlockRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	if st, _ := s.cluster.State(); st == StateInactive {
-		return errNoSwarm
+	if err := s.cluster.Unlock(r.Context(), req.UnlockKey); err != nil {
+		return err
 	}
-	return errNotLocked
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// UnlockKey is the managers' unlock key of the swarm in docker's form
+// ("SWMKEY-1-..."), "" while autolock is off. It is read from the local
+// manager's store (the control API never returns unlock keys).
+func (c *Cluster) UnlockKey() (string, error) {
+	r, err := c.managerRun()
+	if err != nil {
+		return "", err
+	}
+	m := r.node.Manager()
+	if m == nil {
+		return "", errManagerNotReady
+	}
+	var key []byte
+	var found bool
+	m.Store().View(func(tx store.ReadTx) {
+		cs, _ := store.FindClusters(tx, store.All)
+		if len(cs) > 0 {
+			key, found = node.ManagerUnlockKey(cs[0]), true
+		}
+	})
+	if !found {
+		return "", unavailable("the swarm has no cluster object yet")
+	}
+	if len(key) == 0 {
+		return "", nil
+	}
+	return node.FormatUnlockKey(key), nil
+}
+
+// Unlock starts the node of a locked swarm with its unlock key, as docker
+// swarm unlock does: a key that does not open the node's key material is
+// refused and nothing changes.
+func (c *Cluster) Unlock(ctx context.Context, unlockKey string) error {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	c.mu.RLock()
+	locked, running := c.locked, c.run != nil
+	c.mu.RUnlock()
+	if locked == nil {
+		if !running {
+			return errNoSwarm
+		}
+		if _, err := c.managerRun(); err != nil {
+			return err // a worker, or a manager not ready yet (as docker)
+		}
+		return errNotLocked
+	}
+	key, err := node.ParseUnlockKey(unlockKey)
+	if err != nil {
+		return badRequest(err.Error())
+	}
+	switch err := node.CheckUnlockKey(c.cfg.StateDir, key); {
+	case errors.Is(err, node.ErrInvalidUnlockKey) || errors.Is(err, node.ErrLocked):
+		return errInvalidUnlockKey
+	case err != nil:
+		return err
+	}
+	ncfg := c.nodeConfig(*locked)
+	ncfg.UnlockKey = key
+	if _, err := c.startNode(ctx, ncfg, *locked); err != nil {
+		return err
+	}
+	c.log.Info("cluster: swarm unlocked", "advertise_addr", locked.AdvertiseAddr)
+	return nil
 }
 
 // applyInitSpec applies the spec and availability of an init request to
@@ -148,7 +219,9 @@ func (c *Cluster) applyInitSpec(ctx context.Context, req swarm.InitRequest) erro
 	if err != nil {
 		return err
 	}
-	merged, err := convert.MergeSwarmSpec(cl.GetSpec(), req.Spec)
+	spec := req.Spec
+	spec.EncryptionConfig.AutoLockManagers = req.AutoLockManagers
+	merged, err := convert.MergeSwarmSpec(cl.GetSpec(), spec)
 	if err != nil {
 		return badRequest(err.Error())
 	}

@@ -1,0 +1,234 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/manager/state/store"
+)
+
+func TestUnlockKeyFormat(t *testing.T) {
+	key := bytes.Repeat([]byte{0xfe}, 32)
+	s := FormatUnlockKey(key)
+	if len(s) < 10 || s[:9] != "SWMKEY-1-" {
+		t.Fatalf("FormatUnlockKey = %q", s)
+	}
+	got, err := ParseUnlockKey(s)
+	if err != nil || !bytes.Equal(got, key) {
+		t.Fatalf("ParseUnlockKey(%q) = %x, %v", s, got, err)
+	}
+	for _, bad := range []string{"", "SWMKEY-1-", "SWMTKN-1-abc", "SWMKEY-1-!!!"} {
+		if _, err := ParseUnlockKey(bad); err == nil || err.Error() != "invalid key string" {
+			t.Errorf("ParseUnlockKey(%q) = %v, want invalid key string", bad, err)
+		}
+	}
+}
+
+// TestRaftDEKSealing: a sealed DEK opens with its key only, is reported
+// locked, and rotation keeps the previous key working until the DEK is
+// resealed with the new one; autolock off writes it in clear again.
+func TestRaftDEKSealing(t *testing.T) {
+	dir := t.TempDir()
+	dek, err := loadRaftDEK(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if locked, err := IsLocked(dir); err != nil || locked {
+		t.Fatalf("clear DEK: IsLocked = %v, %v", locked, err)
+	}
+	k1, k2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	n := &Node{cfg: Config{StateDir: dir}, log: slog.New(slog.DiscardHandler)}
+	withKey := func(k []byte) *api.Cluster {
+		c := &api.Cluster{Id: "c"}
+		if k != nil {
+			c.UnlockKeys = []*api.EncryptionKey{{Subsystem: managerUnlockSubsystem, Key: k}}
+		}
+		return c
+	}
+	sealed := n.reseal(withKey(k1), dek, nil)
+	if !bytes.Equal(sealed, k1) {
+		t.Fatalf("reseal returned %x", sealed)
+	}
+	b, _ := os.ReadFile(raftDEKPath(dir))
+	if bytes.Contains(b, []byte(FormatUnlockKey(dek))) || bytes.Contains(b, dek) {
+		t.Fatal("sealed file holds the DEK in clear")
+	}
+	if locked, err := IsLocked(dir); err != nil || !locked {
+		t.Fatalf("sealed DEK: IsLocked = %v, %v", locked, err)
+	}
+	if _, err := loadRaftDEK(dir, nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("no key: %v, want ErrLocked", err)
+	}
+	if _, err := loadRaftDEK(dir, k2); !errors.Is(err, ErrInvalidUnlockKey) {
+		t.Fatalf("wrong key: %v, want ErrInvalidUnlockKey", err)
+	}
+	if got, err := loadRaftDEK(dir, k1); err != nil || !bytes.Equal(got, dek) {
+		t.Fatalf("right key: %x, %v", got, err)
+	}
+	if after, _ := os.ReadFile(raftDEKPath(dir)); !bytes.Equal(after, b) {
+		t.Fatal("a refused key changed the file")
+	}
+
+	// Rotated to k2: the same key again changes nothing; until resealed k1
+	// still opens the DEK.
+	if again := n.reseal(withKey(k1), dek, sealed); !bytes.Equal(again, k1) {
+		t.Fatal("reseal with the same key")
+	}
+	if err := CheckUnlockKey(dir, k1); err != nil {
+		t.Fatalf("previous key before reseal: %v", err)
+	}
+	sealed = n.reseal(withKey(k2), dek, sealed)
+	if err := CheckUnlockKey(dir, k2); err != nil {
+		t.Fatalf("new key: %v", err)
+	}
+	if err := CheckUnlockKey(dir, k1); !errors.Is(err, ErrInvalidUnlockKey) {
+		t.Fatalf("previous key after reseal: %v", err)
+	}
+
+	// Autolock off: in clear again, any key (or none) opens it.
+	if sealed = n.reseal(withKey(nil), dek, sealed); sealed != nil {
+		t.Fatal("reseal without a key")
+	}
+	if locked, _ := IsLocked(dir); locked {
+		t.Fatal("still sealed with autolock off")
+	}
+	if got, err := loadRaftDEK(dir, nil); err != nil || !bytes.Equal(got, dek) {
+		t.Fatalf("clear again: %x, %v", got, err)
+	}
+}
+
+// startLocked starts a node from cfg and returns why it stopped.
+func startLocked(t *testing.T, cfg Config) error {
+	t.Helper()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	select {
+	case <-n.Ready():
+		_ = n.Stop(ctx)
+		t.Fatal("a locked manager became ready")
+	case <-n.Done():
+	case <-ctx.Done():
+		t.Fatal("node neither ready nor stopped")
+	}
+	return n.Err(ctx)
+}
+
+// waitLocked waits until the node's DEK in stateDir is (or is no longer)
+// sealed.
+func waitLocked(t *testing.T, stateDir string, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		locked, err := IsLocked(stateDir)
+		if err == nil && locked == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("IsLocked = %v, %v; want %v", locked, err, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *testCluster) setAutolock(on, rotate bool) {
+	c.t.Helper()
+	cl := c.cluster()
+	if cl.Spec.EncryptionConfig == nil {
+		cl.Spec.EncryptionConfig = &api.EncryptionConfig{}
+	}
+	cl.Spec.EncryptionConfig.AutoLockManagers = on
+	if _, err := c.control().UpdateCluster(c.ctx(), &api.UpdateClusterRequest{ClusterId: cl.GetId(), ClusterVersion: cl.GetMeta().GetVersion(),
+		Spec: cl.GetSpec(), Rotation: &api.KeyRotation{ManagerUnlockKey: rotate}}); err != nil {
+		c.t.Fatalf("autolock %v: %v", on, err)
+	}
+}
+
+func (c *testCluster) unlockKey(name string) []byte {
+	c.t.Helper()
+	var key []byte
+	c.nodes[name].node.Manager().Store().View(func(tx store.ReadTx) {
+		cs, _ := store.FindClusters(tx, store.All)
+		if len(cs) > 0 {
+			key = ManagerUnlockKey(cs[0])
+		}
+	})
+	return key
+}
+
+// TestAutolockedManagerRestartsLocked: with autolock on, a restarted
+// manager stays locked without the key, refuses a wrong key, and with the
+// key opens its raft log again; a rotated key reseals the DEK.
+func TestAutolockedManagerRestartsLocked(t *testing.T) {
+	c := newTestCluster(t, "127.0.0.184")
+	resp, err := c.control().CreateSecret(c.ctx(), &api.CreateSecretRequest{Spec: &api.SecretSpec{
+		Annotations: &api.Annotations{Name: "s1"}, Data: []byte("data")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateDir := c.nodes["m1"].cfg.StateDir
+	c.setAutolock(true, false)
+	waitLocked(t, stateDir, true)
+	k1 := c.unlockKey("m1")
+	if len(k1) == 0 {
+		t.Fatal("no unlock key with autolock on")
+	}
+	if err := CheckUnlockKey(stateDir, k1); err != nil {
+		t.Fatalf("DEK not sealed with the cluster's key: %v", err)
+	}
+
+	// Rotation: the DEK follows the new key.
+	c.setAutolock(true, true)
+	k2 := c.unlockKey("m1")
+	if bytes.Equal(k1, k2) {
+		t.Fatal("key not rotated")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for CheckUnlockKey(stateDir, k2) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("DEK not resealed with the rotated key")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	c.stop("m1")
+	cfg := c.nodes["m1"].cfg
+	cfg.Init = false
+	if err := startLocked(t, cfg); !errors.Is(err, ErrLocked) {
+		t.Fatalf("restart without the key: %v, want ErrLocked", err)
+	}
+	cfg.UnlockKey = k1
+	if err := startLocked(t, cfg); !errors.Is(err, ErrInvalidUnlockKey) {
+		t.Fatalf("restart with the previous key: %v, want ErrInvalidUnlockKey", err)
+	}
+	if err := CheckUnlockKey(stateDir, k2); err != nil {
+		t.Fatalf("a refused key changed the DEK: %v", err)
+	}
+
+	c.nodes["m1"].cfg.UnlockKey = k2
+	c.start("m1", "127.0.0.184", Config{})
+	got, err := c.control().GetSecret(c.ctx(), &api.GetSecretRequest{SecretId: resp.GetSecret().GetId()})
+	if err != nil || got.GetSecret().GetSpec().GetAnnotations().GetName() != "s1" {
+		t.Fatalf("secret after unlock: %v, %v", got, err)
+	}
+
+	// Autolock off: the DEK is in clear again and the node restarts alone.
+	c.setAutolock(false, false)
+	waitLocked(t, stateDir, false)
+	c.stop("m1")
+	c.nodes["m1"].cfg.UnlockKey = nil
+	c.start("m1", "127.0.0.184", Config{})
+}
