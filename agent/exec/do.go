@@ -157,6 +157,12 @@ func withContainer(ctx context.Context, st *api.TaskStatus, ctlr Controller) {
 		return
 	}
 	st.Container = proto.Clone(rs.Container).(*api.ContainerStatus)
+	if len(rs.Ports) > 0 {
+		st.PortStatus = &api.PortStatus{}
+		for _, p := range rs.Ports {
+			st.PortStatus.Ports = append(st.PortStatus.Ports, proto.Clone(p).(*api.PortConfig))
+		}
+	}
 }
 
 func setExitCode(st *api.TaskStatus, code int) {

@@ -44,6 +44,9 @@ type RuntimeState struct {
 	ExitCode int
 	// Container describes the container, if there is one.
 	Container *api.ContainerStatus
+	// Ports are the ports the runtime publishes on the node for the task
+	// (host mode), as docker service ps shows them.
+	Ports []*api.PortConfig
 }
 
 // Inspector is implemented by controllers that can tell the state of an

@@ -3,9 +3,12 @@ package executor
 import (
 	"errors"
 	"fmt"
+	"sort"
+	"strconv"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/go-connections/nat"
 	"github.com/openswarm/swarmd/agent/exec"
 	"github.com/openswarm/swarmd/api"
 )
@@ -55,6 +58,9 @@ func runtimeState(c container.InspectResponse) exec.RuntimeState {
 	case st.Running || st.Paused || st.Restarting:
 		rs.Phase = exec.PhaseRunning
 		rs.Container.Pid = int32(st.Pid)
+		if c.NetworkSettings != nil {
+			rs.Ports = publishedPorts(c.NetworkSettings.Ports)
+		}
 	default:
 		rs.Phase = exec.PhaseExited
 		rs.ExitCode = st.ExitCode
@@ -86,4 +92,44 @@ func exitResult(code int64, oomKilled bool, waitErr string) error {
 // unhealthy tells whether a container in state st failed its healthcheck.
 func unhealthy(st *container.State) bool {
 	return st != nil && st.Health != nil && st.Health.Status == container.Unhealthy
+}
+
+// publishedPorts are the host ports the engine publishes for a container,
+// as host-mode port configs, sorted by target port and protocol. A port
+// bound on several host addresses (IPv4 and IPv6) is listed once.
+func publishedPorts(pm nat.PortMap) []*api.PortConfig {
+	var out []*api.PortConfig
+	seen := map[string]bool{}
+	for port, bindings := range pm {
+		proto := api.PortConfig_TCP
+		switch port.Proto() {
+		case "udp":
+			proto = api.PortConfig_UDP
+		case "sctp":
+			proto = api.PortConfig_SCTP
+		}
+		for _, b := range bindings {
+			published, err := strconv.ParseUint(b.HostPort, 10, 16)
+			if err != nil || published == 0 {
+				continue
+			}
+			key := string(port) + ">" + b.HostPort
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			out = append(out, &api.PortConfig{Protocol: proto, TargetPort: uint32(port.Int()),
+				PublishedPort: uint32(published), PublishMode: api.PortConfig_HOST})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].GetTargetPort() != out[j].GetTargetPort() {
+			return out[i].GetTargetPort() < out[j].GetTargetPort()
+		}
+		if out[i].GetProtocol() != out[j].GetProtocol() {
+			return out[i].GetProtocol() < out[j].GetProtocol()
+		}
+		return out[i].GetPublishedPort() < out[j].GetPublishedPort()
+	})
+	return out
 }

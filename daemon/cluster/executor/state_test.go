@@ -7,8 +7,10 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/system"
+	"github.com/docker/go-connections/nat"
 	"github.com/openswarm/swarmd/agent/exec"
 	"github.com/openswarm/swarmd/api"
+	"google.golang.org/protobuf/proto"
 )
 
 const zeroTS = "0001-01-01T00:00:00Z"
@@ -133,5 +135,27 @@ func TestTemporary(t *testing.T) {
 	}
 	if err := classify("op", errors.New("x")); errors.Is(err, exec.ErrTaskRetry) {
 		t.Errorf("classify plain error: %v", err)
+	}
+}
+
+func TestPublishedPorts(t *testing.T) {
+	pm := nat.PortMap{
+		"80/tcp":  {{HostIP: "0.0.0.0", HostPort: "8080"}, {HostIP: "::", HostPort: "8080"}},
+		"53/udp":  {{HostIP: "0.0.0.0", HostPort: "5353"}},
+		"443/tcp": nil, // exposed, not published
+		"81/tcp":  {{HostIP: "0.0.0.0", HostPort: ""}},
+	}
+	got := publishedPorts(pm)
+	want := []*api.PortConfig{
+		{Protocol: api.PortConfig_UDP, TargetPort: 53, PublishedPort: 5353, PublishMode: api.PortConfig_HOST},
+		{Protocol: api.PortConfig_TCP, TargetPort: 80, PublishedPort: 8080, PublishMode: api.PortConfig_HOST},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Errorf("port %d: %v, want %v", i, got[i], want[i])
+		}
 	}
 }
