@@ -78,75 +78,11 @@ type cluster struct {
 	svcs  []string // service IDs, one per register
 }
 
+// newCluster is three managers on the testbed, h1 the first leader, with
+// the registers created (see newClusterOpts).
 func newCluster(t testing.TB) *cluster {
 	t.Helper()
-	requireEngine(t)
-	bin, err := swarmdBin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	t.Cleanup(cancel)
-	tb, err := testbed.New(ctx, testbed.Config{Hosts: 3, SwarmdBin: bin, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cluster{t: t, ctx: ctx, tb: tb, hosts: tb.Hosts(), cli: map[*testbed.Host]*client.Client{}}
-	t.Cleanup(func() {
-		for _, cl := range c.cli {
-			cl.Close()
-		}
-		if t.Failed() {
-			for _, h := range c.hosts {
-				t.Logf("--- %s swarmd log:\n%s", h.Name, h.LogTail(40))
-			}
-		}
-		if err := tb.Close(); err != nil {
-			t.Logf("testbed close: %v", err)
-		}
-	})
-	var wg sync.WaitGroup
-	errs := make([]error, len(c.hosts))
-	for i, h := range c.hosts {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = h.StartSwarmd(ctx) }()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, h := range c.hosts {
-		c.cli[h] = c.newClient(h)
-	}
-	m := c.hosts[0]
-	c.docker(m, "swarm", "init", "--advertise-addr", m.IP)
-	token := c.docker(m, "swarm", "join-token", "-q", "manager")
-	for _, h := range c.hosts[1:] {
-		c.docker(h, "swarm", "join", "--token", token, m.IP+":2377")
-	}
-	c.eventually(60*time.Second, "three Ready managers, one leader", func() bool {
-		out, err := m.Docker(ctx, "node", "ls", "--format", "{{.Status}} {{.ManagerStatus}}")
-		return err == nil && strings.Count(out, "Ready") == 3 &&
-			strings.Count(out, "Leader") == 1 && strings.Count(out, "Reachable") == 2
-	})
-	for i := range registers {
-		spec := swarm.ServiceSpec{
-			Annotations: swarm.Annotations{Name: fmt.Sprintf("reg%d", i)},
-			TaskTemplate: swarm.TaskSpec{
-				ContainerSpec: &swarm.ContainerSpec{Image: "busybox:latest"},
-			},
-			Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: new(uint64)}},
-		}
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := c.cli[m].ServiceCreate(rctx, spec, swarm.ServiceCreateOptions{QueryRegistry: false})
-		cancel()
-		if err != nil {
-			t.Fatalf("create register %d: %v", i, err)
-		}
-		c.svcs = append(c.svcs, resp.ID)
-	}
+	c, _ := newClusterOpts(t, 0, nil)
 	return c
 }
 

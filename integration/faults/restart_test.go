@@ -18,10 +18,10 @@ import (
 	"github.com/openswarm/swarmd/integration/testbed"
 )
 
-// newClusterOpts is newCluster with extra hosts that join as workers and
-// images built on every host: c.hosts are the three managers (h1..h3), the
-// workers are returned (h4..); initArgs are added to h1's `docker swarm
-// init`. The registers are created as in newCluster.
+// newClusterOpts starts three managers (c.hosts, h1..h3) and workers more
+// hosts that join as workers (returned, h4..), with images built on every
+// host; initArgs are added to h1's `docker swarm init`. It creates the
+// registers: services reg0.. of no replica whose label k is the value.
 func newClusterOpts(t testing.TB, workers int, images []string, initArgs ...string) (*cluster, []*testbed.Host) {
 	t.Helper()
 	requireEngine(t)
