@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -42,16 +41,6 @@ const (
 
 // swarmdBin builds the binaries once (or uses SWARMD_BIN_DIR).
 var swarmdBin = sync.OnceValues(testbed.BuildBinaries)
-
-func requireEngine(t testing.TB) {
-	t.Helper()
-	if err := exec.Command("docker", "-H", "unix:///var/run/docker.sock", "version").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and the Docker engine does not answer: %v", err)
-		}
-		t.Skipf("no Docker engine: %v", err)
-	}
-}
 
 // seed returns SWARMD_FAULT_SEED if set, else a fresh seed; it is logged.
 func seed(t testing.TB) uint64 {
@@ -96,22 +85,12 @@ func (c *cluster) newClient(h *testbed.Host) *client.Client {
 
 func (c *cluster) docker(h *testbed.Host, args ...string) string {
 	c.t.Helper()
-	out, err := h.Docker(c.ctx, args...)
-	if err != nil {
-		c.t.Fatalf("%s: docker %s: %v\n%s", h.Name, strings.Join(args, " "), err, out)
-	}
-	return out
+	return h.MustDocker(c.ctx, c.t, args...)
 }
 
 func (c *cluster) eventually(timeout time.Duration, what string, cond func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %v waiting until %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testbed.Eventually(c.t, timeout, what, cond)
 }
 
 // leaders asks host h which node leads; "" if h does not answer or knows

@@ -24,7 +24,7 @@ import (
 // registers: services reg0.. of no replica whose label k is the value.
 func newClusterOpts(t testing.TB, workers int, images []string, initArgs ...string) (*cluster, []*testbed.Host) {
 	t.Helper()
-	requireEngine(t)
+	testbed.RequireEngine(t)
 	bin, err := swarmdBin()
 	if err != nil {
 		t.Fatal(err)

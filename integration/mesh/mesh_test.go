@@ -11,8 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -34,21 +32,11 @@ type swarm struct {
 	hosts []*testbed.Host
 }
 
-func requireEngine(t testing.TB) {
-	t.Helper()
-	if err := exec.Command("docker", "-H", "unix:///var/run/docker.sock", "version").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and the Docker engine does not answer: %v", err)
-		}
-		t.Skipf("no Docker engine: %v", err)
-	}
-}
-
 // newSwarm starts n hosts whose swarmd run with extra flags, and forms
 // one swarm of them, h1 its manager.
 func newSwarm(t testing.TB, n int, extra ...string) *swarm {
 	t.Helper()
-	requireEngine(t)
+	testbed.RequireEngine(t)
 	bin, err := swarmdBin()
 	if err != nil {
 		t.Fatal(err)
@@ -97,22 +85,12 @@ func newSwarm(t testing.TB, n int, extra ...string) *swarm {
 
 func (s *swarm) docker(h *testbed.Host, args ...string) string {
 	s.t.Helper()
-	out, err := h.Docker(s.ctx, args...)
-	if err != nil {
-		s.t.Fatalf("%s: docker %s: %v\n%s", h.Name, strings.Join(args, " "), err, out)
-	}
-	return out
+	return h.MustDocker(s.ctx, s.t, args...)
 }
 
 func (s *swarm) eventually(timeout time.Duration, what string, cond func() bool) {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("timed out after %v waiting until %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testbed.Eventually(s.t, timeout, what, cond)
 }
 
 // get fetches http://addr/ with a fresh connection and returns the body
