@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
@@ -94,20 +95,11 @@ func tlsInfo(rootPEM []byte) swarm.TLSInfo {
 // of want.
 func matchLabels(labels map[string]string, want []string) bool {
 	for _, w := range want {
-		k, v, withValue := cutEq(w)
+		k, v, withValue := strings.Cut(w, "=")
 		got, ok := labels[k]
 		if !ok || (withValue && got != v) {
 			return false
 		}
 	}
 	return true
-}
-
-func cutEq(s string) (key, value string, ok bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '=' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }

@@ -21,7 +21,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
@@ -33,7 +32,6 @@ import (
 // engineAPI is the part of the engine's API the executor uses.
 type engineAPI interface {
 	Info(ctx context.Context) (system.Info, error)
-	ImageInspect(ctx context.Context, imageID string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
 	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
 	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
 	ContainerStart(ctx context.Context, containerID string, options container.StartOptions) error
@@ -53,7 +51,8 @@ type Executor struct {
 	// hostname, when set, replaces the engine's name as the node's
 	// hostname (swarmd --hostname).
 	hostname string
-	// secretsDir: see SetSecretsDir.
+	// secretsDir is where the tasks' secret and config files go: the
+	// DefaultSecretsDir() of the host.
 	secretsDir string
 
 	mu   sync.Mutex
@@ -136,11 +135,6 @@ func (e *Executor) Controller(t *api.Task) (exec.Controller, error) {
 	c.secretsDir = e.secretsDir
 	return c, nil
 }
-
-// SetSecretsDir sets where the task's secret and config files go (a
-// directory on a tmpfs; DefaultSecretsDir() unless set). It is called before
-// the executor is used.
-func (e *Executor) SetSecretsDir(dir string) { e.secretsDir = dir }
 
 func (e *Executor) dependencies() exec.Dependencies {
 	e.mu.Lock()
