@@ -149,8 +149,12 @@ func (r *run) recomputeMesh() map[string]bool {
 // services that publish ingress ports now.
 func meshRelevant(ev store.Event, ingress map[string]bool) bool {
 	switch o := ev.Object.(type) {
-	case *api.Service, *api.Node:
+	case *api.Service:
 		return true
+	case *api.Node:
+		// Nodes matter only to ports: without any, the table stays empty
+		// however nodes come and go (thousands join at once at scale).
+		return len(ingress) > 0
 	case *api.Task:
 		return ingress[o.GetServiceId()]
 	case nil:

@@ -149,3 +149,25 @@ func TestMeshStream(t *testing.T) {
 		t.Error("a mesh stream without a valid session was served")
 	}
 }
+
+func TestMeshRelevant(t *testing.T) {
+	ingress := map[string]bool{"s": true}
+	cases := []struct {
+		name    string
+		ev      store.Event
+		ingress map[string]bool
+		want    bool
+	}{
+		{"any service", store.Event{Object: meshService("x")}, nil, true},
+		{"a node while ports are published", store.Event{Object: meshNode("n", api.NodeStatus_READY, "")}, ingress, true},
+		{"a node while none is", store.Event{Object: meshNode("n", api.NodeStatus_READY, "")}, nil, false},
+		{"a task of a publishing service", store.Event{Object: meshTask("t", "s", "n", 0, 0)}, ingress, true},
+		{"a task of another service", store.Event{Object: meshTask("t", "other", "n", 0, 0)}, ingress, false},
+		{"a restore", store.Event{Action: store.EventRestore}, nil, true},
+	}
+	for _, tc := range cases {
+		if got := meshRelevant(tc.ev, tc.ingress); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
