@@ -33,6 +33,10 @@ func (f *leaderForwarder) unary(ctx context.Context, req any, info *grpc.UnarySe
 	if err := f.m.raft.WaitForLeader(ctx); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "no leader: %v", err)
 	}
+	// Watch for a change of leader from before the leader is looked up:
+	// a call forwarded to a leader that lost its place (cut off from the
+	// others, it steps down) would otherwise hang until the client gives up.
+	changed := f.m.raft.LeaderChanged()
 	if f.m.raft.IsLeader() {
 		return handler(ctx, req)
 	}
@@ -44,7 +48,19 @@ func (f *leaderForwarder) unary(ctx context.Context, req any, info *grpc.UnarySe
 	if err != nil {
 		return nil, err
 	}
-	if err := conn.Invoke(ctx, info.FullMethod, req, reply); err != nil {
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-fctx.Done():
+		}
+	}()
+	if err := conn.Invoke(fctx, info.FullMethod, req, reply); err != nil {
+		if ctx.Err() == nil && fctx.Err() != nil {
+			return nil, status.Error(codes.Unavailable, "the leader changed while the call was forwarded to it; it may or may not have taken effect")
+		}
 		return nil, err
 	}
 	return reply, nil

@@ -55,6 +55,10 @@ type Config struct {
 	HeartbeatTick int
 	ElectionTick  int
 	Logger        *slog.Logger
+	// RaftMetrics and DispatcherMetrics, if set, are the node's metrics
+	// that this manager's raft member and dispatcher update.
+	RaftMetrics       *raft.Metrics
+	DispatcherMetrics *dispatcher.Metrics
 }
 
 // Bootstrap is what the first manager writes into an empty store.
@@ -114,6 +118,7 @@ func New(cfg Config) (*Manager, error) {
 		ElectionTick:    cfg.ElectionTick,
 		Credentials:     creds,
 		Logger:          cfg.Logger,
+		Metrics:         cfg.RaftMetrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("manager: %w", err)
@@ -182,6 +187,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	lctx, cancel := context.WithCancel(ctx)
 	wg.Add(1)
 	go func() { defer wg.Done(); m.runLeadership(lctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); m.followRaftPolicy(lctx) }()
 	defer wg.Wait()
 	defer cancel()
 

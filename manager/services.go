@@ -28,6 +28,7 @@ func (m *Manager) registerServices() {
 		NodeIdentity: nodeIdentity,
 		Managers:     m.managers,
 		LeaderAddr:   func() string { addr, _ := m.raft.LeaderAddr(); return addr },
+		Metrics:      m.cfg.DispatcherMetrics,
 	})
 	api.RegisterDispatcherServer(m.remote, m.dispatcher)
 

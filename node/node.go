@@ -71,6 +71,9 @@ type Config struct {
 	// sealed stops with ErrLocked without it, ErrInvalidUnlockKey with a
 	// wrong one.
 	UnlockKey []byte
+	// Metrics, if set, are updated by this node's managers and report on
+	// this node (see NewMetrics).
+	Metrics *Metrics
 }
 
 // workerDBPath is where the worker keeps its tasks, under the state dir.
@@ -134,6 +137,7 @@ func (n *Node) Start(ctx context.Context) error {
 		err = nil
 		n.started = true
 		n.startedAt = time.Now()
+		n.cfg.Metrics.bind(n)
 		go n.run(context.WithoutCancel(ctx))
 	})
 	return err
@@ -287,6 +291,7 @@ func (n *Node) runNode(ctx context.Context) error {
 			errc <- err
 		}
 	}()
+	var restarts managerRestarts
 	n.readyOnce.Do(func() { close(n.ready) })
 	n.log.Info("node is ready", "node.id", sec.NodeID(), "role", string(sec.Peer().Role),
 		"elapsed", time.Since(n.startedAt).Round(time.Microsecond))
@@ -302,7 +307,10 @@ func (n *Node) runNode(ctx context.Context) error {
 			}
 		case <-exited:
 			if !errors.Is(mr.err, raft.ErrMemberRemoved) {
-				return mr.err
+				if mr, err = n.restartManager(ctx, sec, mr.err, a.Managers(), &restarts); err != nil {
+					return err
+				}
+				continue
 			}
 			// Demoted: the leader removed this manager from the raft
 			// group; the worker certificate follows once the leader
@@ -407,11 +415,12 @@ func (n *Node) startManager(ctx context.Context, sec *ca.SecurityConfig, boot *m
 	if locked, err := IsLocked(n.cfg.StateDir); err == nil && !locked {
 		sealedWith = nil
 	}
+	rm, dm := n.cfg.Metrics.managerMetrics()
 	m, err := manager.New(manager.Config{
 		StateDir: n.cfg.StateDir, Security: sec, RemoteAPI: lis, AdvertiseAddr: n.cfg.AdvertiseRemoteAPI,
 		ControlSocket: n.cfg.ListenControlAPI, JoinAddr: join, ForceNewCluster: n.cfg.ForceNewCluster,
 		RaftDEK: dek, Bootstrap: boot, TickInterval: n.cfg.TickInterval, HeartbeatTick: n.cfg.HeartbeatTick,
-		ElectionTick: n.cfg.ElectionTick, Logger: n.cfg.Logger,
+		ElectionTick: n.cfg.ElectionTick, Logger: n.cfg.Logger, RaftMetrics: rm, DispatcherMetrics: dm,
 	})
 	if err != nil {
 		_ = lis.Close()

@@ -44,7 +44,12 @@ func run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		return err
 	}
 	if cfg.ListenDebug != "" {
-		stopDebug, err := serveDebug(cfg.ListenDebug, logger)
+		reg, metrics, err := debugMetrics()
+		if err != nil {
+			return err
+		}
+		ncfg.Metrics = metrics
+		stopDebug, err := serveDebug(cfg.ListenDebug, reg, logger)
 		if err != nil {
 			return err
 		}
@@ -142,7 +147,7 @@ func newRootCommand(stdout, stderr io.Writer, run runFunc) *cobra.Command {
 	fl.StringVar(&f.listenRemoteAPI, "listen-remote-api", defaultListenRemoteAPI, "Listen address for the remote (cluster) API")
 	fl.StringVar(&f.advertiseRemoteAPI, "advertise-remote-api", "", "Remote API address to advertise to other nodes (host[:port] or interface)")
 	fl.StringVar(&f.listenControlAPI, "listen-control-api", "", "Listen socket for the control API (default <state-dir>/"+controlSocketName+")")
-	fl.StringVar(&f.listenDebug, "listen-debug", "", "Bind the Go debug server (pprof) on this address")
+	fl.StringVar(&f.listenDebug, "listen-debug", "", "Bind the debug server (pprof, Prometheus /metrics) on this address")
 	fl.StringVar(&f.joinAddr, "join-addr", "", "Join the cluster through the node at this address")
 	fl.BoolVar(&f.forceNewCluster, "force-new-cluster", false, "Force the creation of a new single-manager cluster from the state directory")
 	fl.Uint32Var(&f.heartbeatTick, "heartbeat-tick", defaultHeartbeatTick, "Raft heartbeat interval, in ticks of 100ms")

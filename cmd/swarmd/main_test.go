@@ -237,7 +237,11 @@ func TestDebugServerServesMetricsAndPprof(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	_ = lis.Close()
-	stop, err := serveDebug(addr, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	reg, _, err := debugMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := serveDebug(addr, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,15 +68,30 @@ func nodeConfig(cfg *Config, logger *slog.Logger) (node.Config, error) {
 	}, nil
 }
 
-// serveDebug serves pprof (/debug/pprof/) and Prometheus metrics (/metrics)
-// on addr until the returned function is called.
-func serveDebug(addr string, logger *slog.Logger) (func(), error) {
+// debugMetrics is the registry the debug server serves, with the Go and
+// process collectors and the node's metrics, which the node is given.
+func debugMetrics() (*prometheus.Registry, *node.Metrics, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, nil, fmt.Errorf("metrics: %w", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, nil, fmt.Errorf("metrics: %w", err)
+	}
+	m, err := node.NewMetrics(reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return reg, m, nil
+}
+
+// serveDebug serves pprof (/debug/pprof/) and the Prometheus metrics of reg
+// (/metrics) on addr until the returned function is called.
+func serveDebug(addr string, reg prometheus.Gatherer, logger *slog.Logger) (func(), error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--listen-debug: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -65,13 +65,16 @@ type cluster struct {
 	hosts []*testbed.Host
 	cli   map[*testbed.Host]*client.Client
 	svcs  []string // service IDs, one per register
+	// probes are service IDs, one per manager (c.hosts), that probe
+	// writes through that manager only (probe).
+	probes []string
 }
 
 // newCluster is three managers on the testbed, h1 the first leader, with
 // the registers created (see newClusterOpts).
 func newCluster(t testing.TB) *cluster {
 	t.Helper()
-	c, _ := newClusterOpts(t, 0, nil)
+	c, _ := newClusterOpts(t, clusterOpts{})
 	return c
 }
 
@@ -210,6 +213,9 @@ type history struct {
 	ops   []porcupine.Operation
 	// counters for the report
 	reads, acked, unknown, refused, failedReads int
+	// probeAcks are the call and return times of acknowledged probe
+	// writes.
+	probeAcks [][2]int64
 }
 
 func (hs *history) now() int64 { return time.Since(hs.start).Nanoseconds() }
@@ -276,6 +282,72 @@ func (hs *history) write(ctx context.Context, cl *client.Client, clientID int, c
 		hs.add(porcupine.Operation{ClientId: clientID, Input: in, Call: call, Output: regOutput{Unknown: true}, Return: -1})
 	}
 	return false
+}
+
+// probeTimeout bounds a probe's read and write: the resolution of the
+// writability measure.
+const probeTimeout = 250 * time.Millisecond
+
+// probe writes, until ctx ends, a label of each manager's probe service
+// through that manager (a read for the version, then an update, each
+// bounded by probeTimeout), and records in hs when the writes that were
+// acknowledged began and returned. Probes are not part of the checked history.
+func (c *cluster) probe(ctx context.Context, hs *history, wg *sync.WaitGroup) {
+	for i, h := range c.hosts {
+		cl := c.newClient(h)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cl.Close()
+			for n := 0; ctx.Err() == nil; n++ {
+				call := hs.now()
+				if probeWrite(ctx, cl, c.probes[i], n) {
+					hs.mu.Lock()
+					hs.probeAcks = append(hs.probeAcks, [2]int64{call, hs.now()})
+					hs.mu.Unlock()
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}()
+	}
+}
+
+// probeWrite sets label p of service id to n; it reports whether the write
+// was acknowledged.
+func probeWrite(ctx context.Context, cl *client.Client, id string, n int) bool {
+	rctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	svc, _, err := cl.ServiceInspectWithRaw(rctx, id, swarm.ServiceInspectOptions{})
+	if err != nil {
+		return false
+	}
+	spec := svc.Spec
+	spec.Labels = map[string]string{"p": strconv.Itoa(n)}
+	wctx, wcancel := context.WithTimeout(ctx, probeTimeout)
+	defer wcancel()
+	_, err = cl.ServiceUpdate(wctx, id, svc.Version, spec, swarm.ServiceUpdateOptions{})
+	return err == nil
+}
+
+// firstAckAfter is how long after at (ns since the start) the first probe
+// write begun after at was acknowledged (its return): how long the cluster
+// had no leader to write through, to within probeTimeout. -1 if none was.
+func (hs *history) firstAckAfter(at int64) time.Duration {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	first := int64(-1)
+	for _, p := range hs.probeAcks {
+		if p[0] >= at && (first < 0 || p[1] < first) {
+			first = p[1]
+		}
+	}
+	if first < 0 {
+		return -1
+	}
+	return time.Duration(first - at)
 }
 
 // finish gives unknown writes the end of the history as return time and
@@ -378,6 +450,7 @@ func (c *cluster) run(s uint64, d time.Duration, faultAt time.Duration, fault fu
 	ctx, cancel := context.WithTimeout(c.ctx, d)
 	defer cancel()
 	wg := c.load(ctx, hs, s)
+	c.probe(ctx, hs, wg)
 	select {
 	case <-time.After(faultAt):
 		fault(hs)
@@ -397,13 +470,15 @@ func TestLeaderKillDuringWrites(t *testing.T) {
 	c := newCluster(t)
 	down := time.Duration(3000+rng.IntN(2000)) * time.Millisecond
 	faultAt := time.Duration(5000+rng.IntN(3000)) * time.Millisecond
-	hs := c.run(s, 22*time.Second, faultAt, func(*history) {
+	var killedAt int64
+	hs := c.run(s, 22*time.Second, faultAt, func(hs *history) {
 		lead := c.leader()
 		t.Logf("kill -9 leader %s's swarmd for %s", lead.Name, down)
 		if err := lead.Kill(); err != nil {
 			t.Error(err)
 			return
 		}
+		killedAt = hs.now()
 		time.Sleep(down)
 		if err := lead.StartSwarmd(c.ctx); err != nil {
 			t.Error(err)
@@ -412,14 +487,24 @@ func TestLeaderKillDuringWrites(t *testing.T) {
 		t.Logf("restarted %s's swarmd", lead.Name)
 	})
 	t.Logf("leader at the end: %s", c.oneLeader())
+	t.Logf("measure: no writable leader for %s after the leader's kill -9 (first probe write begun after it acknowledged)", hs.firstAckAfter(killedAt))
 	c.finalReads(hs)
 	check(t, hs)
 }
 
-// TestLeaderMinorityPartition cuts the leader off from the two other
-// managers while clients on all three hosts keep going, heals, and checks
-// that the history is linearizable and that one leader is left.
-func TestLeaderMinorityPartition(t *testing.T) {
+// TestMinorityPartition cuts one manager off from the two others, the
+// leader or a follower, while clients on all three hosts keep going, heals,
+// and checks that the history is linearizable, that one leader is left,
+// that the cut-off manager acknowledged no write while cut off (a leader
+// must step down: CheckQuorum) and that it is back in the cluster after the
+// heal.
+func TestMinorityPartition(t *testing.T) {
+	for _, victim := range []string{"leader", "follower"} {
+		t.Run(victim, func(t *testing.T) { minorityPartition(t, victim == "leader") })
+	}
+}
+
+func minorityPartition(t *testing.T, leader bool) {
 	s := seed(t)
 	rng := rand.New(rand.NewPCG(s, 1))
 	c := newCluster(t)
@@ -427,21 +512,26 @@ func TestLeaderMinorityPartition(t *testing.T) {
 	faultAt := time.Duration(5000+rng.IntN(3000)) * time.Millisecond
 	var cutFrom, cutTo int64
 	var isolated int // index of the cut-off host
+	var healed time.Duration
 	hs := c.run(s, 25*time.Second, faultAt, func(hs *history) {
 		lead := c.leader()
+		victim := lead
 		var others []*testbed.Host
-		for _, h := range c.hosts {
-			if h != lead {
-				others = append(others, h)
-			}
-		}
-		t.Logf("partition leader %s from %s and %s for %s", lead.Name, others[0].Name, others[1].Name, cut)
 		for i, h := range c.hosts {
-			if h == lead {
+			if !leader && victim == lead && h != lead {
+				victim = h
+			}
+			if h == victim {
 				isolated = i
 			}
 		}
-		if err := c.tb.Partition([]*testbed.Host{lead}, others); err != nil {
+		for _, h := range c.hosts {
+			if h != victim {
+				others = append(others, h)
+			}
+		}
+		t.Logf("partition %s (leader %s) from %s and %s for %s", victim.Name, lead.Name, others[0].Name, others[1].Name, cut)
+		if err := c.tb.Partition([]*testbed.Host{victim}, others); err != nil {
 			t.Error(err)
 			return
 		}
@@ -452,13 +542,21 @@ func TestLeaderMinorityPartition(t *testing.T) {
 			t.Error(err)
 			return
 		}
+		t0 := time.Now()
+		c.eventually(60*time.Second, victim.Name+" a Reachable manager again", func() bool { return c.managerUp(victim) })
+		healed = time.Since(t0)
 		t.Logf("healed")
 	})
 	t.Logf("exactly one leader at the end: %s", c.oneLeader())
+	if leader {
+		t.Logf("measure: no writable leader for %s after the leader's partition (first probe write begun after it acknowledged)", hs.firstAckAfter(cutFrom))
+	}
+	t.Logf("measure: %s a Reachable manager %s after the heal", c.hosts[isolated].Name, healed.Round(time.Millisecond))
 	c.finalReads(hs)
 	check(t, hs)
-	// The cut-off old leader cannot commit: no write sent through it
-	// after the cut may be acknowledged before the heal.
+	checkFinalValues(t, hs)
+	// The cut-off manager cannot commit: no write sent through it after
+	// the cut may be acknowledged before the heal.
 	var tried, acked int
 	for _, op := range hs.finish() {
 		in := op.Input.(regInput)

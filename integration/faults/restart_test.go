@@ -18,11 +18,23 @@ import (
 	"github.com/openswarm/swarmd/integration/testbed"
 )
 
-// newClusterOpts starts three managers (c.hosts, h1..h3) and workers more
-// hosts that join as workers (returned, h4..), with images built on every
-// host; initArgs are added to h1's `docker swarm init`. It creates the
-// registers: services reg0.. of no replica whose label k is the value.
-func newClusterOpts(t testing.TB, workers int, images []string, initArgs ...string) (*cluster, []*testbed.Host) {
+// clusterOpts says what newClusterOpts builds besides three managers.
+type clusterOpts struct {
+	// workers more hosts join as workers (h4..).
+	workers int
+	// images are built on every host.
+	images []string
+	// initArgs are added to h1's `docker swarm init`.
+	initArgs []string
+	// stateDirSize makes the state dir of the hosts it names (by index,
+	// h1 is 0) a tmpfs of that many bytes (testbed.Host.LimitStateDir).
+	stateDirSize map[int]int64
+}
+
+// newClusterOpts starts three managers (c.hosts, h1..h3) and the workers of
+// opts (returned). It creates the registers: services reg0.. of no replica
+// whose label k is the value.
+func newClusterOpts(t testing.TB, opts clusterOpts) (*cluster, []*testbed.Host) {
 	t.Helper()
 	testbed.RequireEngine(t)
 	bin, err := swarmdBin()
@@ -31,7 +43,7 @@ func newClusterOpts(t testing.TB, workers int, images []string, initArgs ...stri
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	tb, err := testbed.New(ctx, testbed.Config{Hosts: 3 + workers, SwarmdBin: bin, Images: images, Logf: t.Logf})
+	tb, err := testbed.New(ctx, testbed.Config{Hosts: 3 + opts.workers, SwarmdBin: bin, Images: opts.images, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +63,11 @@ func newClusterOpts(t testing.TB, workers int, images []string, initArgs ...stri
 			t.Logf("testbed close: %v", err)
 		}
 	})
+	for i, size := range opts.stateDirSize {
+		if err := all[i].LimitStateDir(size); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(all))
 	for i, h := range all {
@@ -67,7 +84,7 @@ func newClusterOpts(t testing.TB, workers int, images []string, initArgs ...stri
 		c.cli[h] = c.newClient(h)
 	}
 	m := c.hosts[0]
-	c.docker(m, append([]string{"swarm", "init", "--advertise-addr", m.IP}, initArgs...)...)
+	c.docker(m, append([]string{"swarm", "init", "--advertise-addr", m.IP}, opts.initArgs...)...)
 	token := c.docker(m, "swarm", "join-token", "-q", "manager")
 	for _, h := range c.hosts[1:] {
 		c.docker(h, "swarm", "join", "--token", token, m.IP+":2377")
@@ -83,9 +100,14 @@ func newClusterOpts(t testing.TB, workers int, images []string, initArgs ...stri
 		return err == nil && strings.Count(out, "Ready") == len(all) &&
 			strings.Count(out, "Leader") == 1 && strings.Count(out, "Reachable") == 2
 	})
-	for i := range registers {
+	// Registers reg0.., then one probe service per manager.
+	for i := range registers + len(c.hosts) {
+		name := fmt.Sprintf("reg%d", i)
+		if i >= registers {
+			name = "probe-" + c.hosts[i-registers].Name
+		}
 		spec := swarm.ServiceSpec{
-			Annotations: swarm.Annotations{Name: fmt.Sprintf("reg%d", i)},
+			Annotations: swarm.Annotations{Name: name},
 			TaskTemplate: swarm.TaskSpec{
 				ContainerSpec: &swarm.ContainerSpec{Image: "busybox:latest"},
 			},
@@ -95,9 +117,13 @@ func newClusterOpts(t testing.TB, workers int, images []string, initArgs ...stri
 		resp, err := c.cli[m].ServiceCreate(rctx, spec, swarm.ServiceCreateOptions{QueryRegistry: false})
 		cancel()
 		if err != nil {
-			t.Fatalf("create register %d: %v", i, err)
+			t.Fatalf("create service %s: %v", name, err)
 		}
-		c.svcs = append(c.svcs, resp.ID)
+		if i < registers {
+			c.svcs = append(c.svcs, resp.ID)
+		} else {
+			c.probes = append(c.probes, resp.ID)
+		}
 	}
 	return c, wk
 }
@@ -109,6 +135,7 @@ func (c *cluster) runFault(s uint64, faultAt, tail, max time.Duration, fault fun
 	ctx, cancel := context.WithTimeout(c.ctx, max)
 	defer cancel()
 	wg := c.load(ctx, hs, s)
+	c.probe(ctx, hs, wg)
 	select {
 	case <-time.After(faultAt):
 		fault(hs)
@@ -247,17 +274,34 @@ func TestRollingRestartOfManagers(t *testing.T) {
 	checkFinalValues(t, hs)
 }
 
-// TestPausedWorkerBeyondGrace freezes a worker's swarmd (SIGSTOP) for
-// longer than the heartbeat grace: the managers mark it Down and replace its
-// task on another node; once it continues, the worker must stop its old
+// TestWorkerCutOffBeyondGrace cuts a worker off for longer than the
+// heartbeat grace, by freezing its swarmd (SIGSTOP) or by a network
+// partition from the managers: the managers mark it Down and replace its
+// task on another node; once it is back, the worker must stop its old
 // task's container, leaving exactly one running task per slot.
-func TestPausedWorkerBeyondGrace(t *testing.T) {
+func TestWorkerCutOffBeyondGrace(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		cut, end func(c *cluster, w *testbed.Host) error
+	}{
+		{"paused",
+			func(_ *cluster, w *testbed.Host) error { return w.Pause() },
+			func(_ *cluster, w *testbed.Host) error { return w.Resume() }},
+		{"partitioned",
+			func(c *cluster, w *testbed.Host) error { return c.tb.Partition([]*testbed.Host{w}, c.hosts) },
+			func(c *cluster, _ *testbed.Host) error { return c.tb.Heal() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { workerCutOff(t, tc.cut, tc.end) })
+	}
+}
+
+func workerCutOff(t *testing.T, cut, end func(c *cluster, w *testbed.Host) error) {
 	const image = "swarmd-test:v1"
 	// A heartbeat period of 1 s (grace 3 s), set at init so that every
 	// node is told it from its first heartbeat on: after a later `swarm
 	// update`, a node's deadline is pushed back by the old grace until it
 	// next heartbeats.
-	c, wk := newClusterOpts(t, 1, []string{image}, "--dispatcher-heartbeat", "1s")
+	c, wk := newClusterOpts(t, clusterOpts{workers: 1, images: []string{image}, initArgs: []string{"--dispatcher-heartbeat", "1s"}})
 	m, w := c.hosts[0], wk[0]
 	cl := c.cli[m]
 	{
@@ -328,20 +372,20 @@ func TestPausedWorkerBeyondGrace(t *testing.T) {
 	t.Logf("worker %s runs task %s (slot %d, container %.12s)", w.Name, old.ID, old.Slot, old.Status.ContainerStatus.ContainerID)
 
 	t0 := time.Now()
-	if err := w.Pause(); err != nil {
+	if err := cut(c, w); err != nil {
 		t.Fatal(err)
 	}
 	resumed := false
 	defer func() {
 		if !resumed {
-			_ = w.Resume()
+			_ = end(c, w)
 		}
 	}()
 	c.eventually(30*time.Second, w.Name+" Down", func() bool {
 		out, err := m.Docker(c.ctx, "node", "inspect", "--format", "{{.Status.State}}", w.Name)
 		return err == nil && out == "down"
 	})
-	t.Logf("%s Down %s after SIGSTOP", w.Name, time.Since(t0).Round(time.Millisecond))
+	t.Logf("measure: %s Down %s after it was cut off", w.Name, time.Since(t0).Round(time.Millisecond))
 	var repl swarm.Task
 	c.eventually(30*time.Second, "the worker's task replaced and running on another node", func() bool {
 		var oldNow *swarm.Task
@@ -357,13 +401,14 @@ func TestPausedWorkerBeyondGrace(t *testing.T) {
 		}
 		return oldNow != nil && oldNow.DesiredState != swarm.TaskStateRunning && repl.ID != ""
 	})
-	t.Logf("slot %d: task %s running on %s %s after SIGSTOP", old.Slot, repl.ID, nodeName[repl.NodeID], time.Since(t0).Round(time.Millisecond))
-	t.Logf("service ps while %s is frozen:\n%s", w.Name, c.docker(m, "service", "ps", "--no-trunc", "web"))
-	if err := w.Resume(); err != nil {
+	t.Logf("measure: slot %d: task %s running on %s %s after the worker was cut off", old.Slot, repl.ID, nodeName[repl.NodeID], time.Since(t0).Round(time.Millisecond))
+	t.Logf("service ps while %s is cut off:\n%s", w.Name, c.docker(m, "service", "ps", "--no-trunc", "web"))
+	if err := end(c, w); err != nil {
 		t.Fatal(err)
 	}
 	resumed = true
-	t.Logf("resumed %s after %s", w.Name, time.Since(t0).Round(time.Millisecond))
+	t1 := time.Now()
+	t.Logf("%s back after %s", w.Name, t1.Sub(t0).Round(time.Millisecond))
 
 	// Converge: three running tasks, one per slot, the old container no
 	// longer running on the worker's engine.
@@ -386,7 +431,7 @@ func TestPausedWorkerBeyondGrace(t *testing.T) {
 		}
 		return engineRunning() == ""
 	})
-	t.Logf("converged %s after SIGSTOP", time.Since(t0).Round(time.Millisecond))
+	t.Logf("measure: converged %s after the worker was back", time.Since(t1).Round(time.Millisecond))
 	// And it stays so for a few seconds (no late restart of the old task).
 	for range 20 {
 		time.Sleep(150 * time.Millisecond)

@@ -2,10 +2,12 @@ package testbed
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 )
 
 // WALDir is the directory of swarmd's raft log (write-ahead log).
@@ -68,5 +70,79 @@ func (h *Host) CorruptWALTail(n int) error {
 	}
 	h.tb.cfg.Logf("testbed: %s: wrote %d bytes of garbage over %s[%d:%d] (records end at %d, file size %d)",
 		h.Name, n, file, end-n, end, end, len(data))
+	return nil
+}
+
+// fillName is the file FillStateDir writes in StateDir.
+const fillName = ".testbed-fill"
+
+// LimitStateDir mounts a tmpfs of size bytes on StateDir, so that the
+// host's swarmd can run out of space there (FillStateDir). swarmd must not
+// have started yet. The mount is removed with the host.
+func (h *Host) LimitStateDir(size int64) error {
+	if h.SwarmdRunning() {
+		return fmt.Errorf("testbed: %s: limit state dir: swarmd is running", h.Name)
+	}
+	if err := os.MkdirAll(h.StateDir, 0o700); err != nil {
+		return fmt.Errorf("testbed: %s: limit state dir: %w", h.Name, err)
+	}
+	if err := syscall.Mount("tmpfs", h.StateDir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
+		return fmt.Errorf("testbed: %s: mount a %d-byte tmpfs on %s: %w", h.Name, size, h.StateDir, err)
+	}
+	h.mu.Lock()
+	h.stateMount = true
+	h.mu.Unlock()
+	h.tb.cfg.Logf("testbed: %s: state dir %s is a tmpfs of %d MiB", h.Name, h.StateDir, size>>20)
+	return nil
+}
+
+// unlimitStateDir removes LimitStateDir's mount, if any.
+func (h *Host) unlimitStateDir() error {
+	h.mu.Lock()
+	mounted := h.stateMount
+	h.stateMount = false
+	h.mu.Unlock()
+	if !mounted {
+		return nil
+	}
+	if err := syscall.Unmount(h.StateDir, syscall.MNT_DETACH); err != nil {
+		return fmt.Errorf("testbed: %s: unmount %s: %w", h.Name, h.StateDir, err)
+	}
+	return nil
+}
+
+// FillStateDir writes a file in StateDir until its file system has no
+// space left (ENOSPC) and returns how many bytes it wrote; FreeStateDir
+// removes it. Meant for a StateDir that LimitStateDir made small.
+func (h *Host) FillStateDir() (int64, error) {
+	f, err := os.OpenFile(filepath.Join(h.StateDir, fillName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("testbed: %s: fill state dir: %w", h.Name, err)
+	}
+	defer f.Close()
+	var total int64
+	for _, chunk := range []int{1 << 20, 4 << 10, 1} {
+		buf := make([]byte, chunk)
+		for {
+			n, err := f.Write(buf)
+			total += int64(n)
+			if errors.Is(err, syscall.ENOSPC) {
+				break
+			}
+			if err != nil {
+				return total, fmt.Errorf("testbed: %s: fill state dir: %w", h.Name, err)
+			}
+		}
+	}
+	h.tb.cfg.Logf("testbed: %s: state dir full (%d MiB written)", h.Name, total>>20)
+	return total, nil
+}
+
+// FreeStateDir removes what FillStateDir wrote.
+func (h *Host) FreeStateDir() error {
+	if err := os.Remove(filepath.Join(h.StateDir, fillName)); err != nil {
+		return fmt.Errorf("testbed: %s: free state dir: %w", h.Name, err)
+	}
+	h.tb.cfg.Logf("testbed: %s: state dir has space again", h.Name)
 	return nil
 }

@@ -44,6 +44,9 @@ type Host struct {
 	mu     sync.Mutex
 	engine *proc
 	swarmd *proc
+	// stateMount is set while StateDir is a size-limited tmpfs
+	// (LimitStateDir).
+	stateMount bool
 }
 
 // proc is a process started by the testbed.
@@ -573,6 +576,7 @@ func (h *Host) teardown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("testbed: %s: stop dockerd: %w", h.Name, err))
 		}
 	}
+	errs = append(errs, h.unlimitStateDir())
 	if _, err := os.Stat("/run/netns/" + h.Netns); err == nil {
 		errs = append(errs, killNetnsProcs(ctx, h.Netns))
 		if _, err := run(ctx, "ip", "netns", "delete", h.Netns); err != nil {

@@ -79,6 +79,8 @@ type Config struct {
 	// MaxMessageBytes bounds the encoded size of one AssignmentsMessage
 	// (default DefaultMaxMessageBytes); a change set is cut into pages.
 	MaxMessageBytes int
+	// Metrics, if set, count sessions and heartbeats (nil: no metrics).
+	Metrics *Metrics
 }
 
 func (c Config) withDefaults() Config {
@@ -266,7 +268,9 @@ type managerList struct{ peers []*api.WeightedPeer }
 
 func (r *run) shutdown() {
 	r.wg.Wait()
-	for _, s := range r.reg.endAll() {
+	ended := r.reg.endAll()
+	r.d.cfg.Metrics.sessionsAdded(-len(ended))
+	for _, s := range ended {
 		s.end(errStopped)
 	}
 	r.d.log.Info("dispatcher stopped")
@@ -347,6 +351,7 @@ func (r *run) sweep() {
 		gen = r.w.queueNode(id, nodeWrite{message: msgHeartbeatFailure})
 	}
 	r.reg.mu.Unlock()
+	r.d.cfg.Metrics.sessionsAdded(-len(ended))
 	for _, s := range ended {
 		s.end(errExpired)
 	}

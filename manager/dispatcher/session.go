@@ -130,6 +130,8 @@ func (r *run) register(node string, desc *api.NodeDescription, addr string) (*se
 	r.reg.mu.Unlock()
 	if old != nil {
 		old.end(errReplaced)
+	} else {
+		r.d.cfg.Metrics.sessionsAdded(1)
 	}
 	return s, gen
 }
@@ -137,10 +139,14 @@ func (r *run) register(node string, desc *api.NodeDescription, addr string) (*se
 // unregister ends s; the node keeps its deadline.
 func (r *run) unregister(s *session, err error) {
 	r.reg.mu.Lock()
-	if r.reg.sessions[s.node] == s {
+	mine := r.reg.sessions[s.node] == s
+	if mine {
 		delete(r.reg.sessions, s.node)
 	}
 	r.reg.mu.Unlock()
+	if mine {
+		r.d.cfg.Metrics.sessionsAdded(-1)
+	}
 	s.end(err)
 }
 
@@ -152,6 +158,7 @@ func (r *run) nodeRemoved(node string) {
 	delete(r.reg.sessions, node)
 	r.reg.mu.Unlock()
 	if s != nil {
+		r.d.cfg.Metrics.sessionsAdded(-1)
 		s.end(errNodeRemoved)
 	}
 }
@@ -278,6 +285,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (
 	}
 	r.reg.live.beat(node, now, period*time.Duration(d.cfg.GracePeriodMultiplier))
 	r.reg.mu.Unlock()
+	d.cfg.Metrics.heartbeat()
 	return &api.HeartbeatResponse{Period: durationpb.New(jitter(period))}, nil
 }
 

@@ -82,6 +82,9 @@ type Config struct {
 	Credentials credentials.TransportCredentials
 	Clock       clockwork.Clock
 	Logger      *slog.Logger
+	// Metrics, if set, record the member's term, leadership, applied
+	// index and proposals (nil: no metrics).
+	Metrics *Metrics
 }
 
 func (c *Config) setDefaults() {

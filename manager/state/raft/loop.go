@@ -55,6 +55,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	if rd.HardState != nil && rd.HardState.GetTerm() != 0 {
 		n.term.Store(rd.HardState.GetTerm())
+		n.cfg.Metrics.setTerm(rd.HardState.GetTerm())
 	}
 	leader := n.IsLeader()
 	if leader && len(rd.Messages) > 0 {
@@ -91,6 +92,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if err := n.applyEntries(rd.CommittedEntries); err != nil {
 		return err
 	}
+	n.cfg.Metrics.setApplied(n.applied.Load())
 	if err := n.maybeSnapshot(); err != nil {
 		return err
 	}
@@ -121,6 +123,7 @@ func (n *Node) setLeader(lead uint64) {
 	if n.lead.Swap(lead) == lead {
 		return
 	}
+	n.cfg.Metrics.leaderChanged(lead != 0 && lead == n.id)
 	n.leadMu.Lock()
 	close(n.leadCh)
 	n.leadCh = make(chan struct{})
@@ -265,7 +268,7 @@ func (n *Node) applyConfChange(e *raftpb.Entry) error {
 // SnapshotInterval applied entries.
 func (n *Node) maybeSnapshot() error {
 	applied := n.applied.Load()
-	if applied-n.snapshotIndex < n.cfg.SnapshotInterval {
+	if applied-n.snapshotIndex < n.snapInterval.Load() {
 		return nil
 	}
 	return n.snapshot(applied)
@@ -290,8 +293,8 @@ func (n *Node) snapshot(applied uint64) error {
 	if err := n.disk.saveSnapshot(sn); err != nil {
 		return err
 	}
-	if applied > n.cfg.LogEntriesForSlowFollowers {
-		compact := applied - n.cfg.LogEntriesForSlowFollowers
+	if keep := n.keepEntries.Load(); applied > keep {
+		compact := applied - keep
 		if first, _ := n.storage.FirstIndex(); compact > first {
 			if err := n.storage.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
 				return fmt.Errorf("raft: compact log: %w", err)

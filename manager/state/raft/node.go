@@ -53,8 +53,13 @@ type Node struct {
 	applied atomic.Uint64
 	// snapsReceived counts snapshots installed from the leader.
 	snapsReceived atomic.Uint64
-	leadMu        sync.Mutex
-	leadCh        chan struct{}
+	// snapInterval and keepEntries are Config.SnapshotInterval and
+	// Config.LogEntriesForSlowFollowers, changeable while running
+	// (SetSnapshotPolicy).
+	snapInterval atomic.Uint64
+	keepEntries  atomic.Uint64
+	leadMu       sync.Mutex
+	leadCh       chan struct{}
 
 	// Owned by the run loop.
 	confState     *raftpb.ConfState
@@ -102,6 +107,8 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.disk = disk
+	n.snapInterval.Store(cfg.SnapshotInterval)
+	n.keepEntries.Store(cfg.LogEntriesForSlowFollowers)
 	n.seq.Store(randomUint64())
 	return n, nil
 }
@@ -119,6 +126,7 @@ func (n *Node) Start(ctx context.Context, sm StateMachine) error {
 			return
 		}
 		n.running.Store(true)
+		n.cfg.Metrics.setApplied(n.applied.Load())
 		n.wg.Add(1)
 		go n.run()
 		go n.runProposals()
@@ -403,6 +411,18 @@ func (n *Node) markRemoved() {
 		n.log.Error("raft: record removal", "error", err)
 	}
 	go n.fail(fmt.Errorf("%w: raft member %x", ErrMemberRemoved, n.id))
+}
+
+// SetSnapshotPolicy changes how many applied entries trigger a snapshot
+// (interval) and how many entries compaction keeps for slow followers
+// (keep) while the member runs; zero leaves a value as it is.
+func (n *Node) SetSnapshotPolicy(interval, keep uint64) {
+	if interval != 0 && n.snapInterval.Swap(interval) != interval {
+		n.log.Info("raft: snapshot interval set", "entries", interval)
+	}
+	if keep != 0 {
+		n.keepEntries.Store(keep)
+	}
 }
 
 // Voters lists the raft IDs that vote, as this member's raft sees them.

@@ -17,6 +17,8 @@ import (
 // followers forward to the leader. If ctx ends first, the outcome is
 // unknown: the transaction may still commit.
 func (n *Node) ProposeValue(ctx context.Context, actions []*api.StoreAction) error {
+	start, applied := n.cfg.Clock.Now(), false
+	defer func() { n.cfg.Metrics.proposed(n.cfg.Clock.Since(start), applied) }()
 	select {
 	case <-n.stopCh:
 		return ErrStopped
@@ -39,6 +41,10 @@ func (n *Node) ProposeValue(ctx context.Context, actions []*api.StoreAction) err
 	}
 	select {
 	case err := <-ch:
+		if np := (notProposed{}); errors.As(err, &np) {
+			return np.err
+		}
+		applied = true
 		return err
 	case <-ctx.Done():
 		n.waits.cancel(req.GetSeq())
@@ -101,7 +107,7 @@ func (n *Node) proposeBatch(ctx context.Context, batch []*proposal) {
 		err = fmt.Errorf("%w: %w", ErrNoLeader, err)
 	}
 	for _, r := range reqs {
-		n.waits.trigger(r.GetSeq(), err)
+		n.waits.trigger(r.GetSeq(), notProposed{err})
 	}
 }
 

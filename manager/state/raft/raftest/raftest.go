@@ -16,6 +16,7 @@ import (
 
 	"github.com/openswarm/swarmd/manager/state/raft"
 	"github.com/openswarm/swarmd/manager/state/store"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
@@ -39,6 +40,10 @@ type Member struct {
 	ID    uint64
 	Node  *raft.Node
 	Store *store.MemoryStore
+	// Registry holds the member's raft metrics (Metrics), which outlive
+	// restarts as a node's do.
+	Registry *prometheus.Registry
+	Metrics  *raft.Metrics
 
 	srv *grpc.Server
 }
@@ -79,9 +84,14 @@ func (c *Cluster) Add(joinAddr string) *Member {
 	c.t.Helper()
 	c.mu.Lock()
 	c.next++
-	m := &Member{Name: fmt.Sprintf("m%d", c.next), Dir: c.t.TempDir()}
+	m := &Member{Name: fmt.Sprintf("m%d", c.next), Dir: c.t.TempDir(), Registry: prometheus.NewRegistry()}
 	c.members = append(c.members, m)
 	c.mu.Unlock()
+	metrics, err := raft.NewMetrics(m.Registry)
+	if err != nil {
+		c.t.Fatalf("%s metrics: %v", m.Name, err)
+	}
+	m.Metrics = metrics
 	if joinAddr == "" && c.next > 1 {
 		joinAddr = c.WaitLeader().Addr
 	}
@@ -122,6 +132,7 @@ func (c *Cluster) start(m *Member, listen, joinAddr string, force bool) error {
 		SnapshotInterval:           c.opts.SnapshotInterval,
 		LogEntriesForSlowFollowers: c.opts.LogEntriesForSlowFollowers,
 		Logger:                     c.opts.Logger.With("member", m.Name),
+		Metrics:                    m.Metrics,
 	})
 	if err != nil {
 		_ = lis.Close()
