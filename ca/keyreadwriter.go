@@ -40,13 +40,50 @@ const (
 // Read and Write hold an exclusive flock on certificates/.lock, so readers
 // and writers in different processes (or with different KeyReadWriters)
 // take turns.
+//
+// With a KeySealer (WithSealer) the node key is stored sealed: Write and
+// RewriteKey store what the sealer makes of it, Read opens what is stored
+// with it. The certificate and the root CA certificate stay in clear.
 type KeyReadWriter struct {
-	dir string
+	dir    string
+	sealer KeySealer
+}
+
+// KeySealer protects the node key at rest. SealKey returns what is stored
+// for a clear PEM key (the key itself when nothing is to be sealed);
+// OpenKey returns the clear PEM key of what is stored, or an error when it
+// cannot open it (a clear key is returned as it is). Both may be called
+// concurrently.
+type KeySealer interface {
+	SealKey(keyPEM []byte) ([]byte, error)
+	OpenKey(stored []byte) ([]byte, error)
 }
 
 // NewKeyReadWriter returns a KeyReadWriter for stateDir/certificates.
 func NewKeyReadWriter(stateDir string) *KeyReadWriter {
 	return &KeyReadWriter{dir: filepath.Join(stateDir, CertificatesDir)}
+}
+
+// WithSealer returns a KeyReadWriter of the same directory that stores the
+// node key through s (nil: in clear, and read as it is).
+func (k *KeyReadWriter) WithSealer(s KeySealer) *KeyReadWriter {
+	return &KeyReadWriter{dir: k.dir, sealer: s}
+}
+
+// seal is what is stored for keyPEM.
+func (k *KeyReadWriter) seal(keyPEM []byte) ([]byte, error) {
+	if k.sealer == nil {
+		return keyPEM, nil
+	}
+	return k.sealer.SealKey(keyPEM)
+}
+
+// open is the clear key of what is stored.
+func (k *KeyReadWriter) open(stored []byte) ([]byte, error) {
+	if k.sealer == nil {
+		return stored, nil
+	}
+	return k.sealer.OpenKey(stored)
 }
 
 // Dir returns the certificates directory.
@@ -134,8 +171,12 @@ func (k *KeyReadWriter) Write(certPEM, keyPEM []byte) error {
 		return fmt.Errorf("write node certificate: %w", err)
 	}
 	defer unlock()
+	stored, err := k.seal(keyPEM)
+	if err != nil {
+		return fmt.Errorf("write node key: %w", err)
+	}
 	pending := NodeKeyFilename + pendingKeySuffix
-	if err := atomicfile.WriteFile(k.path(pending), keyPEM, fileMode); err != nil {
+	if err := atomicfile.WriteFile(k.path(pending), stored, fileMode); err != nil {
 		return fmt.Errorf("write node key: %w", err)
 	}
 	if err := atomicfile.WriteFile(k.path(NodeCertFilename), certPEM, fileMode); err != nil {
@@ -147,24 +188,27 @@ func (k *KeyReadWriter) Write(certPEM, keyPEM []byte) error {
 	return nil
 }
 
-// Read returns the stored node certificate and key, completing a Write a
-// crash interrupted. A missing file is an error wrapping fs.ErrNotExist. It
-// does not validate them: see Load.
+// Read returns the stored node certificate and key (opened with the
+// sealer), completing a Write a crash interrupted. A missing file is an
+// error wrapping fs.ErrNotExist; a key the sealer cannot open is an error
+// wrapping the sealer's. It does not validate them: see Load.
 func (k *KeyReadWriter) Read() (certPEM, keyPEM []byte, err error) {
 	unlock, err := k.lock()
 	if err != nil {
 		return nil, nil, err
 	}
 	defer unlock()
+	return k.read()
+}
+
+// read is Read with the lock held.
+func (k *KeyReadWriter) read() (certPEM, keyPEM []byte, err error) {
 	certPEM, err = os.ReadFile(k.path(NodeCertFilename))
 	if err != nil {
 		return nil, nil, fmt.Errorf("read node certificate: %w", err)
 	}
 	pending := NodeKeyFilename + pendingKeySuffix
-	keyPEM, err = os.ReadFile(k.path(NodeKeyFilename))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("read node key: %w", err)
-	}
+	keyPEM, err = k.readKey(NodeKeyFilename)
 	if err == nil && keyMatches(certPEM, keyPEM) {
 		// A pending key left over from before the certificate was
 		// replaced is stale.
@@ -173,7 +217,7 @@ func (k *KeyReadWriter) Read() (certPEM, keyPEM []byte, err error) {
 		}
 		return certPEM, keyPEM, nil
 	}
-	newKey, pErr := os.ReadFile(k.path(pending))
+	newKey, pErr := k.readKey(pending)
 	if pErr == nil && keyMatches(certPEM, newKey) {
 		if err := atomicfile.Rename(k.path(pending), k.path(NodeKeyFilename)); err != nil {
 			return nil, nil, fmt.Errorf("complete node key write: %w", err)
@@ -181,10 +225,50 @@ func (k *KeyReadWriter) Read() (certPEM, keyPEM []byte, err error) {
 		return certPEM, newKey, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("read node key: %w", err)
+		return nil, nil, err
 	}
 	// Neither key matches: let validation report it.
 	return certPEM, keyPEM, nil
+}
+
+// readKey reads and opens the key file name.
+func (k *KeyReadWriter) readKey(name string) ([]byte, error) {
+	stored, err := os.ReadFile(k.path(name))
+	if err != nil {
+		return nil, fmt.Errorf("read node key: %w", err)
+	}
+	keyPEM, err := k.open(stored)
+	if err != nil {
+		return nil, fmt.Errorf("open node key %s: %w", k.path(name), err)
+	}
+	return keyPEM, nil
+}
+
+// RewriteKey stores the node key again as the sealer now seals it (after
+// the sealer changed: sealed with a new key, or in clear), after checking
+// that it opens and matches the certificate. The file is replaced
+// atomically: a crash leaves the old or the new form, never neither.
+func (k *KeyReadWriter) RewriteKey() error {
+	unlock, err := k.lock()
+	if err != nil {
+		return fmt.Errorf("rewrite node key: %w", err)
+	}
+	defer unlock()
+	certPEM, keyPEM, err := k.read()
+	if err != nil {
+		return fmt.Errorf("rewrite node key: %w", err)
+	}
+	if !keyMatches(certPEM, keyPEM) {
+		return fmt.Errorf("rewrite node key: the key in %s does not match the certificate", k.dir)
+	}
+	stored, err := k.seal(keyPEM)
+	if err != nil {
+		return fmt.Errorf("rewrite node key: %w", err)
+	}
+	if err := atomicfile.WriteFile(k.path(NodeKeyFilename), stored, fileMode); err != nil {
+		return fmt.Errorf("rewrite node key: %w", err)
+	}
+	return nil
 }
 
 // keyMatches reports whether keyPEM is the private key of certPEM's leaf.

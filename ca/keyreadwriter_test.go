@@ -306,3 +306,124 @@ func TestKeyReadWriterConcurrentReaders(t *testing.T) {
 		}
 	}
 }
+
+// reverseSealer is a test KeySealer: it stores the key reversed behind a
+// marker while seal is on, and opens such a key unless refuse is on.
+type reverseSealer struct{ seal, refuse bool }
+
+var errCannotOpen = errors.New("cannot open")
+
+func reversed(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := len(b) - 1; i >= 0; i-- {
+		out = append(out, b[i])
+	}
+	return out
+}
+
+func (s *reverseSealer) SealKey(keyPEM []byte) ([]byte, error) {
+	if !s.seal {
+		return keyPEM, nil
+	}
+	return append([]byte("SEALED:"), reversed(keyPEM)...), nil
+}
+
+func (s *reverseSealer) OpenKey(stored []byte) ([]byte, error) {
+	rest, ok := bytes.CutPrefix(stored, []byte("SEALED:"))
+	if !ok {
+		return stored, nil
+	}
+	if s.refuse {
+		return nil, errCannotOpen
+	}
+	return reversed(rest), nil
+}
+
+// A sealer sees every key written and read: the file holds what it makes
+// of the key, Read opens it, an error opening it is Read's and Load's and
+// changes nothing, and RewriteKey follows a change of the sealer without
+// touching the certificate.
+func TestKeyReadWriterSealer(t *testing.T) {
+	root := newRoot(t)
+	p := issue(t, root, "node1", manager, testOrg)
+	s := &reverseSealer{seal: true}
+	stateDir := t.TempDir()
+	k := NewKeyReadWriter(stateDir).WithSealer(s)
+	sec, err := NewSecurityConfig(root, p.certPEM, p.keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Save(sec); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(k.Dir(), NodeKeyFilename)
+	certFile := filepath.Join(k.Dir(), NodeCertFilename)
+	stored, _ := os.ReadFile(keyFile)
+	if !bytes.HasPrefix(stored, []byte("SEALED:")) || bytes.Contains(stored, []byte("PRIVATE KEY")) {
+		t.Fatalf("key stored in clear:\n%s", stored)
+	}
+	if loaded, err := k.Load(); err != nil || !bytes.Equal(loaded.KeyPEM(), p.keyPEM) {
+		t.Fatalf("Load with the sealer: %v", err)
+	}
+	if _, err := NewKeyReadWriter(stateDir).Load(); err == nil {
+		t.Fatal("a sealed key loaded without its sealer")
+	}
+	cert, _ := os.ReadFile(certFile)
+
+	// The sealer cannot open the key: Read, Load and RewriteKey fail with
+	// its error and nothing changes.
+	s.refuse = true
+	if _, _, err := k.Read(); !errors.Is(err, errCannotOpen) {
+		t.Fatalf("Read: %v, want the sealer's error", err)
+	}
+	if _, err := k.Load(); !errors.Is(err, errCannotOpen) {
+		t.Fatalf("Load: %v, want the sealer's error", err)
+	}
+	s.seal = false
+	if err := k.RewriteKey(); !errors.Is(err, errCannotOpen) {
+		t.Fatalf("RewriteKey: %v, want the sealer's error", err)
+	}
+	if after, _ := os.ReadFile(keyFile); !bytes.Equal(after, stored) {
+		t.Fatal("a failed RewriteKey changed the key file")
+	}
+	s.refuse = false
+
+	for _, tc := range []struct {
+		name string
+		seal bool
+	}{
+		{"in clear", false},
+		{"sealed again", true},
+		{"sealed, unchanged", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.seal = tc.seal
+			if err := k.RewriteKey(); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(keyFile)
+			if isClear := bytes.Equal(got, p.keyPEM); isClear == tc.seal {
+				t.Fatalf("after RewriteKey the key is clear=%v, want %v", isClear, !tc.seal)
+			}
+			if _, keyPEM, err := k.Read(); err != nil || !bytes.Equal(keyPEM, p.keyPEM) {
+				t.Fatalf("Read after RewriteKey: %v", err)
+			}
+			if after, _ := os.ReadFile(certFile); !bytes.Equal(after, cert) {
+				t.Fatal("RewriteKey changed the certificate")
+			}
+		})
+	}
+
+	// A pending key is opened with the sealer too (a crash after the key
+	// of a renewal was written) and moved in place as it is stored.
+	p2 := issue(t, root, "node1", manager, testOrg)
+	pending, _ := s.SealKey(p2.keyPEM)
+	mustWrite(t, k.Dir(), NodeKeyFilename+pendingKeySuffix, pending)
+	mustWrite(t, k.Dir(), NodeCertFilename, p2.certPEM)
+	if _, keyPEM, err := k.Read(); err != nil || !bytes.Equal(keyPEM, p2.keyPEM) {
+		t.Fatalf("Read completing a sealed pending key: %v", err)
+	}
+	if got, _ := os.ReadFile(keyFile); !bytes.Equal(got, pending) {
+		t.Fatal("the pending sealed key was not moved in place as it was")
+	}
+}

@@ -144,6 +144,27 @@ func waitLocked(t *testing.T, stateDir string, want bool) {
 	}
 }
 
+// waitTLSKeySealed waits until the node's TLS key in stateDir is sealed
+// with key alone (nil: in clear).
+func waitTLSKeySealed(t *testing.T, stateDir string, key []byte) {
+	t.Helper()
+	var want [][]byte
+	if key != nil {
+		want = [][]byte{key}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(nodeKeyPath(stateDir))
+		if err == nil && sealedAs(b, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("TLS key not sealed with %d key(s): %v", len(want), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func (c *testCluster) setAutolock(on, rotate bool) {
 	c.t.Helper()
 	cl := c.cluster()
@@ -189,6 +210,7 @@ func TestAutolockedManagerRestartsLocked(t *testing.T) {
 	if err := CheckUnlockKey(stateDir, k1); err != nil {
 		t.Fatalf("DEK not sealed with the cluster's key: %v", err)
 	}
+	waitTLSKeySealed(t, stateDir, k1)
 
 	// Rotation: the DEK follows the new key.
 	c.setAutolock(true, true)
@@ -203,6 +225,7 @@ func TestAutolockedManagerRestartsLocked(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	waitTLSKeySealed(t, stateDir, k2)
 
 	c.stop("m1")
 	cfg := c.nodes["m1"].cfg
@@ -228,7 +251,76 @@ func TestAutolockedManagerRestartsLocked(t *testing.T) {
 	// Autolock off: the DEK is in clear again and the node restarts alone.
 	c.setAutolock(false, false)
 	waitLocked(t, stateDir, false)
+	waitTLSKeySealed(t, stateDir, nil)
 	c.stop("m1")
 	c.nodes["m1"].cfg.UnlockKey = nil
 	c.start("m1", "127.0.0.184", Config{})
+}
+
+// TestRotationWhileManagerDown: a manager that was down while the unlock
+// key was rotated keeps its key material sealed with the previous key: the
+// new key does not open it, the previous one does, and once it has caught
+// up it reseals its raft DEK and TLS key with the new key, which opens it
+// from then on.
+func TestRotationWhileManagerDown(t *testing.T) {
+	c := newTestCluster(t, "127.0.0.191")
+	c.join("m2", "127.0.0.192", true)
+	c.join("m3", "127.0.0.193", true)
+	c.setAutolock(true, false)
+	k1 := c.unlockKey("m1")
+	for _, name := range []string{"m1", "m2", "m3"} {
+		waitTLSKeySealed(t, c.nodes[name].cfg.StateDir, k1)
+	}
+	m3 := c.nodes["m3"].cfg.StateDir
+	c.stop("m3")
+
+	c.setAutolock(true, true)
+	k2 := c.unlockKey("m1")
+	if bytes.Equal(k1, k2) {
+		t.Fatal("key not rotated")
+	}
+	for _, name := range []string{"m1", "m2"} {
+		waitTLSKeySealed(t, c.nodes[name].cfg.StateDir, k2)
+	}
+	if err := CheckUnlockKey(m3, k1); err != nil {
+		t.Fatalf("the down manager's material with the previous key: %v", err)
+	}
+	cfg := c.nodes["m3"].cfg
+	cfg.Init, cfg.JoinAddr, cfg.JoinToken, cfg.UnlockKey = false, "", "", k2
+	if err := startLocked(t, cfg); !errors.Is(err, ErrInvalidUnlockKey) {
+		t.Fatalf("the new key on the down manager: %v, want ErrInvalidUnlockKey", err)
+	}
+
+	c.nodes["m3"].cfg.UnlockKey = k1
+	c.start("m3", "127.0.0.193", Config{})
+	waitTLSKeySealed(t, m3, k2)
+	deadline := time.Now().Add(20 * time.Second)
+	for CheckUnlockKey(m3, k2) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the caught-up manager's DEK not resealed with the new key")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := CheckUnlockKey(m3, k1); !errors.Is(err, ErrInvalidUnlockKey) {
+		t.Fatalf("the previous key after the reseal: %v", err)
+	}
+
+	c.stop("m3")
+	c.nodes["m3"].cfg.UnlockKey = k2
+	c.start("m3", "127.0.0.193", Config{})
+	if got := c.unlockKey("m3"); !bytes.Equal(got, k2) {
+		t.Fatal("m3 restarted with the new key does not see it")
+	}
+
+	// Demoted, m3 is a worker: its TLS key is in clear again, nothing is
+	// locked, and it restarts without the key.
+	c.updateNode("m3", func(s *api.NodeSpec) { s.DesiredRole = api.NodeRole_NODE_ROLE_WORKER })
+	poll(t, 60*time.Second, "m3 demoted, its key material in clear", func() bool {
+		b, err := os.ReadFile(nodeKeyPath(m3))
+		locked, lerr := IsLocked(m3)
+		return c.nodes["m3"].node.Manager() == nil && err == nil && sealedAs(b, nil) && lerr == nil && !locked
+	})
+	c.stop("m3")
+	c.nodes["m3"].cfg.UnlockKey = nil
+	c.start("m3", "127.0.0.193", Config{})
 }

@@ -98,6 +98,8 @@ type Node struct {
 	sec     *ca.SecurityConfig
 	manager *manager.Manager
 	agent   *agent.Agent
+
+	keys keySealer // how the TLS key is sealed at rest (lock.go)
 }
 
 // New checks the configuration.
@@ -359,6 +361,10 @@ func (n *Node) followRole(ctx context.Context, sec *ca.SecurityConfig, mr *manag
 func (n *Node) removeRaftState() error {
 	if err := os.RemoveAll(filepath.Join(n.cfg.StateDir, "raft")); err != nil {
 		return fmt.Errorf("node: remove raft state: %w", err)
+	}
+	// Workers are never sealed (a promoted node's manager seals again).
+	if err := n.unsealTLSKey(); err != nil {
+		return err
 	}
 	// A sealed raft DEK has nothing left to open and would keep a worker
 	// locked after a restart: a promotion makes a new one.

@@ -25,7 +25,7 @@ const (
 // called after every renewal.
 func (n *Node) runRenewal(ctx context.Context, sec *ca.SecurityConfig, managers func() []string, renewNow <-chan struct{}, renewed func()) error {
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
-	krw := ca.NewKeyReadWriter(n.cfg.StateDir)
+	krw := n.keyReadWriter() // a manager's key stays sealed (autolock)
 	for {
 		delay := ca.CertificateRenewalDelay(sec.Certificate(), time.Now(), rnd)
 		n.log.Debug("node: certificate renewal scheduled", "in", delay.Round(time.Second))

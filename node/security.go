@@ -30,7 +30,7 @@ const bootstrapFile = "bootstrap.pending"
 // are kept on disk until stored, so a crash between writing the
 // certificates and committing the cluster object loses nothing.
 func (n *Node) loadOrCreateSecurity(ctx context.Context) (*ca.SecurityConfig, *manager.Bootstrap, error) {
-	krw := ca.NewKeyReadWriter(n.cfg.StateDir)
+	krw := n.keyReadWriter()
 	exists, err := krw.Exists()
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: certificates: %w", err)

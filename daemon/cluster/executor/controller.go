@@ -145,7 +145,11 @@ func (c *Controller) Prepare(ctx context.Context) error {
 	return nil
 }
 
-// Start starts the task's container, unless it was started before.
+// Start starts the task's container, unless it was started before. A
+// container with a healthcheck counts as started once it is healthy, so
+// its task is RUNNING only then (a rolling update moves on, and a
+// start-first update stops the old task, only then); a container that
+// turns unhealthy first fails the task with ErrContainerUnhealthy.
 func (c *Controller) Start(ctx context.Context) error {
 	t, err := c.current()
 	if err != nil {
@@ -163,6 +167,9 @@ func (c *Controller) Start(ctx context.Context) error {
 		case !found:
 			return fmt.Errorf("executor: start: no container %s", c.name)
 		case hasStarted(ci.State):
+			if err := c.waitHealthy(ctx, t, ci.ID); err != nil {
+				return err
+			}
 			return exec.ErrTaskStarted
 		}
 		id = ci.ID
@@ -171,7 +178,62 @@ func (c *Controller) Start(ctx context.Context) error {
 		return classify("start container "+c.name, err)
 	}
 	c.logger.DebugContext(ctx, "container started", "container.id", id)
-	return nil
+	return c.waitHealthy(ctx, t, id)
+}
+
+// waitHealthy waits until t's started container id is healthy, if it has
+// a healthcheck: nil once it is, or when it has no healthcheck or stopped
+// running (Wait then reports how it ended); ErrContainerUnhealthy when the
+// check fails first.
+func (c *Controller) waitHealthy(ctx context.Context, t *api.Task, id string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		subscribed bool
+		evC        <-chan events.Message
+		evE        <-chan error
+	)
+	for {
+		ci, found, err := c.inspect(ctx, t)
+		switch {
+		case err != nil:
+			return err
+		case !found || ci.State == nil || ci.State.Health == nil || !ci.State.Running:
+			return nil
+		case ci.State.Health.Status == container.Healthy:
+			c.logger.DebugContext(ctx, "container healthy", "container.id", id)
+			return nil
+		case unhealthy(ci.State):
+			c.logger.InfoContext(ctx, "container unhealthy", "container.id", id)
+			return ErrContainerUnhealthy
+		}
+		if !subscribed {
+			// Subscribe, then look again: no change in between is
+			// missed, and every event is a reason to look again.
+			c.logger.DebugContext(ctx, "waiting for the container to be healthy", "container.id", id)
+			subscribed = true
+			evC, evE = c.engine.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+				filters.Arg("type", string(events.ContainerEventType)),
+				filters.Arg("container", id),
+				filters.Arg("event", string(events.ActionHealthStatus)),
+				filters.Arg("event", string(events.ActionDie)),
+			)})
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case _, ok := <-evC:
+			if !ok {
+				evC = nil // the stream ended: its error, if any, comes on evE
+			}
+		case err := <-evE:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return classify("watch health of container "+c.name, err)
+		}
+	}
 }
 
 // Wait waits for the task's container to exit. A container whose

@@ -440,8 +440,10 @@ func TestEngine(t *testing.T) {
 		if err := c.Prepare(ctx); err != nil {
 			t.Fatalf("prepare: %v", err)
 		}
-		if err := c.Start(ctx); err != nil {
-			t.Fatalf("start: %v", err)
+		// Start waits for the container to be healthy: unhealthy first,
+		// the task fails before it runs; Wait sees it too.
+		if err := c.Start(ctx); !errors.Is(err, ErrContainerUnhealthy) {
+			t.Fatalf("start: %v, want %v", err, ErrContainerUnhealthy)
 		}
 		if err := c.Wait(ctx); !errors.Is(err, ErrContainerUnhealthy) {
 			t.Fatalf("wait: %v, want %v", err, ErrContainerUnhealthy)
