@@ -64,6 +64,7 @@ func TestFollowerDiskFull(t *testing.T) {
 		t.Errorf("no write acknowledged while %s's disk was full", f.Name)
 	}
 	t.Logf("exactly one leader at the end: %s", c.oneLeader())
+	c.raftSettled()
 	c.finalReads(hs)
 	check(t, hs)
 	checkFinalValues(t, hs)

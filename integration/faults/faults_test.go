@@ -157,6 +157,37 @@ func (c *cluster) oneLeader() string {
 	return lead
 }
 
+// raftSettled waits until the managers' metrics (/metrics on
+// --listen-debug) agree that the cluster recovered: exactly one of them
+// leads, all are in the same raft term and all have applied the same log
+// index (no write is in flight when it is called). It logs what each
+// reports.
+func (c *cluster) raftSettled() {
+	c.t.Helper()
+	var report []string
+	c.eventually(60*time.Second, "one leader, one term, one applied index in the managers' metrics", func() bool {
+		report = report[:0]
+		leaders := 0.0
+		terms, applied := map[float64]bool{}, map[float64]bool{}
+		for _, h := range c.hosts {
+			ctx, cancel := context.WithTimeout(c.ctx, reqTimeout)
+			m, err := h.Metrics(ctx)
+			cancel()
+			if err != nil {
+				return false
+			}
+			leaders += m["swarmd_raft_is_leader"]
+			terms[m["swarmd_raft_term"]] = true
+			applied[m["swarmd_raft_applied_index"]] = true
+			report = append(report, fmt.Sprintf("%s: leader=%g term=%g applied=%g leader_changes=%g proposals_failed=%g",
+				h.Name, m["swarmd_raft_is_leader"], m["swarmd_raft_term"], m["swarmd_raft_applied_index"],
+				m["swarmd_raft_leader_changes_total"], m["swarmd_raft_proposals_failed_total"]))
+		}
+		return leaders == 1 && len(terms) == 1 && len(applied) == 1
+	})
+	c.t.Logf("metrics: %s", strings.Join(report, "; "))
+}
+
 // Register operations, as recorded for porcupine.
 type regInput struct {
 	Key   int
@@ -488,6 +519,7 @@ func TestLeaderKillDuringWrites(t *testing.T) {
 	})
 	t.Logf("leader at the end: %s", c.oneLeader())
 	t.Logf("measure: no writable leader for %s after the leader's kill -9 (first probe write begun after it acknowledged)", hs.firstAckAfter(killedAt))
+	c.raftSettled()
 	c.finalReads(hs)
 	check(t, hs)
 }
@@ -552,6 +584,7 @@ func minorityPartition(t *testing.T, leader bool) {
 		t.Logf("measure: no writable leader for %s after the leader's partition (first probe write begun after it acknowledged)", hs.firstAckAfter(cutFrom))
 	}
 	t.Logf("measure: %s a Reachable manager %s after the heal", c.hosts[isolated].Name, healed.Round(time.Millisecond))
+	c.raftSettled()
 	c.finalReads(hs)
 	check(t, hs)
 	checkFinalValues(t, hs)

@@ -269,6 +269,7 @@ func TestRollingRestartOfManagers(t *testing.T) {
 		t.FailNow()
 	}
 	t.Logf("leader at the end: %s", c.oneLeader())
+	c.raftSettled()
 	c.finalReads(hs)
 	check(t, hs)
 	checkFinalValues(t, hs)

@@ -177,6 +177,7 @@ func TestCorruptedWALTail(t *testing.T) {
 		}
 	}
 	t.Logf("leader at the end: %s", c.oneLeader())
+	c.raftSettled()
 	c.finalReads(hs)
 	check(t, hs)
 	checkFinalValues(t, hs)
