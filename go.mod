@@ -12,6 +12,7 @@ require (
 	github.com/google/btree v1.1.3
 	github.com/hashicorp/yamux v0.1.2
 	github.com/jonboulle/clockwork v0.5.0
+	github.com/miekg/dns v1.1.73
 	github.com/opencontainers/image-spec v1.1.1
 	github.com/prometheus/client_golang v1.23.2
 	github.com/prometheus/client_model v0.6.2
