@@ -5,6 +5,7 @@ package engine
 import (
 	"encoding/base64"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,7 +18,7 @@ import (
 // cannot be removed until the service lets go of it.
 func TestSecretsAndConfigs(t *testing.T) {
 	h := startHost(t, "e8", "127.0.0.138")
-	h.docker("swarm", "init", "--advertise-addr", h.ip)
+	h.docker("swarm", "init", "--advertise-addr", h.ip, "--listen-addr", h.ip+":2377")
 	const secret = "s3cr3t-Value-91f2"
 	dir := t.TempDir()
 	sf, cf := filepath.Join(dir, "secret"), filepath.Join(dir, "config")
@@ -81,7 +82,23 @@ func TestSecretsAndConfigs(t *testing.T) {
 	if out, err := h.dockerErr("secret", "rm", "db_pass"); err == nil || !strings.Contains(out, "is in use by the following service: sec") {
 		t.Fatalf("removing a secret in use: %v %q", err, out)
 	}
-	h.docker("service", "update", "--detach", "--secret-rm", "db_pass", "sec")
+	// Rotation: the new value under a new name, swapped in at the same
+	// target; the service rolls its task, which reads the new content.
+	const secret2 = "s3cr3t-Value-2-c07e"
+	if err := os.WriteFile(sf, []byte(secret2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.docker("secret", "create", "db_pass_v2", sf)
+	h.docker("service", "update", "--detach", "--secret-rm", "db_pass",
+		"--secret-add", "source=db_pass_v2,target=pass,uid=1000,gid=1000,mode=0400", "sec")
+	eventually(t, 60*time.Second, "a task reading the rotated secret", func() bool {
+		id, err := engineErr("ps", "-q", "--filter", "label=com.docker.swarm.service.name=sec")
+		if err != nil || id == "" || strings.Contains(id, "\n") {
+			return false
+		}
+		got, err := engineErr("exec", id, "/app", "-cat", "/run/secrets/pass")
+		return err == nil && got == "-r-------- 1000:1000\n"+secret2
+	})
 	eventually(t, 60*time.Second, "the secret removable", func() bool {
 		_, err := h.dockerErr("secret", "rm", "db_pass")
 		return err == nil
@@ -89,4 +106,11 @@ func TestSecretsAndConfigs(t *testing.T) {
 	if out, err := h.dockerErr("secret", "inspect", "db_pass"); err == nil || !strings.Contains(out, "not found") {
 		t.Fatalf("a removed secret: %v %q", err, out)
 	}
+}
+
+// engineErr runs the docker CLI against the engine itself and returns its
+// trimmed output and error.
+func engineErr(args ...string) (string, error) {
+	out, err := exec.Command("docker", append([]string{"-H", "unix:///var/run/docker.sock"}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
 }

@@ -45,7 +45,7 @@ func TestFollowerDiskFull(t *testing.T) {
 		}
 		freedAt = hs.now()
 		c.eventually(60*time.Second, f.Name+" a Reachable manager again", func() bool { return c.managerUp(f) })
-		t.Logf("%s is a Reachable manager %s after space returned", f.Name, time.Duration(hs.now()-freedAt).Round(time.Millisecond))
+		t.Logf("measure: %s a Reachable manager %s after space returned", f.Name, time.Duration(hs.now()-freedAt).Round(time.Millisecond))
 	})
 	log := logSinceStart(f)
 	if !strings.Contains(log, "no space left on device") {
