@@ -65,6 +65,10 @@ type Config struct {
 	// OnMesh, if set, receives the routing mesh's table each time the
 	// dispatcher sends it (the Mesh stream runs beside the session).
 	OnMesh func([]*api.MeshPort)
+	// OnNetworks, if set, receives the endpoints of the overlay networks
+	// each time the dispatcher sends them (the Networks stream runs beside
+	// the session; each call has the complete set).
+	OnNetworks func([]*api.NetworkPeers)
 }
 
 // Agent keeps the node's session with the managers.
@@ -301,6 +305,15 @@ func (a *Agent) serveSession(ctx context.Context, cancel context.CancelFunc, cli
 			defer wg.Done()
 			if err := a.mesh(ctx, client, sid); err != nil {
 				fail(fmt.Errorf("mesh: %w", err))
+			}
+		}()
+	}
+	if a.cfg.OnNetworks != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.networks(ctx, client, sid); err != nil {
+				fail(fmt.Errorf("networks: %w", err))
 			}
 		}()
 	}

@@ -916,6 +916,221 @@ func (x *MeshMessage) GetPorts() []*MeshPort {
 	return nil
 }
 
+type NetworksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworksRequest) Reset() {
+	*x = NetworksRequest{}
+	mi := &file_api_dispatcher_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworksRequest) ProtoMessage() {}
+
+func (x *NetworksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_dispatcher_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworksRequest.ProtoReflect.Descriptor instead.
+func (*NetworksRequest) Descriptor() ([]byte, []int) {
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *NetworksRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// NetworkPeer is one task's endpoint on an overlay network.
+type NetworkPeer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ip is the endpoint's IPv4 address (no prefix length); its MAC derives
+	// from it.
+	Ip string `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
+	// vtep is the underlay address of the endpoint's node.
+	Vtep          string `protobuf:"bytes,2,opt,name=vtep,proto3" json:"vtep,omitempty"`
+	TaskId        string `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId        string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkPeer) Reset() {
+	*x = NetworkPeer{}
+	mi := &file_api_dispatcher_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkPeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkPeer) ProtoMessage() {}
+
+func (x *NetworkPeer) ProtoReflect() protoreflect.Message {
+	mi := &file_api_dispatcher_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkPeer.ProtoReflect.Descriptor instead.
+func (*NetworkPeer) Descriptor() ([]byte, []int) {
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *NetworkPeer) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *NetworkPeer) GetVtep() string {
+	if x != nil {
+		return x.Vtep
+	}
+	return ""
+}
+
+func (x *NetworkPeer) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *NetworkPeer) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type NetworkPeers struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	// peers are sorted by ip.
+	Peers         []*NetworkPeer `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkPeers) Reset() {
+	*x = NetworkPeers{}
+	mi := &file_api_dispatcher_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkPeers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkPeers) ProtoMessage() {}
+
+func (x *NetworkPeers) ProtoReflect() protoreflect.Message {
+	mi := &file_api_dispatcher_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkPeers.ProtoReflect.Descriptor instead.
+func (*NetworkPeers) Descriptor() ([]byte, []int) {
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *NetworkPeers) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *NetworkPeers) GetPeers() []*NetworkPeer {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+type NetworksMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// networks are sorted by network_id; a network without endpoints is
+	// left out.
+	Networks      []*NetworkPeers `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworksMessage) Reset() {
+	*x = NetworksMessage{}
+	mi := &file_api_dispatcher_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworksMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworksMessage) ProtoMessage() {}
+
+func (x *NetworksMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_api_dispatcher_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworksMessage.ProtoReflect.Descriptor instead.
+func (*NetworksMessage) Descriptor() ([]byte, []int) {
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *NetworksMessage) GetNetworks() []*NetworkPeers {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
 type UpdateTaskStatusRequest_TaskStatusUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -926,7 +1141,7 @@ type UpdateTaskStatusRequest_TaskStatusUpdate struct {
 
 func (x *UpdateTaskStatusRequest_TaskStatusUpdate) Reset() {
 	*x = UpdateTaskStatusRequest_TaskStatusUpdate{}
-	mi := &file_api_dispatcher_proto_msgTypes[14]
+	mi := &file_api_dispatcher_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1153,7 @@ func (x *UpdateTaskStatusRequest_TaskStatusUpdate) String() string {
 func (*UpdateTaskStatusRequest_TaskStatusUpdate) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest_TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_dispatcher_proto_msgTypes[14]
+	mi := &file_api_dispatcher_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,14 +1259,29 @@ const file_api_dispatcher_proto_rawDesc = "" +
 	"service_id\x18\x04 \x01(\tR\tserviceId\x123\n" +
 	"\bbackends\x18\x05 \x03(\v2\x17.swarmd.api.MeshBackendR\bbackends\"9\n" +
 	"\vMeshMessage\x12*\n" +
-	"\x05ports\x18\x01 \x03(\v2\x14.swarmd.api.MeshPortR\x05ports2\x87\x03\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.swarmd.api.MeshPortR\x05ports\"0\n" +
+	"\x0fNetworksRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"c\n" +
+	"\vNetworkPeer\x12\x0e\n" +
+	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x12\n" +
+	"\x04vtep\x18\x02 \x01(\tR\x04vtep\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\"\\\n" +
+	"\fNetworkPeers\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12-\n" +
+	"\x05peers\x18\x02 \x03(\v2\x17.swarmd.api.NetworkPeerR\x05peers\"G\n" +
+	"\x0fNetworksMessage\x124\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x18.swarmd.api.NetworkPeersR\bnetworks2\xcf\x03\n" +
 	"\n" +
 	"Dispatcher\x12C\n" +
 	"\aSession\x12\x1a.swarmd.api.SessionRequest\x1a\x1a.swarmd.api.SessionMessage0\x01\x12H\n" +
 	"\tHeartbeat\x12\x1c.swarmd.api.HeartbeatRequest\x1a\x1d.swarmd.api.HeartbeatResponse\x12]\n" +
 	"\x10UpdateTaskStatus\x12#.swarmd.api.UpdateTaskStatusRequest\x1a$.swarmd.api.UpdateTaskStatusResponse\x12O\n" +
 	"\vAssignments\x12\x1e.swarmd.api.AssignmentsRequest\x1a\x1e.swarmd.api.AssignmentsMessage0\x01\x12:\n" +
-	"\x04Mesh\x12\x17.swarmd.api.MeshRequest\x1a\x17.swarmd.api.MeshMessage0\x01B!Z\x1fgithub.com/openswarm/swarmd/apib\x06proto3"
+	"\x04Mesh\x12\x17.swarmd.api.MeshRequest\x1a\x17.swarmd.api.MeshMessage0\x01\x12F\n" +
+	"\bNetworks\x12\x1b.swarmd.api.NetworksRequest\x1a\x1b.swarmd.api.NetworksMessage0\x01B!Z\x1fgithub.com/openswarm/swarmd/apib\x06proto3"
 
 var (
 	file_api_dispatcher_proto_rawDescOnce sync.Once
@@ -1066,7 +1296,7 @@ func file_api_dispatcher_proto_rawDescGZIP() []byte {
 }
 
 var file_api_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_api_dispatcher_proto_goTypes = []any{
 	(AssignmentChange_Action)(0),                     // 0: swarmd.api.AssignmentChange.Action
 	(AssignmentsMessage_Type)(0),                     // 1: swarmd.api.AssignmentsMessage.Type
@@ -1084,51 +1314,59 @@ var file_api_dispatcher_proto_goTypes = []any{
 	(*MeshBackend)(nil),                              // 13: swarmd.api.MeshBackend
 	(*MeshPort)(nil),                                 // 14: swarmd.api.MeshPort
 	(*MeshMessage)(nil),                              // 15: swarmd.api.MeshMessage
-	(*UpdateTaskStatusRequest_TaskStatusUpdate)(nil), // 16: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
-	(*NodeDescription)(nil),                          // 17: swarmd.api.NodeDescription
-	(*Node)(nil),                                     // 18: swarmd.api.Node
-	(*WeightedPeer)(nil),                             // 19: swarmd.api.WeightedPeer
-	(*EncryptionKey)(nil),                            // 20: swarmd.api.EncryptionKey
-	(*durationpb.Duration)(nil),                      // 21: google.protobuf.Duration
-	(*Task)(nil),                                     // 22: swarmd.api.Task
-	(*Secret)(nil),                                   // 23: swarmd.api.Secret
-	(*Config)(nil),                                   // 24: swarmd.api.Config
-	(PortConfig_Protocol)(0),                         // 25: swarmd.api.PortConfig.Protocol
-	(*TaskStatus)(nil),                               // 26: swarmd.api.TaskStatus
+	(*NetworksRequest)(nil),                          // 16: swarmd.api.NetworksRequest
+	(*NetworkPeer)(nil),                              // 17: swarmd.api.NetworkPeer
+	(*NetworkPeers)(nil),                             // 18: swarmd.api.NetworkPeers
+	(*NetworksMessage)(nil),                          // 19: swarmd.api.NetworksMessage
+	(*UpdateTaskStatusRequest_TaskStatusUpdate)(nil), // 20: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
+	(*NodeDescription)(nil),                          // 21: swarmd.api.NodeDescription
+	(*Node)(nil),                                     // 22: swarmd.api.Node
+	(*WeightedPeer)(nil),                             // 23: swarmd.api.WeightedPeer
+	(*EncryptionKey)(nil),                            // 24: swarmd.api.EncryptionKey
+	(*durationpb.Duration)(nil),                      // 25: google.protobuf.Duration
+	(*Task)(nil),                                     // 26: swarmd.api.Task
+	(*Secret)(nil),                                   // 27: swarmd.api.Secret
+	(*Config)(nil),                                   // 28: swarmd.api.Config
+	(PortConfig_Protocol)(0),                         // 29: swarmd.api.PortConfig.Protocol
+	(*TaskStatus)(nil),                               // 30: swarmd.api.TaskStatus
 }
 var file_api_dispatcher_proto_depIdxs = []int32{
-	17, // 0: swarmd.api.SessionRequest.description:type_name -> swarmd.api.NodeDescription
-	18, // 1: swarmd.api.SessionMessage.node:type_name -> swarmd.api.Node
-	19, // 2: swarmd.api.SessionMessage.managers:type_name -> swarmd.api.WeightedPeer
-	20, // 3: swarmd.api.SessionMessage.network_bootstrap_keys:type_name -> swarmd.api.EncryptionKey
-	21, // 4: swarmd.api.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	16, // 5: swarmd.api.UpdateTaskStatusRequest.updates:type_name -> swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
-	22, // 6: swarmd.api.Assignment.task:type_name -> swarmd.api.Task
-	23, // 7: swarmd.api.Assignment.secret:type_name -> swarmd.api.Secret
-	24, // 8: swarmd.api.Assignment.config:type_name -> swarmd.api.Config
+	21, // 0: swarmd.api.SessionRequest.description:type_name -> swarmd.api.NodeDescription
+	22, // 1: swarmd.api.SessionMessage.node:type_name -> swarmd.api.Node
+	23, // 2: swarmd.api.SessionMessage.managers:type_name -> swarmd.api.WeightedPeer
+	24, // 3: swarmd.api.SessionMessage.network_bootstrap_keys:type_name -> swarmd.api.EncryptionKey
+	25, // 4: swarmd.api.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	20, // 5: swarmd.api.UpdateTaskStatusRequest.updates:type_name -> swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
+	26, // 6: swarmd.api.Assignment.task:type_name -> swarmd.api.Task
+	27, // 7: swarmd.api.Assignment.secret:type_name -> swarmd.api.Secret
+	28, // 8: swarmd.api.Assignment.config:type_name -> swarmd.api.Config
 	9,  // 9: swarmd.api.AssignmentChange.assignment:type_name -> swarmd.api.Assignment
 	0,  // 10: swarmd.api.AssignmentChange.action:type_name -> swarmd.api.AssignmentChange.Action
 	1,  // 11: swarmd.api.AssignmentsMessage.type:type_name -> swarmd.api.AssignmentsMessage.Type
 	10, // 12: swarmd.api.AssignmentsMessage.changes:type_name -> swarmd.api.AssignmentChange
-	25, // 13: swarmd.api.MeshPort.protocol:type_name -> swarmd.api.PortConfig.Protocol
+	29, // 13: swarmd.api.MeshPort.protocol:type_name -> swarmd.api.PortConfig.Protocol
 	13, // 14: swarmd.api.MeshPort.backends:type_name -> swarmd.api.MeshBackend
 	14, // 15: swarmd.api.MeshMessage.ports:type_name -> swarmd.api.MeshPort
-	26, // 16: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate.status:type_name -> swarmd.api.TaskStatus
-	2,  // 17: swarmd.api.Dispatcher.Session:input_type -> swarmd.api.SessionRequest
-	4,  // 18: swarmd.api.Dispatcher.Heartbeat:input_type -> swarmd.api.HeartbeatRequest
-	6,  // 19: swarmd.api.Dispatcher.UpdateTaskStatus:input_type -> swarmd.api.UpdateTaskStatusRequest
-	8,  // 20: swarmd.api.Dispatcher.Assignments:input_type -> swarmd.api.AssignmentsRequest
-	12, // 21: swarmd.api.Dispatcher.Mesh:input_type -> swarmd.api.MeshRequest
-	3,  // 22: swarmd.api.Dispatcher.Session:output_type -> swarmd.api.SessionMessage
-	5,  // 23: swarmd.api.Dispatcher.Heartbeat:output_type -> swarmd.api.HeartbeatResponse
-	7,  // 24: swarmd.api.Dispatcher.UpdateTaskStatus:output_type -> swarmd.api.UpdateTaskStatusResponse
-	11, // 25: swarmd.api.Dispatcher.Assignments:output_type -> swarmd.api.AssignmentsMessage
-	15, // 26: swarmd.api.Dispatcher.Mesh:output_type -> swarmd.api.MeshMessage
-	22, // [22:27] is the sub-list for method output_type
-	17, // [17:22] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	17, // 16: swarmd.api.NetworkPeers.peers:type_name -> swarmd.api.NetworkPeer
+	18, // 17: swarmd.api.NetworksMessage.networks:type_name -> swarmd.api.NetworkPeers
+	30, // 18: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate.status:type_name -> swarmd.api.TaskStatus
+	2,  // 19: swarmd.api.Dispatcher.Session:input_type -> swarmd.api.SessionRequest
+	4,  // 20: swarmd.api.Dispatcher.Heartbeat:input_type -> swarmd.api.HeartbeatRequest
+	6,  // 21: swarmd.api.Dispatcher.UpdateTaskStatus:input_type -> swarmd.api.UpdateTaskStatusRequest
+	8,  // 22: swarmd.api.Dispatcher.Assignments:input_type -> swarmd.api.AssignmentsRequest
+	12, // 23: swarmd.api.Dispatcher.Mesh:input_type -> swarmd.api.MeshRequest
+	16, // 24: swarmd.api.Dispatcher.Networks:input_type -> swarmd.api.NetworksRequest
+	3,  // 25: swarmd.api.Dispatcher.Session:output_type -> swarmd.api.SessionMessage
+	5,  // 26: swarmd.api.Dispatcher.Heartbeat:output_type -> swarmd.api.HeartbeatResponse
+	7,  // 27: swarmd.api.Dispatcher.UpdateTaskStatus:output_type -> swarmd.api.UpdateTaskStatusResponse
+	11, // 28: swarmd.api.Dispatcher.Assignments:output_type -> swarmd.api.AssignmentsMessage
+	15, // 29: swarmd.api.Dispatcher.Mesh:output_type -> swarmd.api.MeshMessage
+	19, // 30: swarmd.api.Dispatcher.Networks:output_type -> swarmd.api.NetworksMessage
+	25, // [25:31] is the sub-list for method output_type
+	19, // [19:25] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_api_dispatcher_proto_init() }
@@ -1149,7 +1387,7 @@ func file_api_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_dispatcher_proto_rawDesc), len(file_api_dispatcher_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	Dispatcher_UpdateTaskStatus_FullMethodName = "/swarmd.api.Dispatcher/UpdateTaskStatus"
 	Dispatcher_Assignments_FullMethodName      = "/swarmd.api.Dispatcher/Assignments"
 	Dispatcher_Mesh_FullMethodName             = "/swarmd.api.Dispatcher/Mesh"
+	Dispatcher_Networks_FullMethodName         = "/swarmd.api.Dispatcher/Networks"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -45,6 +46,12 @@ type DispatcherClient interface {
 	// port of the swarm with the running tasks behind it. Each message is the
 	// complete table; one is sent at once, then one whenever it changes.
 	Mesh(ctx context.Context, in *MeshRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MeshMessage], error)
+	// Networks streams the endpoints of the overlay networks the calling node
+	// has endpoints on: for each network, the attachments of the tasks
+	// assigned to a node and not shut down, with the address of that node.
+	// Each message is the complete set; one is sent at once, then one
+	// whenever it changes.
+	Networks(ctx context.Context, in *NetworksRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[NetworksMessage], error)
 }
 
 type dispatcherClient struct {
@@ -132,6 +139,25 @@ func (c *dispatcherClient) Mesh(ctx context.Context, in *MeshRequest, opts ...gr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_MeshClient = grpc.ServerStreamingClient[MeshMessage]
 
+func (c *dispatcherClient) Networks(ctx context.Context, in *NetworksRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[NetworksMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[3], Dispatcher_Networks_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[NetworksRequest, NetworksMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_NetworksClient = grpc.ServerStreamingClient[NetworksMessage]
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -151,6 +177,12 @@ type DispatcherServer interface {
 	// port of the swarm with the running tasks behind it. Each message is the
 	// complete table; one is sent at once, then one whenever it changes.
 	Mesh(*MeshRequest, grpc.ServerStreamingServer[MeshMessage]) error
+	// Networks streams the endpoints of the overlay networks the calling node
+	// has endpoints on: for each network, the attachments of the tasks
+	// assigned to a node and not shut down, with the address of that node.
+	// Each message is the complete set; one is sent at once, then one
+	// whenever it changes.
+	Networks(*NetworksRequest, grpc.ServerStreamingServer[NetworksMessage]) error
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -175,6 +207,9 @@ func (UnimplementedDispatcherServer) Assignments(*AssignmentsRequest, grpc.Serve
 }
 func (UnimplementedDispatcherServer) Mesh(*MeshRequest, grpc.ServerStreamingServer[MeshMessage]) error {
 	return status.Error(codes.Unimplemented, "method Mesh not implemented")
+}
+func (UnimplementedDispatcherServer) Networks(*NetworksRequest, grpc.ServerStreamingServer[NetworksMessage]) error {
+	return status.Error(codes.Unimplemented, "method Networks not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -266,6 +301,17 @@ func _Dispatcher_Mesh_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_MeshServer = grpc.ServerStreamingServer[MeshMessage]
 
+func _Dispatcher_Networks_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(NetworksRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DispatcherServer).Networks(m, &grpc.GenericServerStream[NetworksRequest, NetworksMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_NetworksServer = grpc.ServerStreamingServer[NetworksMessage]
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -296,6 +342,11 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Mesh",
 			Handler:       _Dispatcher_Mesh_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Networks",
+			Handler:       _Dispatcher_Networks_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -77,6 +77,7 @@ func MethodRoles() map[string][]Role {
 		api.Dispatcher_UpdateTaskStatus_FullMethodName:   nodes,
 		api.Dispatcher_Assignments_FullMethodName:        nodes,
 		api.Dispatcher_Mesh_FullMethodName:               nodes,
+		api.Dispatcher_Networks_FullMethodName:           nodes,
 		api.LogBroker_ListenSubscriptions_FullMethodName: nodes,
 		api.LogBroker_PublishLogs_FullMethodName:         nodes,
 

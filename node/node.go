@@ -66,6 +66,11 @@ type Config struct {
 	// ports whose tasks all run on this node; the userspace mesh serves
 	// the rest and stays the fallback.
 	MeshFastPath bool
+	// NetworkPlugin names the overlay network and IPAM plugin the node
+	// serves to its engine (socket /run/docker/plugins/<name>.sock; state
+	// under <state-dir>/overlay; VXLAN from the host of
+	// AdvertiseRemoteAPI). Empty: the node runs no overlay networks.
+	NetworkPlugin string
 	// UnlockKey is the swarm's unlock key (autolock): it opens the
 	// manager's sealed key material. A manager whose key material is
 	// sealed stops with ErrLocked without it, ErrInvalidUnlockKey with a
@@ -254,9 +259,14 @@ func (n *Node) runNode(ctx context.Context) error {
 	if len(managers) == 0 {
 		return errors.New("node: no manager known; join again with --join-addr")
 	}
+	// The overlay stops before wg.Wait returns (deferred calls run last
+	// in, first out).
+	octx, stopOverlay := context.WithCancel(ctx)
+	defer stopOverlay()
+	ov := n.startOverlay(octx, &wg)
 	renewNow := make(chan struct{}, 1)
 	roleCheck := make(chan struct{}, 1)
-	a, ms, err := n.newAgent(sec, managers, func(obj *api.Node) {
+	a, ms, err := n.newAgent(sec, managers, ov, func(obj *api.Node) {
 		if want, err := ca.RoleOf(ca.IssuedRole(obj)); err == nil && want != sec.Peer().Role {
 			signal(renewNow)
 		}
@@ -457,7 +467,7 @@ func (n *Node) startManager(ctx context.Context, sec *ca.SecurityConfig, boot *m
 	return r, nil
 }
 
-func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string, onNode func(*api.Node)) (*agent.Agent, *mesh.Mesh, error) {
+func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string, ov *nodeOverlay, onNode func(*api.Node)) (*agent.Agent, *mesh.Mesh, error) {
 	creds, err := sec.ClientCredentials(ca.ManagerServerName)
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: %w", err)
@@ -493,6 +503,9 @@ func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string, onNode func(*
 				n.log.Warn("node: routing mesh: some published ports are not served", "error", err)
 			}
 		}
+	}
+	if ov != nil {
+		cfg.OnNetworks = func(nets []*api.NetworkPeers) { ov.apply(context.Background(), nets) }
 	}
 	a, err := agent.New(cfg)
 	if err != nil {

@@ -55,14 +55,20 @@ func TestReplicatedServiceSpreadsScalesAndRemoves(t *testing.T) {
 	if _, err := c.control().RemoveService(c.ctx(), &api.RemoveServiceRequest{ServiceId: svc.GetId()}); err != nil {
 		t.Fatal(err)
 	}
-	c.waitFor(20*time.Second, "no container and no task left", svc.GetId(), func() bool {
-		return total(c.containers(svc.GetId())) == 0 && len(c.tasks(svc.GetId())) == 0
-	})
-	for name, cn := range c.nodes {
-		if n := len(cn.engine.Containers()); n != 0 {
-			t.Errorf("%s still has %d containers after the service was removed", name, n)
+	// Tasks leave the store before their containers leave the engines:
+	// wait for both (counting every container of each engine, not only
+	// those of tasks the store still holds).
+	c.waitFor(20*time.Second, "no task and no container left on any node", svc.GetId(), func() bool {
+		if len(c.tasks(svc.GetId())) != 0 {
+			return false
 		}
-	}
+		for _, cn := range c.nodes {
+			if len(cn.engine.Containers()) != 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func TestNodeDownDrainAndRebalance(t *testing.T) {

@@ -22,6 +22,7 @@ const (
 	defaultListenRemoteAPI = "0.0.0.0:4242"
 	defaultListenEngineAPI = "/run/swarmd/docker.sock"
 	defaultListenMesh      = "0.0.0.0:7946"
+	defaultNetworkPlugin   = "swarmd"
 	defaultHeartbeatTick   = 1
 	defaultElectionTick    = 10
 	controlSocketName      = "swarmd.sock"
@@ -55,6 +56,7 @@ type Config struct {
 	ListenMesh         string // host:port of the routing mesh's tunnel; empty: no mesh
 	MeshBindAddr       string // IP published ports bind to; empty: all
 	MeshFastPath       bool   // nftables DNAT where every task of a port is local
+	NetworkPlugin      string // overlay network/IPAM plugin name; empty: no overlay networks
 }
 
 // ExternalCA is one --external-ca value:
@@ -90,6 +92,7 @@ type flagValues struct {
 	tlsCACert          string
 	meshBindAddr       string
 	meshFastPath       bool
+	networkPlugin      string
 }
 
 // config validates the raw values and returns the Config they describe.
@@ -177,6 +180,9 @@ func (f *flagValues) config() (*Config, error) {
 	if f.meshBindAddr != "" && net.ParseIP(f.meshBindAddr) == nil {
 		return nil, fmt.Errorf("--mesh-bind-addr: %q is not an IP address", f.meshBindAddr)
 	}
+	if f.networkPlugin != "" && !validPluginName(f.networkPlugin) {
+		return nil, fmt.Errorf("--network-plugin: %q is not a plugin name (letters, digits, '.', '_' and '-')", f.networkPlugin)
+	}
 	return &Config{
 		LogLevel:           level,
 		StateDir:           f.stateDir,
@@ -200,6 +206,7 @@ func (f *flagValues) config() (*Config, error) {
 		ListenMesh:         f.listenMesh,
 		MeshBindAddr:       f.meshBindAddr,
 		MeshFastPath:       f.meshFastPath,
+		NetworkPlugin:      f.networkPlugin,
 	}, nil
 }
 
@@ -348,4 +355,20 @@ func parseExternalCA(value string) (ExternalCA, error) {
 		return ExternalCA{}, fmt.Errorf("%q: url is required", value)
 	}
 	return ca, nil
+}
+
+// validPluginName reports whether name can name a plugin socket in the
+// engine's plugin directory.
+func validPluginName(name string) bool {
+	if name == "." || name == ".." {
+		return false
+	}
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+		default:
+			return false
+		}
+	}
+	return name != ""
 }

@@ -61,6 +61,7 @@ func TestDefaults(t *testing.T) {
 		ElectionTick:     10,
 		ListenEngineAPI:  "/run/swarmd/docker.sock",
 		ListenMesh:       "0.0.0.0:7946",
+		NetworkPlugin:    "swarmd",
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -78,6 +79,7 @@ func TestFlags(t *testing.T) {
 		"--external-ca", "protocol=cfssl,url=http://ca2:8888,cacert=/etc/ca.pem",
 		"--engine-addr", "tcp://127.0.0.1:2375", "--listen-engine-api", "unix:///tmp/s1/docker.sock",
 		"--listen-mesh", "10.0.0.1:7000", "--mesh-bind-addr", "10.0.0.1",
+		"--network-plugin", "swarmd-host1",
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -102,16 +104,17 @@ func TestFlags(t *testing.T) {
 		ListenEngineAPI: "unix:///tmp/s1/docker.sock",
 		ListenMesh:      "10.0.0.1:7000",
 		MeshBindAddr:    "10.0.0.1",
+		NetworkPlugin:   "swarmd-host1",
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("flags:\n got %+v\nwant %+v", cfg, want)
 	}
 
-	cfg, _, err = execute(t, "-d", "/tmp/s2", "--listen-control-api", "/run/ctl.sock", "--init", "--force-new-cluster")
+	cfg, _, err = execute(t, "-d", "/tmp/s2", "--listen-control-api", "/run/ctl.sock", "--init", "--force-new-cluster", "--network-plugin=")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ListenControlAPI != "/run/ctl.sock" || !cfg.Init || !cfg.ForceNewCluster {
+	if cfg.ListenControlAPI != "/run/ctl.sock" || !cfg.Init || !cfg.ForceNewCluster || cfg.NetworkPlugin != "" {
 		t.Errorf("got %+v", cfg)
 	}
 }
@@ -148,6 +151,9 @@ func TestInvalidFlags(t *testing.T) {
 		{[]string{"--engine-api-tlscert", "/etc/hostname", "--engine-api-tlskey", "/etc/hostname"}, "tcp://"},
 		{[]string{"--listen-engine-api", "tcp://127.0.0.1:2376", "--engine-api-tlscacert", "/etc/hostname"}, "--engine-api-tlscacert"},
 		{[]string{"--mesh-bind-addr", "eth0"}, "--mesh-bind-addr"},
+		{[]string{"--network-plugin", "a/b"}, "--network-plugin"},
+		{[]string{"--network-plugin", ".."}, "--network-plugin"},
+		{[]string{"--network-plugin", "swarmd overlay"}, "--network-plugin"},
 		{[]string{"--external-ca", "protocol=acme,url=https://x"}, "external-ca"},
 		{[]string{"--external-ca", "protocol=cfssl"}, "external-ca"},
 		{[]string{"--external-ca", "url=https://x"}, "external-ca"},

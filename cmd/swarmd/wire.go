@@ -64,6 +64,7 @@ func nodeConfig(cfg *Config, logger *slog.Logger) (node.Config, error) {
 		MeshListen:         cfg.ListenMesh,
 		MeshBindAddr:       cfg.MeshBindAddr,
 		MeshFastPath:       cfg.MeshFastPath,
+		NetworkPlugin:      cfg.NetworkPlugin,
 		Logger:             logger,
 	}, nil
 }
@@ -147,11 +148,13 @@ func engineClient(addr string) (*client.Client, error) {
 }
 
 // dockerExecutor makes the Docker executor of a node once its ID is known.
-// An explicit --hostname replaces the engine's name.
-func dockerExecutor(cli *client.Client, hostname string, logger *slog.Logger) func(string) (exec.Executor, error) {
+// An explicit --hostname replaces the engine's name; networkPlugin is the
+// driver of the engine networks of the tasks' overlay networks.
+func dockerExecutor(cli *client.Client, hostname, networkPlugin string, logger *slog.Logger) func(string) (exec.Executor, error) {
 	return func(nodeID string) (exec.Executor, error) {
 		e := executor.New(cli, nodeID, logger)
 		e.SetHostname(hostname)
+		e.SetNetworkPlugin(networkPlugin)
 		return e, nil
 	}
 }

@@ -70,7 +70,7 @@ func startSwarmd(t *testing.T, name, addr string, extra ...string) *proc {
 	p := &proc{t: t, name: name, addr: addr, dir: filepath.Join(t.TempDir(), name), log: &bytes.Buffer{}}
 	p.args = append([]string{"-d", p.dir, "--listen-remote-api", addr, "--hostname", name,
 		"--listen-control-api", p.socket(), "--listen-engine-api", filepath.Join(p.dir, "docker.sock"),
-		"--listen-mesh=", "--log-level", "debug"}, extra...)
+		"--listen-mesh=", "--network-plugin=", "--log-level", "debug"}, extra...)
 	p.run(t)
 	t.Cleanup(func() { p.kill() })
 	return p

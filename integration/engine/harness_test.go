@@ -133,6 +133,8 @@ func (h *host) run() {
 		"--listen-remote-api", h.ip+":2377",
 		// Hosts share the machine: each binds its mesh to its own address.
 		"--listen-mesh", h.ip+":7946", "--mesh-bind-addr", h.ip,
+		// ... and serves its network plugin under its own name.
+		"--network-plugin", "swarmd-"+h.name,
 		"--hostname", h.name,
 		"--engine-addr", "unix:///var/run/docker.sock",
 		"--log-level", "debug")

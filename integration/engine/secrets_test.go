@@ -36,7 +36,8 @@ func TestSecretsAndConfigs(t *testing.T) {
 
 	h.docker("service", "create", "--name", "sec", "--detach", "--no-resolve-image",
 		"--secret", "source=db_pass,target=pass,uid=1000,gid=1000,mode=0400",
-		"--config", "source=app_conf,target=/etc/app.conf", imageV1)
+		"--config", "source=app_conf,target=/etc/app.conf",
+		"--hostname", "{{.Service.Name}}-{{.Task.Slot}}", "--env", "NODE={{.Node.Hostname}}", imageV1)
 	eventually(t, 60*time.Second, "sec 1/1", func() bool {
 		out, _ := h.dockerErr("service", "ls", "--filter", "name=sec", "--format", "{{.Replicas}}")
 		return out == "1/1"
@@ -47,6 +48,10 @@ func TestSecretsAndConfigs(t *testing.T) {
 	}
 	if got := engine(t, "exec", id, "/app", "-cat", "/etc/app.conf"); got != "-r--r--r-- 0:0\nlisten 80" {
 		t.Fatalf("/etc/app.conf in the task: %q", got)
+	}
+	// Templates in the spec are expanded for the task.
+	if got := engine(t, "inspect", "--format", "{{.Config.Hostname}} {{range .Config.Env}}{{.}} {{end}}", id); !strings.HasPrefix(got, "sec-1 ") || !strings.Contains(got, " NODE=e8") {
+		t.Fatalf("templated hostname and env in the task's container: %q", got)
 	}
 
 	// The content is nowhere else to be seen.

@@ -337,6 +337,7 @@ func (h *Host) StartSwarmd(ctx context.Context, extraArgs ...string) error {
 		"--hostname", h.Name,
 		"--log-level", "debug",
 		"--listen-debug", h.DebugAddr(),
+		"--network-plugin", "swarmd-" + h.Name,
 	}, extraArgs...)
 	logPath := filepath.Join(h.Dir, "swarmd.log")
 	if f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {

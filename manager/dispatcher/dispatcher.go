@@ -186,7 +186,7 @@ func (d *Dispatcher) start(ctx context.Context) (*run, error) {
 	rctx, cancel := context.WithCancelCause(ctx)
 	r := &run{
 		d: d, ctx: rctx, cancel: cancel, done: make(chan struct{}),
-		hub: newHub(), mesh: newMeshFeed(),
+		hub: newHub(), mesh: newMeshFeed(), networks: newNetworksFeed(),
 	}
 	r.reg = newRegistry()
 	r.w = newWriter(d.store, d.cfg, d.log)
@@ -233,6 +233,9 @@ func (d *Dispatcher) start(ctx context.Context) (*run, error) {
 	meshEvents, cancelMesh := d.store.Watch(store.MatchKind(store.KindService, store.KindTask, store.KindNode))
 	r.wg.Add(1)
 	go func() { defer r.wg.Done(); r.runMesh(meshEvents, cancelMesh) }()
+	netEvents, cancelNets := d.store.Watch(store.MatchKind(store.KindTask, store.KindNode))
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); r.runNetworks(netEvents, cancelNets) }()
 	d.log.Info("dispatcher started", "nodes_watched", watched, "grace", grace)
 	return r, nil
 }
@@ -249,6 +252,8 @@ type run struct {
 	hub  *hub
 	w    *writer
 	mesh *meshFeed
+	// networks holds the overlay networks' endpoints (networks.go).
+	networks *networksFeed
 
 	period   atomic.Int64 // heartbeat period (ns) from the cluster object, 0: the configured one
 	cluster  atomic.Pointer[clusterInfo]

@@ -177,7 +177,8 @@ func (d *Driver) network(id string) (*netState, error) {
 // Peers programs the remote endpoints of a network: networkID is the swarm
 // network ID (OptionNetworkID) or the engine's network ID. The set replaces
 // the previous one; endpoints on this host's VTEP are ignored. It is
-// remembered and applied again when the network is (re)created.
+// remembered and applied again when the network is (re)created, until an
+// empty set for a network this host does not have forgets it.
 func (d *Driver) Peers(ctx context.Context, networkID string, peers []overlay.Peer) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -185,8 +186,14 @@ func (d *Driver) Peers(ctx context.Context, networkID string, peers []overlay.Pe
 	if st, ok := d.nets[networkID]; ok {
 		id = st.Network.ID
 	}
-	d.peers[id] = append([]overlay.Peer(nil), peers...)
-	if !d.knownLocked(id) {
+	known := d.knownLocked(id)
+	switch {
+	case len(peers) == 0 && !known:
+		delete(d.peers, id) // nothing to remember
+	default:
+		d.peers[id] = append([]overlay.Peer(nil), peers...)
+	}
+	if !known {
 		return nil // applied by CreateNetwork
 	}
 	return d.host.Peers(ctx, id, peers)
@@ -281,7 +288,8 @@ func (d *Driver) DeleteNetwork(req *helpers.DeleteNetworkRequest) error {
 		return fmt.Errorf("swarmd overlay: remove state: %w", err)
 	}
 	delete(d.nets, req.NetworkID)
-	delete(d.peers, st.Network.ID)
+	// The peers stay: the network may be created again (the last task
+	// using it left, another arrives) before they change.
 	d.log.Info("network deleted", "network.id", st.Network.ID, "engine.network.id", req.NetworkID)
 	return nil
 }

@@ -42,6 +42,12 @@ type Controller struct {
 	// fresh is the ID of the container Prepare created, until Start
 	// starts it: it was never started, so Start need not ask the engine.
 	fresh string
+	// nets attaches the container to the task's overlay networks; nil:
+	// the task has none it can join.
+	nets *taskNetworks
+	// hostname is the node's hostname, for templates in the task's spec
+	// (nil: unknown).
+	hostname func() string
 }
 
 var (
@@ -106,9 +112,23 @@ func (c *Controller) Prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	hostname := ""
+	if c.hostname != nil {
+		hostname = c.hostname()
+	}
+	if t, err = expandContainerSpec(t, c.nodeID, hostname); err != nil {
+		return err
+	}
 	cfg, host, name, err := containerConfig(t, c.nodeID)
 	if err != nil {
 		return err
+	}
+	atts, err := taskAttachments(t)
+	if err != nil {
+		return err
+	}
+	if len(atts) > 0 && (c.nets == nil || c.nets.plugin == "" || c.nets.engine == nil) {
+		return ErrNoNetworkPlugin
 	}
 	// Straight to create, the one call the engine must answer anyway: a
 	// container that exists already is a name conflict, a missing image
@@ -139,6 +159,16 @@ func (c *Controller) Prepare(ctx context.Context) error {
 		c.logger.WarnContext(ctx, "container created with warning", "container.id", resp.ID, "warning", w)
 	}
 	c.logger.DebugContext(ctx, "container created", "container.id", resp.ID)
+	// The overlay networks join before the start: the container keeps
+	// the engine's default network for the outside and the routing mesh.
+	if err := c.nets.attach(ctx, resp.ID, atts); err != nil {
+		// A container without its networks must not be started by a
+		// later try: the next Prepare creates it again.
+		if rerr := c.engine.ContainerRemove(context.WithoutCancel(ctx), resp.ID, container.RemoveOptions{Force: true}); rerr != nil {
+			c.logger.WarnContext(ctx, "container not removed after its networks failed", "container.id", resp.ID, "error", rerr)
+		}
+		return err
+	}
 	c.mu.Lock()
 	c.fresh = resp.ID
 	c.mu.Unlock()
@@ -357,6 +387,11 @@ func (c *Controller) Remove(ctx context.Context) error {
 		}
 		if c.removed != nil {
 			c.removed()
+		}
+		if c.nets != nil {
+			// Its own attachments parsed when it was prepared.
+			atts, _ := taskAttachments(t)
+			c.nets.release(ctx, atts)
 		}
 		return nil
 	}

@@ -57,9 +57,13 @@ type Executor struct {
 
 	mu   sync.Mutex
 	deps exec.Dependencies
+	// described is the hostname Describe last reported (for templates).
+	described string
 	// addrs resolves the node's tasks to their container addresses for
 	// the routing mesh (TaskAddr).
 	addrs taskAddrs
+	// nets gives tasks their overlay networks (networks.go).
+	nets *taskNetworks
 }
 
 var (
@@ -76,8 +80,10 @@ func newExecutor(engine engineAPI, nodeID string, logger *slog.Logger) *Executor
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Executor{engine: engine, nodeID: nodeID, secretsDir: DefaultSecretsDir(),
-		logger: logger.With("component", "executor", "node.id", nodeID)}
+	logger = logger.With("component", "executor", "node.id", nodeID)
+	nets := &taskNetworks{log: logger}
+	nets.engine, _ = engine.(networkAPI)
+	return &Executor{engine: engine, nodeID: nodeID, secretsDir: DefaultSecretsDir(), logger: logger, nets: nets}
 }
 
 // Describe describes the node from what its engine says of itself.
@@ -90,12 +96,31 @@ func (e *Executor) Describe(ctx context.Context) (*api.NodeDescription, error) {
 	if e.hostname != "" {
 		d.Hostname = e.hostname
 	}
+	e.mu.Lock()
+	e.described = d.GetHostname()
+	e.mu.Unlock()
 	return d, nil
+}
+
+// nodeHostname is the node's hostname as Describe last reported it.
+func (e *Executor) nodeHostname() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.described == "" {
+		return e.hostname
+	}
+	return e.described
 }
 
 // SetHostname makes Describe report hostname instead of the engine's name.
 // It is called before the executor is used.
 func (e *Executor) SetHostname(hostname string) { e.hostname = hostname }
+
+// SetNetworkPlugin names the node's overlay network plugin, the driver of
+// the engine networks of tasks attached to overlay networks; empty: such
+// tasks fail (ErrNoNetworkPlugin). It is called before the executor is
+// used.
+func (e *Executor) SetNetworkPlugin(name string) { e.nets.plugin = name }
 
 // nodeDescription is the description of a node whose engine gave info.
 func nodeDescription(info system.Info) *api.NodeDescription {
@@ -132,6 +157,8 @@ func (e *Executor) Controller(t *api.Task) (exec.Controller, error) {
 	id := t.GetId()
 	c.removed = func() { e.addrs.forget(id) }
 	c.deps = e.dependencies
+	c.hostname = e.nodeHostname
+	c.nets = e.nets
 	c.secretsDir = e.secretsDir
 	return c, nil
 }

@@ -1,0 +1,256 @@
+package dispatcher
+
+import (
+	"cmp"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/manager/state/store"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Networks streams to the calling node the endpoints of the overlay
+// networks it has endpoints on itself (from the moment one of its tasks is
+// assigned): the complete set at once, then again each time it changes
+// (changes within AssignmentBatchDelay of each other make one message).
+// The stream ends with the session.
+func (d *Dispatcher) Networks(req *api.NetworksRequest, stream api.Dispatcher_NetworksServer) error {
+	ctx := stream.Context()
+	r, s, err := d.session(ctx, req.GetSessionId())
+	if err != nil {
+		return err
+	}
+	var sent *api.NetworksMessage
+	for {
+		table, changed := r.networks.get()
+		msg := table.forNode(s.node)
+		if sent == nil || !proto.Equal(msg, sent) {
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			sent = msg
+		}
+		select {
+		case <-s.done:
+			return s.err
+		case <-r.ctx.Done():
+			return errStopped
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-changed:
+		}
+	}
+}
+
+// networksTable is the endpoints of every overlay network, and the
+// networks each node has endpoints on.
+type networksTable struct {
+	all    *api.NetworksMessage
+	byNode map[string][]*api.NetworkPeers
+}
+
+func newNetworksTable(all *api.NetworksMessage) *networksTable {
+	t := &networksTable{all: all, byNode: map[string][]*api.NetworkPeers{}}
+	for _, np := range all.GetNetworks() {
+		var last string
+		for _, p := range np.GetPeers() {
+			// A node's endpoints are not adjacent (peers are sorted by
+			// address): look back before adding.
+			if n := p.GetNodeId(); n != last {
+				last = n
+				if l := t.byNode[n]; len(l) == 0 || l[len(l)-1] != np {
+					t.byNode[n] = append(l, np)
+				}
+			}
+		}
+	}
+	return t
+}
+
+// forNode is what node is sent: the networks it has endpoints on, in
+// network order.
+func (t *networksTable) forNode(node string) *api.NetworksMessage {
+	return &api.NetworksMessage{Networks: t.byNode[node]}
+}
+
+// networksFeed holds the latest table; changed is closed (and replaced)
+// when a different one is set.
+type networksFeed struct {
+	mu      sync.Mutex
+	table   *networksTable
+	changed chan struct{}
+}
+
+func newNetworksFeed() *networksFeed {
+	return &networksFeed{table: newNetworksTable(&api.NetworksMessage{}), changed: make(chan struct{})}
+}
+
+func (f *networksFeed) get() (*networksTable, <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.table, f.changed
+}
+
+// set publishes the endpoints all if they differ from the current ones.
+func (f *networksFeed) set(all *api.NetworksMessage) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if proto.Equal(f.table.all, all) {
+		return false
+	}
+	f.table = newNetworksTable(all)
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return true
+}
+
+// runNetworks keeps r.networks up to date with the store: it recomputes
+// the endpoints after changes to tasks attached to networks and, while
+// there are endpoints, to the addresses of nodes.
+func (r *run) runNetworks(events <-chan store.Event, cancel func()) {
+	defer cancel()
+	attached := r.recomputeNetworks()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if !networksRelevant(ev, attached) {
+				continue
+			}
+		}
+		if delay := r.d.cfg.AssignmentBatchDelay; delay > 0 {
+			t := r.d.cfg.Clock.NewTimer(delay)
+		wait:
+			for {
+				select {
+				case <-r.ctx.Done():
+					t.Stop()
+					return
+				case _, ok := <-events:
+					if !ok {
+						t.Stop()
+						return
+					}
+				case <-t.Chan():
+					break wait
+				}
+			}
+		}
+		attached = r.recomputeNetworks()
+	}
+}
+
+// recomputeNetworks reads the store, publishes the endpoints and reports
+// whether there are any.
+func (r *run) recomputeNetworks() bool {
+	var msg *api.NetworksMessage
+	r.d.store.View(func(tx store.ReadTx) {
+		tasks, _ := store.FindTasks(tx, store.All)
+		nodes := map[string]*api.Node{}
+		for _, t := range tasks {
+			if len(t.GetNetworks()) > 0 && t.GetNodeId() != "" {
+				nodes[t.GetNodeId()] = nil
+			}
+		}
+		for id := range nodes {
+			nodes[id] = store.GetNode(tx, id)
+		}
+		msg = networkPeers(tasks, nodes)
+	})
+	if r.networks.set(msg) {
+		r.d.log.Debug("dispatcher: network endpoints changed", "networks", len(msg.GetNetworks()))
+	}
+	return len(msg.GetNetworks()) > 0
+}
+
+// networksRelevant reports whether ev may change the network endpoints,
+// given whether there are any now.
+func networksRelevant(ev store.Event, attached bool) bool {
+	switch o := ev.Object.(type) {
+	case *api.Task:
+		old, _ := ev.Old.(*api.Task)
+		return len(o.GetNetworks()) > 0 || len(old.GetNetworks()) > 0
+	case *api.Node:
+		// Nodes matter only through the address of their endpoints.
+		if !attached {
+			return false
+		}
+		old, ok := ev.Old.(*api.Node)
+		return !ok || nodeVTEP(old) != nodeVTEP(o)
+	case nil:
+		return ev.Action == store.EventRestore
+	}
+	return false
+}
+
+// nodeVTEP is the underlay address of a node's overlay endpoints: the
+// address its session comes from, else the host of its mesh tunnel.
+func nodeVTEP(n *api.Node) string {
+	if a, err := netip.ParseAddr(n.GetStatus().GetAddr()); err == nil && a.Is4() && !a.IsUnspecified() {
+		return a.String()
+	}
+	if host, _, err := net.SplitHostPort(n.GetDescription().GetMeshTunnel()); err == nil {
+		if a, err := netip.ParseAddr(host); err == nil && a.Is4() && !a.IsUnspecified() {
+			return a.String()
+		}
+	}
+	return ""
+}
+
+// endpointActive reports whether a task's endpoints belong on the overlay:
+// it is assigned to a node, meant to run and has not stopped. A task being
+// shut down leaves at once.
+func endpointActive(t *api.Task) bool {
+	return t.GetNodeId() != "" &&
+		t.GetDesiredState() <= api.TaskState_TASK_STATE_RUNNING &&
+		t.GetStatus().GetState() <= api.TaskState_TASK_STATE_RUNNING
+}
+
+// networkPeers is the endpoints of every overlay network: the IPv4
+// addresses of the attachments of active tasks (ingress excepted) on nodes
+// whose address is known. Networks without endpoints are left out;
+// networks are sorted by ID, endpoints by address.
+func networkPeers(tasks []*api.Task, nodes map[string]*api.Node) *api.NetworksMessage {
+	byNet := map[string][]*api.NetworkPeer{}
+	for _, t := range tasks {
+		if len(t.GetNetworks()) == 0 || !endpointActive(t) {
+			continue
+		}
+		vtep := nodeVTEP(nodes[t.GetNodeId()])
+		if vtep == "" {
+			continue
+		}
+		for _, att := range t.GetNetworks() {
+			nw := att.GetNetwork()
+			if nw.GetId() == "" || nw.GetSpec().GetIngress() {
+				continue
+			}
+			for _, a := range att.GetAddresses() {
+				p, err := netip.ParsePrefix(a)
+				if err != nil || !p.Addr().Is4() {
+					continue
+				}
+				byNet[nw.GetId()] = append(byNet[nw.GetId()], &api.NetworkPeer{
+					Ip: p.Addr().String(), Vtep: vtep, TaskId: t.GetId(), NodeId: t.GetNodeId(),
+				})
+			}
+		}
+	}
+	msg := &api.NetworksMessage{}
+	for id, peers := range byNet {
+		slices.SortFunc(peers, func(a, b *api.NetworkPeer) int {
+			return cmp.Or(netip.MustParseAddr(a.GetIp()).Compare(netip.MustParseAddr(b.GetIp())), cmp.Compare(a.GetTaskId(), b.GetTaskId()))
+		})
+		msg.Networks = append(msg.Networks, &api.NetworkPeers{NetworkId: id, Peers: peers})
+	}
+	slices.SortFunc(msg.Networks, func(a, b *api.NetworkPeers) int { return cmp.Compare(a.GetNetworkId(), b.GetNetworkId()) })
+	return msg
+}
