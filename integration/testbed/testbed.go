@@ -64,6 +64,9 @@ const (
 	// netemChain is the chain in each host's mangle table that Netem's
 	// loss emulation fills.
 	netemChain = "SWTB-NETEM"
+	// overlayNSPrefix starts the names of the overlay network namespaces
+	// of the hosts' swarmd (swov-<host address>-...).
+	overlayNSPrefix = "swov-10.99.0."
 	// keptMarker marks a directory kept with SWTB_KEEP=1, which a later
 	// testbed must not remove as a leftover.
 	keptMarker = "KEPT"
@@ -351,6 +354,16 @@ func cleanStale(ctx context.Context) error {
 		errs = append(errs, killNetnsProcs(ctx, ns))
 		if _, err := run(ctx, "ip", "netns", "delete", ns); err != nil {
 			errs = append(errs, fmt.Errorf("testbed: delete netns %s: %w", ns, err))
+		}
+	}
+	// Overlay network namespaces the hosts' swarmd made (named after
+	// their VXLAN address) outlive them when swarmd was killed.
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && strings.HasPrefix(f[0], overlayNSPrefix) {
+			if _, err := run(ctx, "ip", "netns", "delete", f[0]); err != nil {
+				errs = append(errs, fmt.Errorf("testbed: delete netns %s: %w", f[0], err))
+			}
 		}
 	}
 	out, _ = run(ctx, "ip", "-o", "link", "show")
