@@ -251,9 +251,9 @@ type run struct {
 	reg  *registry
 	hub  *hub
 	w    *writer
-	mesh *meshFeed
+	mesh *feed[*api.MeshMessage]
 	// networks holds the overlay networks' endpoints (networks.go).
-	networks *networksFeed
+	networks *feed[*networksTable]
 
 	period   atomic.Int64 // heartbeat period (ns) from the cluster object, 0: the configured one
 	cluster  atomic.Pointer[clusterInfo]

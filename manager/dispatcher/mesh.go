@@ -3,11 +3,9 @@ package dispatcher
 import (
 	"cmp"
 	"slices"
-	"sync"
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/state/store"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -21,96 +19,22 @@ func (d *Dispatcher) Mesh(req *api.MeshRequest, stream api.Dispatcher_MeshServer
 	if err != nil {
 		return err
 	}
-	var sent *api.MeshMessage
-	for {
-		msg, changed := r.mesh.get()
-		if sent == nil || msg != sent {
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
-			sent = msg
-		}
-		select {
-		case <-s.done:
-			return s.err
-		case <-r.ctx.Done():
-			return errStopped
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case <-changed:
-		}
-	}
+	return streamTable(ctx, r, s, stream.Send, r.mesh.get)
 }
 
-// meshFeed holds the latest mesh table; changed is closed (and replaced)
-// when a new one is set.
-type meshFeed struct {
-	mu      sync.Mutex
-	msg     *api.MeshMessage
-	changed chan struct{}
-}
-
-func newMeshFeed() *meshFeed {
-	return &meshFeed{msg: &api.MeshMessage{}, changed: make(chan struct{})}
-}
-
-func (f *meshFeed) get() (*api.MeshMessage, <-chan struct{}) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.msg, f.changed
-}
-
-// set publishes msg if it differs from the current table.
-func (f *meshFeed) set(msg *api.MeshMessage) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if proto.Equal(f.msg, msg) {
-		return false
-	}
-	f.msg = msg
-	close(f.changed)
-	f.changed = make(chan struct{})
-	return true
+// newMeshFeed holds the routing mesh's latest table.
+func newMeshFeed() *feed[*api.MeshMessage] {
+	return newFeed(&api.MeshMessage{}, func(a, b *api.MeshMessage) bool { return proto.Equal(a, b) })
 }
 
 // runMesh keeps r.mesh up to date with the store: it recomputes the table
 // after changes to services, to the tasks of services that publish
 // ingress ports, and to nodes (their state and tunnel addresses).
 func (r *run) runMesh(events <-chan store.Event, cancel func()) {
-	defer cancel()
-	ingress := r.recomputeMesh()
-	for {
-		select {
-		case <-r.ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if !meshRelevant(ev, ingress) {
-				continue
-			}
-		}
-		if delay := r.d.cfg.AssignmentBatchDelay; delay > 0 {
-			t := r.d.cfg.Clock.NewTimer(delay)
-		wait:
-			for {
-				select {
-				case <-r.ctx.Done():
-					t.Stop()
-					return
-				case _, ok := <-events:
-					if !ok {
-						t.Stop()
-						return
-					}
-				case <-t.Chan():
-					break wait
-				}
-			}
-		}
-		ingress = r.recomputeMesh()
-	}
+	var ingress map[string]bool
+	r.followStore(events, cancel,
+		func(ev store.Event) bool { return meshRelevant(ev, ingress) },
+		func() { ingress = r.recomputeMesh() })
 }
 
 // recomputeMesh reads the store, publishes the table and returns the IDs

@@ -5,11 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sync"
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/state/store"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -24,26 +22,10 @@ func (d *Dispatcher) Networks(req *api.NetworksRequest, stream api.Dispatcher_Ne
 	if err != nil {
 		return err
 	}
-	var sent *api.NetworksMessage
-	for {
+	return streamTable(ctx, r, s, stream.Send, func() (*api.NetworksMessage, <-chan struct{}) {
 		table, changed := r.networks.get()
-		msg := table.forNode(s.node)
-		if sent == nil || !proto.Equal(msg, sent) {
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
-			sent = msg
-		}
-		select {
-		case <-s.done:
-			return s.err
-		case <-r.ctx.Done():
-			return errStopped
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case <-changed:
-		}
-	}
+		return table.forNode(s.node), changed
+	})
 }
 
 // networksTable is the endpoints of every overlay network, and the
@@ -77,75 +59,19 @@ func (t *networksTable) forNode(node string) *api.NetworksMessage {
 	return &api.NetworksMessage{Networks: t.byNode[node]}
 }
 
-// networksFeed holds the latest table; changed is closed (and replaced)
-// when a different one is set.
-type networksFeed struct {
-	mu      sync.Mutex
-	table   *networksTable
-	changed chan struct{}
-}
-
-func newNetworksFeed() *networksFeed {
-	return &networksFeed{table: newNetworksTable(&api.NetworksMessage{}), changed: make(chan struct{})}
-}
-
-func (f *networksFeed) get() (*networksTable, <-chan struct{}) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.table, f.changed
-}
-
-// set publishes the endpoints all if they differ from the current ones.
-func (f *networksFeed) set(all *api.NetworksMessage) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if proto.Equal(f.table.all, all) {
-		return false
-	}
-	f.table = newNetworksTable(all)
-	close(f.changed)
-	f.changed = make(chan struct{})
-	return true
+// newNetworksFeed holds the latest endpoints of the overlay networks.
+func newNetworksFeed() *feed[*networksTable] {
+	return newFeed(newNetworksTable(&api.NetworksMessage{}), func(a, b *networksTable) bool { return proto.Equal(a.all, b.all) })
 }
 
 // runNetworks keeps r.networks up to date with the store: it recomputes
 // the endpoints after changes to tasks attached to networks and, while
 // there are endpoints, to the addresses of nodes.
 func (r *run) runNetworks(events <-chan store.Event, cancel func()) {
-	defer cancel()
-	attached := r.recomputeNetworks()
-	for {
-		select {
-		case <-r.ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if !networksRelevant(ev, attached) {
-				continue
-			}
-		}
-		if delay := r.d.cfg.AssignmentBatchDelay; delay > 0 {
-			t := r.d.cfg.Clock.NewTimer(delay)
-		wait:
-			for {
-				select {
-				case <-r.ctx.Done():
-					t.Stop()
-					return
-				case _, ok := <-events:
-					if !ok {
-						t.Stop()
-						return
-					}
-				case <-t.Chan():
-					break wait
-				}
-			}
-		}
-		attached = r.recomputeNetworks()
-	}
+	var attached bool
+	r.followStore(events, cancel,
+		func(ev store.Event) bool { return networksRelevant(ev, attached) },
+		func() { attached = r.recomputeNetworks() })
 }
 
 // recomputeNetworks reads the store, publishes the endpoints and reports
@@ -165,7 +91,7 @@ func (r *run) recomputeNetworks() bool {
 		}
 		msg = networkPeers(tasks, nodes)
 	})
-	if r.networks.set(msg) {
+	if r.networks.set(newNetworksTable(msg)) {
 		r.d.log.Debug("dispatcher: network endpoints changed", "networks", len(msg.GetNetworks()))
 	}
 	return len(msg.GetNetworks()) > 0
