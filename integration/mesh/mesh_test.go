@@ -43,43 +43,8 @@ func newSwarm(t testing.TB, n int, extra ...string) *swarm {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	tb, err := testbed.New(ctx, testbed.Config{Hosts: n, SwarmdBin: bin, Images: []string{image}, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb := testbed.NewSwarm(ctx, t, testbed.Config{Hosts: n, SwarmdBin: bin, Images: []string{image}, Logf: t.Logf}, extra...)
 	s := &swarm{t: t, ctx: ctx, tb: tb, hosts: tb.Hosts()}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, h := range s.hosts {
-				t.Logf("--- %s swarmd log:\n%s", h.Name, h.LogTail(40))
-			}
-		}
-		if err := tb.Close(); err != nil {
-			t.Logf("testbed close: %v", err)
-		}
-	})
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i, h := range s.hosts {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = h.StartSwarmd(ctx, extra...) }()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	m := s.hosts[0]
-	s.docker(m, "swarm", "init", "--advertise-addr", m.IP)
-	token := s.docker(m, "swarm", "join-token", "-q", "worker")
-	for _, h := range s.hosts[1:] {
-		s.docker(h, "swarm", "join", "--token", token, m.IP+":2377")
-	}
-	s.eventually(30*time.Second, "every node Ready", func() bool {
-		out, err := m.Docker(ctx, "node", "ls", "--format", "{{.Status}}")
-		return err == nil && strings.Count(out, "Ready") == n
-	})
 	return s
 }
 

@@ -49,43 +49,9 @@ func newSwarm(t testing.TB, n int) *swarm {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	tb, err := testbed.New(ctx, testbed.Config{Hosts: n, SwarmdBin: bin, Images: []string{image}, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb := testbed.NewSwarm(ctx, t, testbed.Config{Hosts: n, SwarmdBin: bin, Images: []string{image}, Logf: t.Logf})
 	s := &swarm{t: t, ctx: ctx, hosts: tb.Hosts()}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, h := range s.hosts {
-				t.Logf("--- %s swarmd log:\n%s", h.Name, h.LogTail(60))
-			}
-		}
-		if err := tb.Close(); err != nil {
-			t.Logf("testbed close: %v", err)
-		}
-	})
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i, h := range s.hosts {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = h.StartSwarmd(ctx) }()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	m := s.hosts[0]
-	m.MustDocker(ctx, t, "swarm", "init", "--advertise-addr", m.IP)
-	token := m.MustDocker(ctx, t, "swarm", "join-token", "-q", "worker")
-	for _, h := range s.hosts[1:] {
-		h.MustDocker(ctx, t, "swarm", "join", "--token", token, m.IP+":2377")
-	}
-	testbed.Eventually(t, 30*time.Second, "every node Ready", func() bool {
-		out, err := m.Docker(ctx, "node", "ls", "--format", "{{.Status}}")
-		return err == nil && strings.Count(out, "Ready") == n
-	})
 	conn, err := grpc.NewClient("unix://"+m.ControlSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
