@@ -36,15 +36,11 @@ func (e *managerLeaveError) Is(target error) bool { return target == ErrManagerL
 // leader) when other managers remain, so the others keep their quorum
 // arithmetic right.
 func (n *Node) Leave(ctx context.Context, force bool) error {
+	if err := n.CanLeave(force); err != nil {
+		return err
+	}
 	if m := n.Manager(); m != nil {
-		members := len(m.Raft().Members())
-		if !force {
-			if members <= 1 {
-				return &managerLeaveError{leaveLastManagerText}
-			}
-			return &managerLeaveError{fmt.Sprintf(leaveManagerText, members-1, members)}
-		}
-		if members > 1 {
+		if members := len(m.Raft().Members()); members > 1 {
 			if err := m.Raft().LeaveCluster(ctx); err != nil {
 				return fmt.Errorf("node: leave the raft group: %w", err)
 			}
@@ -54,6 +50,19 @@ func (n *Node) Leave(ctx context.Context, force bool) error {
 		return err
 	}
 	return n.eraseState()
+}
+
+// CanLeave reports whether Leave(force) would go ahead: a manager leaves
+// only with force (an error wrapping ErrManagerLeave says why not).
+func (n *Node) CanLeave(force bool) error {
+	m := n.Manager()
+	if m == nil || force {
+		return nil
+	}
+	if members := len(m.Raft().Members()); members > 1 {
+		return &managerLeaveError{fmt.Sprintf(leaveManagerText, members-1, members)}
+	}
+	return &managerLeaveError{leaveLastManagerText}
 }
 
 // eraseState removes what makes this node a member of its swarm.

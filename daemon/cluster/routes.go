@@ -46,6 +46,14 @@ func (s *Server) routes() {
 	s.handle("GET /tasks/{id}", s.getTask)
 	s.handle("GET /tasks/{id}/logs", s.getTaskLogs)
 
+	s.handle("GET /networks", s.getNetworks)
+	s.handle("POST /networks/create", s.postNetworkCreate)
+	s.handle("POST /networks/prune", s.postNetworksPrune)
+	s.handle("GET /networks/{id}", s.getNetwork)
+	s.handle("DELETE /networks/{id}", s.deleteNetwork)
+	s.handle("POST /networks/{id}/connect", s.postNetworkAttach("connect"))
+	s.handle("POST /networks/{id}/disconnect", s.postNetworkAttach("disconnect"))
+
 	// GET /secrets, POST /secrets/create, GET /secrets/{id},
 	// POST /secrets/{id}/update, DELETE /secrets/{id}; the same for /configs.
 	dataRoutes(s, s.cluster.control, secretKind())

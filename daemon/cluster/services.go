@@ -2,12 +2,18 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/daemon/cluster/convert"
+	"github.com/openswarm/swarmd/manager/controlapi"
 )
 
 func (s *Server) getServices(w http.ResponseWriter, r *http.Request) error {
@@ -132,6 +138,9 @@ func (s *Server) postServiceCreate(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return badRequest(err.Error())
 	}
+	if err := s.resolveServiceNetworks(r, ctl, as); err != nil {
+		return err
+	}
 	resp, err := ctl.CreateService(r.Context(), &api.CreateServiceRequest{Spec: as})
 	if err != nil {
 		return err
@@ -180,6 +189,17 @@ func (s *Server) postServiceUpdate(w http.ResponseWriter, r *http.Request) error
 		if req.Spec, err = convert.ServiceSpecFromDocker(spec); err != nil {
 			return badRequest(err.Error())
 		}
+		if err := s.resolveServiceNetworks(r, ctl, req.Spec); err != nil {
+			return err
+		}
+		unchanged, err := specUnchanged(r.Context(), ctl, req)
+		if err != nil {
+			return err
+		}
+		if unchanged {
+			writeJSON(w, http.StatusOK, swarm.ServiceUpdateResponse{})
+			return nil
+		}
 	default:
 		return badRequest("unrecognized rollback option " + rb)
 	}
@@ -187,6 +207,51 @@ func (s *Server) postServiceUpdate(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	writeJSON(w, http.StatusOK, swarm.ServiceUpdateResponse{})
+	return nil
+}
+
+// specUnchanged reports whether an update, at the service's current
+// version, asks for the spec the service already has. swarmd then leaves
+// the service as it is (version, previous spec): a `docker stack deploy`
+// of an unchanged stack changes nothing. An update at another version goes
+// to the control API, which refuses it as out of sequence.
+func specUnchanged(ctx context.Context, ctl api.ControlClient, req *api.UpdateServiceRequest) (bool, error) {
+	resp, err := ctl.GetService(ctx, &api.GetServiceRequest{ServiceId: req.GetServiceId()})
+	if err != nil {
+		return false, err
+	}
+	svc := resp.GetService()
+	return svc.GetMeta().GetVersion().GetIndex() == req.GetServiceVersion().GetIndex() &&
+		proto.Equal(svc.GetSpec(), controlapi.ServiceSpecWithDefaults(req.GetSpec())), nil
+}
+
+// resolveServiceNetworks rewrites the targets of spec's network
+// attachments (IDs, names or ID prefixes) to swarm network IDs. A name
+// that designates an engine network instead is refused in docker's words:
+// services attach to swarm-scoped networks only.
+func (s *Server) resolveServiceNetworks(r *http.Request, ctl api.ControlClient, spec *api.ServiceSpec) error {
+	var local []network.Summary
+	for _, att := range spec.GetTask().GetNetworks() {
+		resp, err := ctl.GetNetwork(r.Context(), &api.GetNetworkRequest{NetworkId: att.GetTarget()})
+		if err == nil {
+			att.Target = resp.GetNetwork().GetId()
+			continue
+		}
+		if status.Code(err) != codes.NotFound {
+			return lookupError(err)
+		}
+		if local == nil {
+			local = []network.Summary{}
+			if err := s.engineJSON(r.Context(), r, http.MethodGet, "/networks", nil, &local); err != nil {
+				return err
+			}
+		}
+		if ref, err := pickNetwork(att.GetTarget(), local, nil, false, actionAmbiguity); err == nil && swarmCopyOf(ref.engine) == "" {
+			return &httpError{code: http.StatusForbidden, msg: fmt.Sprintf("The network %s cannot be used with services. "+
+				"Only networks scoped to the swarm can be used, such as those created with the overlay driver.", ref.engine.Name)}
+		}
+		return errNoSuchNetwork(att.GetTarget())
+	}
 	return nil
 }
 

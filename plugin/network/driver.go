@@ -105,6 +105,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("swarmd overlay: state directory: %w", err)
 	}
+	var states []*netState
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -115,12 +116,24 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 			d.log.Warn("ignoring unreadable network state", "file", f, "err", err)
 			continue
 		}
+		states = append(states, &st)
+	}
+	// Namespaces and devices of networks this state does not know (a
+	// swarm the node left, a crash before the state was written) go.
+	keep := make([]string, 0, len(states))
+	for _, st := range states {
+		keep = append(keep, st.Network.ID)
+	}
+	if err := d.host.RemoveStale(keep); err != nil {
+		d.log.Warn("removing stale networks", "err", err)
+	}
+	for _, st := range states {
 		if st.Endpoints == nil {
 			st.Endpoints = make(map[string]*endpointRecord)
 		}
 		// A network that cannot be restored stays known, so the engine can
 		// still delete it; its endpoints fail until it is recreated.
-		d.nets[st.EngineID] = &st
+		d.nets[st.EngineID] = st
 		if err := d.host.EnsureNetwork(ctx, st.Network); err != nil {
 			d.log.Error("network not restored", "network.id", st.Network.ID, "engine.network.id", st.EngineID, "err", err)
 			continue

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -127,6 +128,53 @@ func (h *Host) Close() error {
 		h.nl.Close()
 	}
 	return nil
+}
+
+// RemoveStale deletes this host's network namespaces (those named with its
+// prefix) whose network is not one of keep, with their devices: what a
+// swarm this host left, or a crash, left behind. A VXLAN device left over
+// would hold its VNI and port and refuse a new network the same VNI.
+func (h *Host) RemoveStale(keep []string) error {
+	kept := make(map[string]bool, len(keep))
+	for _, id := range keep {
+		kept[nameID(id)] = true
+	}
+	entries, err := os.ReadDir(namedNSDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("overlay: list namespaces: %w", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrClosed
+	}
+	var errs []error
+	for _, e := range entries {
+		suffix, ok := strings.CutPrefix(e.Name(), h.prefix)
+		if !ok || kept[suffix] {
+			continue
+		}
+		if ns, err := netns.GetFromName(e.Name()); err == nil {
+			if nl, err := netlink.NewHandleAt(ns); err == nil {
+				errs = append(errs, delLink(nl, vxlanPrefix+suffix), delLink(nl, bridgePrefix+suffix))
+				nl.Close()
+			}
+			ns.Close()
+		}
+		if err := netns.DeleteNamed(e.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			// A file that is no namespace mount (or one this mount
+			// namespace does not see): remove the file.
+			if rerr := os.Remove(filepath.Join(namedNSDir, e.Name())); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("overlay: delete namespace %s: %w", e.Name(), err))
+			}
+		}
+		errs = append(errs, delLink(h.nl, vxlanPrefix+suffix))
+		h.log.Info("stale network namespace removed", "netns", e.Name())
+	}
+	return errors.Join(errs...)
 }
 
 // underlayMTU is the MTU of the link holding the VTEP address, or 0.

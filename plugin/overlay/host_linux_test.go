@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -412,5 +413,54 @@ func TestPeersScale(t *testing.T) {
 			}
 		}
 		t.Logf("Peers(%s): %v", tt.name, took)
+	}
+}
+
+// TestRemoveStale: a host's namespaces of networks it no longer knows go
+// with their devices, so a new network may take the same VNI at once; the
+// networks it keeps stay untouched.
+func TestRemoveStale(t *testing.T) {
+	nstest.Require(t)
+	sfx := nstest.Suffix()
+	ns := nstest.New(t, "ptS"+sfx)
+	nsB := nstest.New(t, "ptT"+sfx)
+	nstest.Underlay(t, ns, nsB, "ptu1", netip.MustParsePrefix("10.98.1.1/24"), netip.MustParsePrefix("10.98.1.2/24"))
+	h := newTestHost(t, ns, netip.MustParseAddr("10.98.1.1"))
+	ctx := context.Background()
+	keep := overlay.Network{ID: "ptkeep" + sfx + "aaaaaaaa", Name: "keep", VNI: 4300, Subnet: netip.MustParsePrefix("10.97.3.0/24"), Gateway: netip.MustParseAddr("10.97.3.1")}
+	stale := overlay.Network{ID: "ptstale" + sfx + "bbbbbbb", Name: "stale", VNI: 4301, Subnet: netip.MustParsePrefix("10.97.4.0/24"), Gateway: netip.MustParseAddr("10.97.4.1")}
+	for _, n := range []overlay.Network{keep, stale} {
+		if err := h.ov.EnsureNetwork(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another host object (a restarted swarmd of a new swarm) that knows
+	// only keep.
+	h.ov.Close()
+	again, err := overlay.New(overlay.Config{VTEP: h.vtep, NetNS: ns.Handle, NSPrefix: ns.Name + "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if err := again.RemoveStale([]string{keep.ID}); err != nil {
+		t.Fatal(err)
+	}
+	exists := func(name string) bool {
+		_, err := os.Stat(filepath.Join("/var/run/netns", name))
+		return err == nil
+	}
+	if !exists(again.NamespaceName(keep.ID)) {
+		t.Fatal("the kept network's namespace was removed")
+	}
+	if exists(again.NamespaceName(stale.ID)) {
+		t.Fatal("the stale network's namespace is still there")
+	}
+	// The stale network's VNI is free: a new network takes it.
+	reuse := overlay.Network{ID: "ptreuse" + sfx + "ccccccc", Name: "reuse", VNI: stale.VNI, Subnet: stale.Subnet, Gateway: stale.Gateway}
+	if err := again.EnsureNetwork(ctx, reuse); err != nil {
+		t.Fatalf("a new network with the stale one's VNI: %v", err)
+	}
+	if err := again.EnsureNetwork(ctx, keep); err != nil {
+		t.Fatalf("the kept network is still adoptable: %v", err)
 	}
 }

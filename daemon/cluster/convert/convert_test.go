@@ -88,6 +88,7 @@ func TestServiceSpecRoundTrip(t *testing.T) {
 				Placement: &swarm.Placement{Constraints: []string{"node.role==manager"}, MaxReplicas: 2,
 					Preferences: []swarm.PlacementPreference{{Spread: &swarm.SpreadOver{SpreadDescriptor: "node.labels.zone"}}}},
 				ForceUpdate: 2,
+				Networks:    []swarm.NetworkAttachmentConfig{{Target: "backend", Aliases: []string{"web", "www"}}, {Target: "n2"}},
 			},
 			Mode:         swarm.ServiceMode{Global: &swarm.GlobalService{}},
 			UpdateConfig: &swarm.UpdateConfig{Parallelism: 2, Delay: time.Second, FailureAction: "rollback", Monitor: time.Minute, MaxFailureRatio: 0.5, Order: "start-first"},
@@ -158,9 +159,16 @@ func TestServiceSpecFromDockerRefuses(t *testing.T) {
 		}, "TaskTemplate.ContainerSpec.Mounts[0].Target: missing"},
 		{"capabilities", func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec.CapabilityAdd = []string{"NET_ADMIN"} }, "TaskTemplate.ContainerSpec.CapabilityAdd: not supported"},
 		{"sysctls", func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec.Sysctls = map[string]string{"a": "b"} }, "TaskTemplate.ContainerSpec.Sysctls"},
-		{"networks", func(s *swarm.ServiceSpec) {
-			s.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "net"}}
-		}, "TaskTemplate.Networks: overlay networks"},
+		{"network without target", func(s *swarm.ServiceSpec) {
+			s.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "net"}, {Aliases: []string{"a"}}}
+		}, "TaskTemplate.Networks[1].Target: missing"},
+		{"network driver options", func(s *swarm.ServiceSpec) {
+			s.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "net", DriverOpts: map[string]string{"a": "b"}}}
+		}, "TaskTemplate.Networks[0].DriverOpts: not supported"},
+		{"deprecated network without target", func(s *swarm.ServiceSpec) {
+			//lint:ignore SA1019 the deprecated field is what is tested
+			s.Networks = []swarm.NetworkAttachmentConfig{{}}
+		}, "Networks[0].Target: missing"},
 		{"log driver", func(s *swarm.ServiceSpec) { s.TaskTemplate.LogDriver = &swarm.Driver{Name: "syslog"} }, "TaskTemplate.LogDriver"},
 		{"plugin runtime", func(s *swarm.ServiceSpec) { s.TaskTemplate.Runtime = swarm.RuntimePlugin }, "TaskTemplate.Runtime"},
 		{"pids limit", func(s *swarm.ServiceSpec) {
@@ -415,7 +423,7 @@ func TestFilters(t *testing.T) {
 	}
 
 	tasks := []*api.Task{
-		{Id: "t1", Slot: 1, ServiceAnnotations: &api.Annotations{Name: "web"}, DesiredState: api.TaskState_TASK_STATE_RUNNING},
+		{Id: "t1", Slot: 1, ServiceAnnotations: &api.Annotations{Name: "web", Labels: map[string]string{"com.docker.stack.namespace": "st"}}, DesiredState: api.TaskState_TASK_STATE_RUNNING},
 		{Id: "t2", NodeId: "n9", ServiceAnnotations: &api.Annotations{Name: "agent"}, DesiredState: api.TaskState_TASK_STATE_SHUTDOWN},
 	}
 	taskCases := []struct {
@@ -428,6 +436,8 @@ func TestFilters(t *testing.T) {
 		{filters.NewArgs(filters.Arg("name", "web.1")), "t1", ""},
 		{filters.NewArgs(filters.Arg("name", "agent.n9")), "t2", ""},
 		{filters.NewArgs(filters.Arg("service", "web"), filters.Arg("_up-to-date", "true")), "t1,t2", ""},
+		{filters.NewArgs(filters.Arg("label", "com.docker.stack.namespace=st")), "t1", ""},
+		{filters.NewArgs(filters.Arg("label", "com.docker.stack.namespace=other")), "", ""},
 		{filters.NewArgs(filters.Arg("desired-state", "flying")), "", "Invalid desired-state filter: 'flying'"},
 		{filters.NewArgs(filters.Arg("colour", "x")), "", "invalid filter 'colour'"},
 	}

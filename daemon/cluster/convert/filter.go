@@ -110,7 +110,8 @@ func NodeFilter(args filters.Args) (func(*api.Node) bool, error) {
 
 // TaskFilter is the predicate of `docker service ps` and `GET /tasks`
 // filters: id and name (prefixes; the name is docker's <service>.<slot>),
-// label, desired-state (running, shutdown, accepted). The service, node
+// label (the labels of the task's service, as `docker stack ps` needs),
+// desired-state (running, shutdown, accepted). The service, node
 // and _up-to-date filters are accepted and left to the caller, which
 // resolves them through the control API.
 func TaskFilter(args filters.Args) (func(*api.Task) bool, error) {
@@ -132,7 +133,7 @@ func TaskFilter(args filters.Args) (func(*api.Task) bool, error) {
 		if !prefixed(t.GetId(), ids) || !prefixed(taskName(t), names) {
 			return false
 		}
-		if !matchLabels(t.GetAnnotations().GetLabels(), labels) {
+		if !matchLabels(t.GetServiceAnnotations().GetLabels(), labels) {
 			return false
 		}
 		if len(desired) == 0 {

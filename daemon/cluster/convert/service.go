@@ -252,9 +252,13 @@ func ServiceSpecFromDocker(s swarm.ServiceSpec) (*api.ServiceSpec, error) {
 		return nil, err
 	}
 	out := &api.ServiceSpec{Annotations: annotationsFromDocker(s.Annotations), Task: task}
-	//lint:ignore SA1019 clients older than API 1.44 still send it
-	if len(s.Networks) > 0 {
-		return nil, errors.New("Networks: overlay networks are not available in this version of swarmd")
+	// The networks of the task template win; clients older than API 1.44
+	// may still send the service's deprecated Networks instead.
+	//lint:ignore SA1019 read for those clients only
+	if old := s.Networks; len(task.Networks) == 0 && len(old) > 0 {
+		if task.Networks, err = networksFromDocker("Networks", old); err != nil {
+			return nil, err
+		}
 	}
 	if err := modeFromDocker(s.Mode, out); err != nil {
 		return nil, err
@@ -321,10 +325,12 @@ func taskSpecFromDocker(t swarm.TaskSpec) (*api.TaskSpec, error) {
 		return nil, fmt.Errorf("TaskTemplate.Runtime: %q is not supported by swarmd (only %q)", t.Runtime, swarm.RuntimeContainer)
 	case t.LogDriver != nil && t.LogDriver.Name != "":
 		return nil, errors.New("TaskTemplate.LogDriver: per-service log drivers are not supported by swarmd; tasks log with the engine's default driver")
-	case len(t.Networks) > 0:
-		return nil, errors.New("TaskTemplate.Networks: overlay networks are not available in this version of swarmd")
 	}
-	out := &api.TaskSpec{ForceUpdate: t.ForceUpdate}
+	networks, err := networksFromDocker("TaskTemplate.Networks", t.Networks)
+	if err != nil {
+		return nil, err
+	}
+	out := &api.TaskSpec{ForceUpdate: t.ForceUpdate, Networks: networks}
 	if t.ContainerSpec == nil {
 		return nil, errors.New("TaskTemplate.ContainerSpec: missing")
 	}
@@ -377,6 +383,23 @@ func taskSpecFromDocker(t swarm.TaskSpec) (*api.TaskSpec, error) {
 			pl.Platforms = append(pl.Platforms, &api.Platform{Architecture: pf.Architecture, Os: pf.OS})
 		}
 		out.Placement = pl
+	}
+	return out, nil
+}
+
+// networksFromDocker maps a service's network attachments. Targets stay as
+// the client named them (ID, name or ID prefix): the caller resolves them
+// to swarm network IDs.
+func networksFromDocker(field string, atts []swarm.NetworkAttachmentConfig) ([]*api.NetworkAttachmentConfig, error) {
+	var out []*api.NetworkAttachmentConfig
+	for i, n := range atts {
+		if n.Target == "" {
+			return nil, fmt.Errorf("%s[%d].Target: missing", field, i)
+		}
+		if len(n.DriverOpts) > 0 {
+			return nil, fmt.Errorf("%s[%d].DriverOpts: not supported by swarmd", field, i)
+		}
+		out = append(out, &api.NetworkAttachmentConfig{Target: n.Target, Aliases: append([]string(nil), n.Aliases...)})
 	}
 	return out, nil
 }
