@@ -376,17 +376,26 @@ func (d *Driver) DeleteEndpoint(req *helpers.DeleteEndpointRequest) error {
 	return d.save(st)
 }
 
+// endpoint finds an endpoint of an engine network. Callers hold d.mu.
+func (d *Driver) endpoint(netID, epID string) (*netState, *endpointRecord, error) {
+	st, err := d.network(netID)
+	if err != nil {
+		return nil, nil, err
+	}
+	ep, ok := st.Endpoints[epID]
+	if !ok {
+		return nil, nil, fmt.Errorf("swarmd overlay: endpoint %s not found", epID)
+	}
+	return st, ep, nil
+}
+
 // EndpointInfo implements helpers.Driver.
 func (d *Driver) EndpointInfo(req *helpers.InfoRequest) (*helpers.InfoResponse, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st, err := d.network(req.NetworkID)
+	st, ep, err := d.endpoint(req.NetworkID, req.EndpointID)
 	if err != nil {
 		return nil, err
-	}
-	ep, ok := st.Endpoints[req.EndpointID]
-	if !ok {
-		return nil, fmt.Errorf("swarmd overlay: endpoint %s not found", req.EndpointID)
 	}
 	hostEnd, _ := overlay.VethNames(req.EndpointID)
 	return &helpers.InfoResponse{Value: map[string]string{
@@ -403,13 +412,9 @@ func (d *Driver) Join(req *helpers.JoinRequest) (*helpers.JoinResponse, error) {
 	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st, err := d.network(req.NetworkID)
+	st, ep, err := d.endpoint(req.NetworkID, req.EndpointID)
 	if err != nil {
 		return nil, err
-	}
-	ep, ok := st.Endpoints[req.EndpointID]
-	if !ok {
-		return nil, fmt.Errorf("swarmd overlay: endpoint %s not found", req.EndpointID)
 	}
 	mac, err := net.ParseMAC(ep.MAC)
 	if err != nil {
