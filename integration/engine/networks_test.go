@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // rawPost posts body to path on this swarmd and returns the status and
@@ -179,5 +180,46 @@ func TestSwarmNetworks(t *testing.T) {
 	var inspect []map[string]any
 	if err := json.Unmarshal([]byte(h.docker("network", "inspect", "nt_used")), &inspect); err != nil || len(inspect) != 1 || inspect[0]["Scope"] != "swarm" {
 		t.Fatalf("network inspect JSON: %v %v", err, inspect)
+	}
+}
+
+// TestOverlayAddressExhaustion: a /29 overlay holds five task addresses
+// (network, gateway and broadcast are never handed out) less the service's
+// virtual IP; scaling past them leaves the tasks that got none pending
+// with the reason, shown by `docker service ps`, and never gives one
+// address twice.
+func TestOverlayAddressExhaustion(t *testing.T) {
+	removeEngineCopies(t, "ex_", "127.0.0.149")
+	h := startHost(t, "e19", "127.0.0.149")
+	h.initSwarm()
+	h.docker("network", "create", "-d", "overlay", "--subnet", "10.124.0.0/29", "ex_small")
+	h.docker("service", "create", "--name", "ex_web", "--detach", "--no-resolve-image",
+		"--network", "ex_small", "--replicas", "2", imageV1)
+	eventually(t, 60*time.Second, "ex_web 2/2", func() bool {
+		out, _ := h.dockerErr("service", "ls", "--filter", "name=ex_web", "--format", "{{.Replicas}}")
+		return out == "2/2"
+	})
+	h.docker("service", "scale", "--detach", "ex_web=6")
+	const reason = "no free address in network ex_small (subnet 10.124.0.0/29)"
+	eventually(t, 60*time.Second, "4 of 6 running, the others saying why", func() bool {
+		ls, _ := h.dockerErr("service", "ls", "--filter", "name=ex_web", "--format", "{{.Replicas}}")
+		ps, _ := h.dockerErr("service", "ps", "--no-trunc", "--format", "{{.Error}}", "ex_web")
+		return ls == "4/6" && strings.Count(ps, reason) == 2
+	})
+	// Every running task holds its own address of the subnet.
+	seen := map[string]bool{}
+	for _, id := range strings.Fields(engine(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=ex_web")) {
+		ip := engine(t, "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", id)
+		for _, a := range strings.Fields(ip) {
+			if strings.HasPrefix(a, "10.124.0.") {
+				if seen[a] {
+					t.Fatalf("address %s given to two tasks", a)
+				}
+				seen[a] = true
+			}
+		}
+	}
+	if len(seen) != 4 {
+		t.Fatalf("running tasks hold %d addresses of the subnet (%v), want 4", len(seen), seen)
 	}
 }
