@@ -967,9 +967,19 @@ type NetworkPeer struct {
 	// from it.
 	Ip string `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
 	// vtep is the underlay address of the endpoint's node.
-	Vtep          string `protobuf:"bytes,2,opt,name=vtep,proto3" json:"vtep,omitempty"`
-	TaskId        string `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	NodeId        string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Vtep   string `protobuf:"bytes,2,opt,name=vtep,proto3" json:"vtep,omitempty"`
+	TaskId string `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// service_id is the endpoint's service.
+	ServiceId string `protobuf:"bytes,5,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	// name is the task's name (<service>.<slot>.<task id>, or
+	// <service>.<node id>.<task id> for a global service's task).
+	Name string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	// aliases are the further names the task has on this network.
+	Aliases []string `protobuf:"bytes,7,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	// running: the task is RUNNING, so its address is served by the
+	// network's DNS and balanced behind its service's virtual IP.
+	Running       bool `protobuf:"varint,8,opt,name=running,proto3" json:"running,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1032,18 +1042,123 @@ func (x *NetworkPeer) GetNodeId() string {
 	return ""
 }
 
+func (x *NetworkPeer) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *NetworkPeer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NetworkPeer) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *NetworkPeer) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+// NetworkService is a service attached to an overlay network: what its name
+// resolves to there.
+type NetworkService struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// dnsrr: the name resolves to the task addresses (endpoint mode dnsrr),
+	// else to vip.
+	Dnsrr bool `protobuf:"varint,3,opt,name=dnsrr,proto3" json:"dnsrr,omitempty"`
+	// vip is the service's virtual IP on the network (no prefix length);
+	// empty until allocated, and in dnsrr mode.
+	Vip           string `protobuf:"bytes,4,opt,name=vip,proto3" json:"vip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkService) Reset() {
+	*x = NetworkService{}
+	mi := &file_api_dispatcher_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkService) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkService) ProtoMessage() {}
+
+func (x *NetworkService) ProtoReflect() protoreflect.Message {
+	mi := &file_api_dispatcher_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkService.ProtoReflect.Descriptor instead.
+func (*NetworkService) Descriptor() ([]byte, []int) {
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *NetworkService) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *NetworkService) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NetworkService) GetDnsrr() bool {
+	if x != nil {
+		return x.Dnsrr
+	}
+	return false
+}
+
+func (x *NetworkService) GetVip() string {
+	if x != nil {
+		return x.Vip
+	}
+	return ""
+}
+
 type NetworkPeers struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	NetworkId string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
 	// peers are sorted by ip.
-	Peers         []*NetworkPeer `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"`
+	Peers []*NetworkPeer `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"`
+	// services are the services with endpoints on the network, sorted by
+	// name.
+	Services      []*NetworkService `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NetworkPeers) Reset() {
 	*x = NetworkPeers{}
-	mi := &file_api_dispatcher_proto_msgTypes[16]
+	mi := &file_api_dispatcher_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1170,7 @@ func (x *NetworkPeers) String() string {
 func (*NetworkPeers) ProtoMessage() {}
 
 func (x *NetworkPeers) ProtoReflect() protoreflect.Message {
-	mi := &file_api_dispatcher_proto_msgTypes[16]
+	mi := &file_api_dispatcher_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1183,7 @@ func (x *NetworkPeers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkPeers.ProtoReflect.Descriptor instead.
 func (*NetworkPeers) Descriptor() ([]byte, []int) {
-	return file_api_dispatcher_proto_rawDescGZIP(), []int{16}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NetworkPeers) GetNetworkId() string {
@@ -1085,6 +1200,13 @@ func (x *NetworkPeers) GetPeers() []*NetworkPeer {
 	return nil
 }
 
+func (x *NetworkPeers) GetServices() []*NetworkService {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
 type NetworksMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// networks are sorted by network_id; a network without endpoints is
@@ -1096,7 +1218,7 @@ type NetworksMessage struct {
 
 func (x *NetworksMessage) Reset() {
 	*x = NetworksMessage{}
-	mi := &file_api_dispatcher_proto_msgTypes[17]
+	mi := &file_api_dispatcher_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1230,7 @@ func (x *NetworksMessage) String() string {
 func (*NetworksMessage) ProtoMessage() {}
 
 func (x *NetworksMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_dispatcher_proto_msgTypes[17]
+	mi := &file_api_dispatcher_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1243,7 @@ func (x *NetworksMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworksMessage.ProtoReflect.Descriptor instead.
 func (*NetworksMessage) Descriptor() ([]byte, []int) {
-	return file_api_dispatcher_proto_rawDescGZIP(), []int{17}
+	return file_api_dispatcher_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NetworksMessage) GetNetworks() []*NetworkPeers {
@@ -1141,7 +1263,7 @@ type UpdateTaskStatusRequest_TaskStatusUpdate struct {
 
 func (x *UpdateTaskStatusRequest_TaskStatusUpdate) Reset() {
 	*x = UpdateTaskStatusRequest_TaskStatusUpdate{}
-	mi := &file_api_dispatcher_proto_msgTypes[18]
+	mi := &file_api_dispatcher_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1275,7 @@ func (x *UpdateTaskStatusRequest_TaskStatusUpdate) String() string {
 func (*UpdateTaskStatusRequest_TaskStatusUpdate) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest_TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_dispatcher_proto_msgTypes[18]
+	mi := &file_api_dispatcher_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,16 +1384,28 @@ const file_api_dispatcher_proto_rawDesc = "" +
 	"\x05ports\x18\x01 \x03(\v2\x14.swarmd.api.MeshPortR\x05ports\"0\n" +
 	"\x0fNetworksRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"c\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xca\x01\n" +
 	"\vNetworkPeer\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x12\n" +
 	"\x04vtep\x18\x02 \x01(\tR\x04vtep\x12\x17\n" +
 	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x17\n" +
-	"\anode_id\x18\x04 \x01(\tR\x06nodeId\"\\\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x05 \x01(\tR\tserviceId\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12\x18\n" +
+	"\aaliases\x18\a \x03(\tR\aaliases\x12\x18\n" +
+	"\arunning\x18\b \x01(\bR\arunning\"k\n" +
+	"\x0eNetworkService\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x01 \x01(\tR\tserviceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05dnsrr\x18\x03 \x01(\bR\x05dnsrr\x12\x10\n" +
+	"\x03vip\x18\x04 \x01(\tR\x03vip\"\x94\x01\n" +
 	"\fNetworkPeers\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12-\n" +
-	"\x05peers\x18\x02 \x03(\v2\x17.swarmd.api.NetworkPeerR\x05peers\"G\n" +
+	"\x05peers\x18\x02 \x03(\v2\x17.swarmd.api.NetworkPeerR\x05peers\x126\n" +
+	"\bservices\x18\x03 \x03(\v2\x1a.swarmd.api.NetworkServiceR\bservices\"G\n" +
 	"\x0fNetworksMessage\x124\n" +
 	"\bnetworks\x18\x01 \x03(\v2\x18.swarmd.api.NetworkPeersR\bnetworks2\xcf\x03\n" +
 	"\n" +
@@ -1296,7 +1430,7 @@ func file_api_dispatcher_proto_rawDescGZIP() []byte {
 }
 
 var file_api_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_api_dispatcher_proto_goTypes = []any{
 	(AssignmentChange_Action)(0),                     // 0: swarmd.api.AssignmentChange.Action
 	(AssignmentsMessage_Type)(0),                     // 1: swarmd.api.AssignmentsMessage.Type
@@ -1316,57 +1450,59 @@ var file_api_dispatcher_proto_goTypes = []any{
 	(*MeshMessage)(nil),                              // 15: swarmd.api.MeshMessage
 	(*NetworksRequest)(nil),                          // 16: swarmd.api.NetworksRequest
 	(*NetworkPeer)(nil),                              // 17: swarmd.api.NetworkPeer
-	(*NetworkPeers)(nil),                             // 18: swarmd.api.NetworkPeers
-	(*NetworksMessage)(nil),                          // 19: swarmd.api.NetworksMessage
-	(*UpdateTaskStatusRequest_TaskStatusUpdate)(nil), // 20: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
-	(*NodeDescription)(nil),                          // 21: swarmd.api.NodeDescription
-	(*Node)(nil),                                     // 22: swarmd.api.Node
-	(*WeightedPeer)(nil),                             // 23: swarmd.api.WeightedPeer
-	(*EncryptionKey)(nil),                            // 24: swarmd.api.EncryptionKey
-	(*durationpb.Duration)(nil),                      // 25: google.protobuf.Duration
-	(*Task)(nil),                                     // 26: swarmd.api.Task
-	(*Secret)(nil),                                   // 27: swarmd.api.Secret
-	(*Config)(nil),                                   // 28: swarmd.api.Config
-	(PortConfig_Protocol)(0),                         // 29: swarmd.api.PortConfig.Protocol
-	(*TaskStatus)(nil),                               // 30: swarmd.api.TaskStatus
+	(*NetworkService)(nil),                           // 18: swarmd.api.NetworkService
+	(*NetworkPeers)(nil),                             // 19: swarmd.api.NetworkPeers
+	(*NetworksMessage)(nil),                          // 20: swarmd.api.NetworksMessage
+	(*UpdateTaskStatusRequest_TaskStatusUpdate)(nil), // 21: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
+	(*NodeDescription)(nil),                          // 22: swarmd.api.NodeDescription
+	(*Node)(nil),                                     // 23: swarmd.api.Node
+	(*WeightedPeer)(nil),                             // 24: swarmd.api.WeightedPeer
+	(*EncryptionKey)(nil),                            // 25: swarmd.api.EncryptionKey
+	(*durationpb.Duration)(nil),                      // 26: google.protobuf.Duration
+	(*Task)(nil),                                     // 27: swarmd.api.Task
+	(*Secret)(nil),                                   // 28: swarmd.api.Secret
+	(*Config)(nil),                                   // 29: swarmd.api.Config
+	(PortConfig_Protocol)(0),                         // 30: swarmd.api.PortConfig.Protocol
+	(*TaskStatus)(nil),                               // 31: swarmd.api.TaskStatus
 }
 var file_api_dispatcher_proto_depIdxs = []int32{
-	21, // 0: swarmd.api.SessionRequest.description:type_name -> swarmd.api.NodeDescription
-	22, // 1: swarmd.api.SessionMessage.node:type_name -> swarmd.api.Node
-	23, // 2: swarmd.api.SessionMessage.managers:type_name -> swarmd.api.WeightedPeer
-	24, // 3: swarmd.api.SessionMessage.network_bootstrap_keys:type_name -> swarmd.api.EncryptionKey
-	25, // 4: swarmd.api.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	20, // 5: swarmd.api.UpdateTaskStatusRequest.updates:type_name -> swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
-	26, // 6: swarmd.api.Assignment.task:type_name -> swarmd.api.Task
-	27, // 7: swarmd.api.Assignment.secret:type_name -> swarmd.api.Secret
-	28, // 8: swarmd.api.Assignment.config:type_name -> swarmd.api.Config
+	22, // 0: swarmd.api.SessionRequest.description:type_name -> swarmd.api.NodeDescription
+	23, // 1: swarmd.api.SessionMessage.node:type_name -> swarmd.api.Node
+	24, // 2: swarmd.api.SessionMessage.managers:type_name -> swarmd.api.WeightedPeer
+	25, // 3: swarmd.api.SessionMessage.network_bootstrap_keys:type_name -> swarmd.api.EncryptionKey
+	26, // 4: swarmd.api.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	21, // 5: swarmd.api.UpdateTaskStatusRequest.updates:type_name -> swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate
+	27, // 6: swarmd.api.Assignment.task:type_name -> swarmd.api.Task
+	28, // 7: swarmd.api.Assignment.secret:type_name -> swarmd.api.Secret
+	29, // 8: swarmd.api.Assignment.config:type_name -> swarmd.api.Config
 	9,  // 9: swarmd.api.AssignmentChange.assignment:type_name -> swarmd.api.Assignment
 	0,  // 10: swarmd.api.AssignmentChange.action:type_name -> swarmd.api.AssignmentChange.Action
 	1,  // 11: swarmd.api.AssignmentsMessage.type:type_name -> swarmd.api.AssignmentsMessage.Type
 	10, // 12: swarmd.api.AssignmentsMessage.changes:type_name -> swarmd.api.AssignmentChange
-	29, // 13: swarmd.api.MeshPort.protocol:type_name -> swarmd.api.PortConfig.Protocol
+	30, // 13: swarmd.api.MeshPort.protocol:type_name -> swarmd.api.PortConfig.Protocol
 	13, // 14: swarmd.api.MeshPort.backends:type_name -> swarmd.api.MeshBackend
 	14, // 15: swarmd.api.MeshMessage.ports:type_name -> swarmd.api.MeshPort
 	17, // 16: swarmd.api.NetworkPeers.peers:type_name -> swarmd.api.NetworkPeer
-	18, // 17: swarmd.api.NetworksMessage.networks:type_name -> swarmd.api.NetworkPeers
-	30, // 18: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate.status:type_name -> swarmd.api.TaskStatus
-	2,  // 19: swarmd.api.Dispatcher.Session:input_type -> swarmd.api.SessionRequest
-	4,  // 20: swarmd.api.Dispatcher.Heartbeat:input_type -> swarmd.api.HeartbeatRequest
-	6,  // 21: swarmd.api.Dispatcher.UpdateTaskStatus:input_type -> swarmd.api.UpdateTaskStatusRequest
-	8,  // 22: swarmd.api.Dispatcher.Assignments:input_type -> swarmd.api.AssignmentsRequest
-	12, // 23: swarmd.api.Dispatcher.Mesh:input_type -> swarmd.api.MeshRequest
-	16, // 24: swarmd.api.Dispatcher.Networks:input_type -> swarmd.api.NetworksRequest
-	3,  // 25: swarmd.api.Dispatcher.Session:output_type -> swarmd.api.SessionMessage
-	5,  // 26: swarmd.api.Dispatcher.Heartbeat:output_type -> swarmd.api.HeartbeatResponse
-	7,  // 27: swarmd.api.Dispatcher.UpdateTaskStatus:output_type -> swarmd.api.UpdateTaskStatusResponse
-	11, // 28: swarmd.api.Dispatcher.Assignments:output_type -> swarmd.api.AssignmentsMessage
-	15, // 29: swarmd.api.Dispatcher.Mesh:output_type -> swarmd.api.MeshMessage
-	19, // 30: swarmd.api.Dispatcher.Networks:output_type -> swarmd.api.NetworksMessage
-	25, // [25:31] is the sub-list for method output_type
-	19, // [19:25] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	18, // 17: swarmd.api.NetworkPeers.services:type_name -> swarmd.api.NetworkService
+	19, // 18: swarmd.api.NetworksMessage.networks:type_name -> swarmd.api.NetworkPeers
+	31, // 19: swarmd.api.UpdateTaskStatusRequest.TaskStatusUpdate.status:type_name -> swarmd.api.TaskStatus
+	2,  // 20: swarmd.api.Dispatcher.Session:input_type -> swarmd.api.SessionRequest
+	4,  // 21: swarmd.api.Dispatcher.Heartbeat:input_type -> swarmd.api.HeartbeatRequest
+	6,  // 22: swarmd.api.Dispatcher.UpdateTaskStatus:input_type -> swarmd.api.UpdateTaskStatusRequest
+	8,  // 23: swarmd.api.Dispatcher.Assignments:input_type -> swarmd.api.AssignmentsRequest
+	12, // 24: swarmd.api.Dispatcher.Mesh:input_type -> swarmd.api.MeshRequest
+	16, // 25: swarmd.api.Dispatcher.Networks:input_type -> swarmd.api.NetworksRequest
+	3,  // 26: swarmd.api.Dispatcher.Session:output_type -> swarmd.api.SessionMessage
+	5,  // 27: swarmd.api.Dispatcher.Heartbeat:output_type -> swarmd.api.HeartbeatResponse
+	7,  // 28: swarmd.api.Dispatcher.UpdateTaskStatus:output_type -> swarmd.api.UpdateTaskStatusResponse
+	11, // 29: swarmd.api.Dispatcher.Assignments:output_type -> swarmd.api.AssignmentsMessage
+	15, // 30: swarmd.api.Dispatcher.Mesh:output_type -> swarmd.api.MeshMessage
+	20, // 31: swarmd.api.Dispatcher.Networks:output_type -> swarmd.api.NetworksMessage
+	26, // [26:32] is the sub-list for method output_type
+	20, // [20:26] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_api_dispatcher_proto_init() }
@@ -1387,7 +1523,7 @@ func file_api_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_dispatcher_proto_rawDesc), len(file_api_dispatcher_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

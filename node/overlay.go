@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/plugin/discovery"
 	"github.com/openswarm/swarmd/plugin/ipam"
 	"github.com/openswarm/swarmd/plugin/network"
 	"github.com/openswarm/swarmd/plugin/overlay"
+	"github.com/openswarm/swarmd/plugin/vip"
 )
 
 // applyTimeout bounds the programming of one set of endpoints.
@@ -34,6 +36,7 @@ type peerSetter interface {
 type nodeOverlay struct {
 	log   *slog.Logger
 	peers peerSetter
+	disc  *discovery.Discovery // nil: no service discovery
 
 	mu   sync.Mutex
 	sent map[string]bool // networks given a non-empty set last time
@@ -90,7 +93,12 @@ func (n *Node) serveOverlay(ctx context.Context, wg *sync.WaitGroup, name string
 	if err != nil {
 		return nil, fmt.Errorf("node: overlay: %w", err)
 	}
-	drv, err := network.New(ctx, network.Config{Host: host, StateDir: filepath.Join(n.cfg.StateDir, "overlay"), Logger: log})
+	disc := newDiscovery(log)
+	ncfg := network.Config{Host: host, StateDir: filepath.Join(n.cfg.StateDir, "overlay"), Logger: log}
+	if disc != nil {
+		ncfg.Observer = disc
+	}
+	drv, err := network.New(ctx, ncfg)
 	if err != nil {
 		_ = host.Close()
 		return nil, fmt.Errorf("node: overlay: %w", err)
@@ -99,6 +107,13 @@ func (n *Node) serveOverlay(ctx context.Context, wg *sync.WaitGroup, name string
 	if err != nil {
 		_ = host.Close()
 		return nil, err
+	}
+	if disc != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			disc.Run(ctx)
+		}()
 	}
 	wg.Add(1)
 	go func() {
@@ -110,7 +125,26 @@ func (n *Node) serveOverlay(ctx context.Context, wg *sync.WaitGroup, name string
 		}
 	}()
 	log.Info("network plugin serving", "socket", path, "vtep", vtep.String())
-	return &nodeOverlay{log: log, peers: drv, sent: map[string]bool{}}, nil
+	return &nodeOverlay{log: log, peers: drv, disc: disc, sent: map[string]bool{}}, nil
+}
+
+// newDiscovery returns the service discovery of the node's overlay
+// networks, or nil (logged) when it cannot run here. Without nft, names
+// still resolve, to task addresses instead of virtual IPs.
+func newDiscovery(log *slog.Logger) *discovery.Discovery {
+	var vips discovery.Applier
+	prog, err := vip.NewProgrammer(vip.Config{Logger: log})
+	if err != nil {
+		log.Warn("node: no virtual IPs on overlay networks (service names resolve to task addresses)", "error", err)
+	} else {
+		vips = prog
+	}
+	disc, err := discovery.New(discovery.Config{VIPs: vips, Logger: log})
+	if err != nil {
+		log.Warn("node: no service discovery on overlay networks", "error", err)
+		return nil
+	}
+	return disc
 }
 
 // listenPlugin binds the plugin's socket where the engine discovers it,
@@ -143,6 +177,9 @@ func (o *nodeOverlay) apply(ctx context.Context, nets []*api.NetworkPeers) {
 	defer cancel()
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.disc != nil {
+		o.disc.Update(nets)
+	}
 	now := make(map[string]bool, len(nets))
 	for _, np := range nets {
 		id := np.GetNetworkId()

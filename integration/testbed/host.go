@@ -326,8 +326,18 @@ func (h *Host) StartSwarmd(ctx context.Context, extraArgs ...string) error {
 		return fmt.Errorf("testbed: %s: start swarmd: already running", h.Name)
 	}
 	h.mu.Unlock()
+	h.mu.Lock()
+	engine := h.engine
+	h.mu.Unlock()
+	if engine == nil || engine.done() {
+		return fmt.Errorf("testbed: %s: start swarmd: the engine is not running", h.Name)
+	}
 	_ = os.Remove(h.SwarmdSock)
-	args := append([]string{"netns", "exec", h.Netns,
+	// swarmd shares the engine's namespaces, network, mount and UTS, as
+	// on a real host: it sees the network namespaces the engine mounts
+	// for its containers, and the named namespaces of its overlay
+	// networks outlive a swarmd restart.
+	args := append([]string{"--target", strconv.Itoa(engine.cmd.Process.Pid), "--mount", "--uts", "--net", "--",
 		filepath.Join(h.tb.cfg.SwarmdBin, "swarmd"),
 		"--state-dir", h.StateDir,
 		"--listen-engine-api", h.SwarmdSock,
@@ -341,10 +351,10 @@ func (h *Host) StartSwarmd(ctx context.Context, extraArgs ...string) error {
 	}, extraArgs...)
 	logPath := filepath.Join(h.Dir, "swarmd.log")
 	if f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
-		fmt.Fprintf(f, "=== testbed: %s start swarmd %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args[3:], " "))
+		fmt.Fprintf(f, "=== testbed: %s start swarmd %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args[6:], " "))
 		f.Close()
 	}
-	p, err := startProc(exec.Command("ip", args...), logPath)
+	p, err := startProc(exec.Command("nsenter", args...), logPath)
 	if err != nil {
 		return fmt.Errorf("testbed: %s: start swarmd: %w", h.Name, err)
 	}

@@ -74,23 +74,33 @@ func (r *run) runNetworks(events <-chan store.Event, cancel func()) {
 		func() { attached = r.recomputeNetworks() })
 }
 
-// recomputeNetworks reads the store, publishes the endpoints and reports
-// whether there are any.
+// recomputeNetworks reads the store, publishes the endpoints when they
+// changed and reports whether there are any.
 func (r *run) recomputeNetworks() bool {
 	var msg *api.NetworksMessage
 	r.d.store.View(func(tx store.ReadTx) {
 		tasks, _ := store.FindTasks(tx, store.All)
 		nodes := map[string]*api.Node{}
+		services := map[string]*api.Service{}
 		for _, t := range tasks {
 			if len(t.GetNetworks()) > 0 && t.GetNodeId() != "" {
 				nodes[t.GetNodeId()] = nil
+				services[t.GetServiceId()] = nil
 			}
 		}
 		for id := range nodes {
 			nodes[id] = store.GetNode(tx, id)
 		}
-		msg = networkPeers(tasks, nodes)
+		for id := range services {
+			services[id] = store.GetService(tx, id)
+		}
+		msg = networkPeers(tasks, nodes, services)
 	})
+	// Most relevant events (a task moving from PREPARING to STARTING)
+	// change nothing here: index only what is new.
+	if cur, _ := r.networks.get(); proto.Equal(cur.all, msg) {
+		return len(msg.GetNetworks()) > 0
+	}
 	if r.networks.set(newNetworksTable(msg)) {
 		r.d.log.Debug("dispatcher: network endpoints changed", "networks", len(msg.GetNetworks()))
 	}
@@ -104,6 +114,10 @@ func networksRelevant(ev store.Event, attached bool) bool {
 	case *api.Task:
 		old, _ := ev.Old.(*api.Task)
 		return len(o.GetNetworks()) > 0 || len(old.GetNetworks()) > 0
+	case *api.Service:
+		// Services matter through their names and virtual IPs, and
+		// only while there are endpoints.
+		return attached
 	case *api.Node:
 		// Nodes matter only through the address of their endpoints.
 		if !attached {
@@ -142,10 +156,12 @@ func endpointActive(t *api.Task) bool {
 
 // networkPeers is the endpoints of every overlay network: the IPv4
 // addresses of the attachments of active tasks (ingress excepted) on nodes
-// whose address is known. Networks without endpoints are left out;
-// networks are sorted by ID, endpoints by address.
-func networkPeers(tasks []*api.Task, nodes map[string]*api.Node) *api.NetworksMessage {
+// whose address is known, and the services they belong to. Networks
+// without endpoints are left out; networks are sorted by ID, endpoints by
+// address, services by name.
+func networkPeers(tasks []*api.Task, nodes map[string]*api.Node, services map[string]*api.Service) *api.NetworksMessage {
 	byNet := map[string][]*api.NetworkPeer{}
+	svcByNet := map[string]map[string]*api.NetworkService{}
 	for _, t := range tasks {
 		if len(t.GetNetworks()) == 0 || !endpointActive(t) {
 			continue
@@ -154,6 +170,7 @@ func networkPeers(tasks []*api.Task, nodes map[string]*api.Node) *api.NetworksMe
 		if vtep == "" {
 			continue
 		}
+		svc := services[t.GetServiceId()]
 		for _, att := range t.GetNetworks() {
 			nw := att.GetNetwork()
 			if nw.GetId() == "" || nw.GetSpec().GetIngress() {
@@ -166,7 +183,15 @@ func networkPeers(tasks []*api.Task, nodes map[string]*api.Node) *api.NetworksMe
 				}
 				byNet[nw.GetId()] = append(byNet[nw.GetId()], &api.NetworkPeer{
 					Ip: p.Addr().String(), Vtep: vtep, TaskId: t.GetId(), NodeId: t.GetNodeId(),
+					ServiceId: t.GetServiceId(), Name: store.TaskName(t), Aliases: slices.Clone(att.GetAliases()),
+					Running: t.GetStatus().GetState() == api.TaskState_TASK_STATE_RUNNING,
 				})
+			}
+			if ns := networkService(svc, nw.GetId()); ns != nil {
+				if svcByNet[nw.GetId()] == nil {
+					svcByNet[nw.GetId()] = map[string]*api.NetworkService{}
+				}
+				svcByNet[nw.GetId()][ns.GetServiceId()] = ns
 			}
 		}
 	}
@@ -175,8 +200,39 @@ func networkPeers(tasks []*api.Task, nodes map[string]*api.Node) *api.NetworksMe
 		slices.SortFunc(peers, func(a, b *api.NetworkPeer) int {
 			return cmp.Or(netip.MustParseAddr(a.GetIp()).Compare(netip.MustParseAddr(b.GetIp())), cmp.Compare(a.GetTaskId(), b.GetTaskId()))
 		})
-		msg.Networks = append(msg.Networks, &api.NetworkPeers{NetworkId: id, Peers: peers})
+		np := &api.NetworkPeers{NetworkId: id, Peers: peers}
+		for _, ns := range svcByNet[id] {
+			np.Services = append(np.Services, ns)
+		}
+		slices.SortFunc(np.Services, func(a, b *api.NetworkService) int {
+			return cmp.Or(cmp.Compare(a.GetName(), b.GetName()), cmp.Compare(a.GetServiceId(), b.GetServiceId()))
+		})
+		msg.Networks = append(msg.Networks, np)
 	}
 	slices.SortFunc(msg.Networks, func(a, b *api.NetworkPeers) int { return cmp.Compare(a.GetNetworkId(), b.GetNetworkId()) })
 	return msg
+}
+
+// networkService is what service s's name resolves to on network netID;
+// nil for a service that is gone.
+func networkService(s *api.Service, netID string) *api.NetworkService {
+	if s == nil || s.GetSpec().GetAnnotations().GetName() == "" {
+		return nil
+	}
+	ns := &api.NetworkService{ServiceId: s.GetId(), Name: s.GetSpec().GetAnnotations().GetName()}
+	if s.GetSpec().GetEndpoint().GetMode() == api.EndpointSpec_DNSRR {
+		ns.Dnsrr = true
+		return ns
+	}
+	for _, v := range s.GetEndpoint().GetVirtualIps() {
+		if v.GetNetworkId() != netID {
+			continue
+		}
+		if p, err := netip.ParsePrefix(v.GetAddr()); err == nil && p.Addr().Is4() {
+			ns.Vip = p.Addr().String()
+		} else if a, err := netip.ParseAddr(v.GetAddr()); err == nil && a.Is4() {
+			ns.Vip = a.String()
+		}
+	}
+	return ns
 }

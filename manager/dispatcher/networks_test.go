@@ -23,6 +23,14 @@ func netTask(id, node string, state, desired api.TaskState, atts ...*api.Network
 	return t
 }
 
+// svcTask gives t service svc (ID and name) and slot.
+func svcTask(t *api.Task, svc string, slot uint64) *api.Task {
+	t.ServiceId = svc
+	t.ServiceAnnotations = &api.Annotations{Name: svc}
+	t.Slot = slot
+	return t
+}
+
 func netNode(id, addr, tunnel string) *api.Node {
 	return &api.Node{Id: id, Status: &api.NodeStatus{State: api.NodeStatus_READY, Addr: addr}, Description: &api.NodeDescription{MeshTunnel: tunnel}}
 }
@@ -39,6 +47,11 @@ func TestNetworkPeers(t *testing.T) {
 		"n2":     netNode("n2", "", "10.0.0.2:7946"),
 		"noaddr": netNode("noaddr", "", ""),
 		"v6":     netNode("v6", "fd00::1", ""),
+	}
+	services := map[string]*api.Service{
+		"web": {Id: "web", Spec: &api.ServiceSpec{Annotations: &api.Annotations{Name: "web"}},
+			Endpoint: &api.Endpoint{VirtualIps: []*api.Endpoint_VirtualIP{{NetworkId: "netA", Addr: "10.0.1.2/24"}, {NetworkId: "netB", Addr: "10.0.2.2/24"}}}},
+		"rr": {Id: "rr", Spec: &api.ServiceSpec{Annotations: &api.Annotations{Name: "rr"}, Endpoint: &api.EndpointSpec{Mode: api.EndpointSpec_DNSRR}}},
 	}
 	a := func(ip string) *api.NetworkAttachment { return netAttachment("netA", false, ip) }
 	cases := []struct {
@@ -57,8 +70,8 @@ func TestNetworkPeers(t *testing.T) {
 				netTask("t5", "", 0, running, a("10.0.1.5/24")),
 			},
 			&api.NetworksMessage{Networks: []*api.NetworkPeers{{NetworkId: "netA", Peers: []*api.NetworkPeer{
-				{Ip: "10.0.1.9", Vtep: "10.0.0.1", TaskId: "t1", NodeId: "n1"},
-				{Ip: "10.0.1.10", Vtep: "10.0.0.2", TaskId: "t2", NodeId: "n2"},
+				{Ip: "10.0.1.9", Vtep: "10.0.0.1", TaskId: "t1", NodeId: "n1", ServiceId: "s", Name: "s.n1.t1"},
+				{Ip: "10.0.1.10", Vtep: "10.0.0.2", TaskId: "t2", NodeId: "n2", ServiceId: "s", Name: "s.n2.t2", Running: true},
 			}}}}},
 		{"several networks, ingress and bad addresses left out, nodes without an IPv4 address too",
 			[]*api.Task{
@@ -71,13 +84,34 @@ func TestNetworkPeers(t *testing.T) {
 				netTask("t4", "gone", running, running, a("10.0.1.5/24")),
 			},
 			&api.NetworksMessage{Networks: []*api.NetworkPeers{
-				{NetworkId: "netA", Peers: []*api.NetworkPeer{{Ip: "10.0.1.7", Vtep: "10.0.0.1", TaskId: "t1", NodeId: "n1"}}},
-				{NetworkId: "netB", Peers: []*api.NetworkPeer{{Ip: "10.0.2.7", Vtep: "10.0.0.1", TaskId: "t1", NodeId: "n1"}}},
+				{NetworkId: "netA", Peers: []*api.NetworkPeer{{Ip: "10.0.1.7", Vtep: "10.0.0.1", TaskId: "t1", NodeId: "n1", ServiceId: "s", Name: "s.n1.t1", Running: true}}},
+				{NetworkId: "netB", Peers: []*api.NetworkPeer{{Ip: "10.0.2.7", Vtep: "10.0.0.1", TaskId: "t1", NodeId: "n1", ServiceId: "s", Name: "s.n1.t1", Running: true}}},
+			}}},
+		{"services with their names, virtual IPs per network and aliases",
+			[]*api.Task{
+				svcTask(netTask("t1", "n1", running, running,
+					&api.NetworkAttachment{Network: &api.Network{Id: "netA", Spec: &api.NetworkSpec{}}, Addresses: []string{"10.0.1.7/24"}, Aliases: []string{"db"}},
+					netAttachment("netB", false, "10.0.2.7/24")), "web", 1),
+				svcTask(netTask("t2", "n1", running, running, a("10.0.1.8/24")), "rr", 2),
+				svcTask(netTask("t3", "n1", running, running, a("10.0.1.9/24")), "gone", 3),
+			},
+			&api.NetworksMessage{Networks: []*api.NetworkPeers{
+				{NetworkId: "netA", Peers: []*api.NetworkPeer{
+					{Ip: "10.0.1.7", Vtep: "10.0.0.1", TaskId: "t1", NodeId: "n1", ServiceId: "web", Name: "web.1.t1", Aliases: []string{"db"}, Running: true},
+					{Ip: "10.0.1.8", Vtep: "10.0.0.1", TaskId: "t2", NodeId: "n1", ServiceId: "rr", Name: "rr.2.t2", Running: true},
+					{Ip: "10.0.1.9", Vtep: "10.0.0.1", TaskId: "t3", NodeId: "n1", ServiceId: "gone", Name: "gone.3.t3", Running: true},
+				}, Services: []*api.NetworkService{
+					{ServiceId: "rr", Name: "rr", Dnsrr: true},
+					{ServiceId: "web", Name: "web", Vip: "10.0.1.2"},
+				}},
+				{NetworkId: "netB", Peers: []*api.NetworkPeer{
+					{Ip: "10.0.2.7", Vtep: "10.0.0.1", TaskId: "t1", NodeId: "n1", ServiceId: "web", Name: "web.1.t1", Running: true},
+				}, Services: []*api.NetworkService{{ServiceId: "web", Name: "web", Vip: "10.0.2.2"}}},
 			}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := networkPeers(tc.tasks, nodes); !proto.Equal(got, tc.want) {
+			if got := networkPeers(tc.tasks, nodes, services); !proto.Equal(got, tc.want) {
 				t.Errorf("got  %v\nwant %v", got, tc.want)
 			}
 		})
@@ -100,7 +134,8 @@ func TestNetworksRelevant(t *testing.T) {
 		{"a node whose address changed", store.Event{Object: netNode("n", "10.0.0.2", ""), Old: netNode("n", "10.0.0.1", "")}, true, true},
 		{"a node whose address did not change", store.Event{Object: netNode("n", "10.0.0.1", ""), Old: netNode("n", "10.0.0.1", "")}, true, false},
 		{"a node while there are no endpoints", store.Event{Object: netNode("n", "10.0.0.1", "")}, false, false},
-		{"a service", store.Event{Object: meshService("x")}, true, false},
+		{"a service while there are endpoints", store.Event{Object: meshService("x")}, true, true},
+		{"a service while there are no endpoints", store.Event{Object: meshService("x")}, false, false},
 		{"a restore", store.Event{Action: store.EventRestore}, false, true},
 	}
 	for _, tc := range cases {

@@ -54,13 +54,41 @@ type Config struct {
 	StateDir string
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Observer, if set, learns of networks and of endpoints joined to
+	// containers (service discovery follows them).
+	Observer Observer
 }
+
+// Observer learns which networks exist on this host and which container
+// sandboxes their endpoints are in. Network IDs are swarm network IDs
+// (overlay.Network.ID). Its methods are called with the driver's lock
+// held, in order, and must not call the Driver.
+type Observer interface {
+	// NetworkUp: n's devices exist, in the namespace at nsPath.
+	NetworkUp(n overlay.Network, nsPath string)
+	// NetworkDown: networkID's devices are gone.
+	NetworkDown(networkID string)
+	// EndpointUp: endpoint endpointID with address ip joined the
+	// container whose network namespace is (or will be) at sandboxKey.
+	EndpointUp(networkID, endpointID string, ip netip.Addr, sandboxKey string)
+	// EndpointDown: endpoint endpointID left its container.
+	EndpointDown(networkID, endpointID string)
+}
+
+// nopObserver observes nothing.
+type nopObserver struct{}
+
+func (nopObserver) NetworkUp(overlay.Network, string)             {}
+func (nopObserver) NetworkDown(string)                            {}
+func (nopObserver) EndpointUp(string, string, netip.Addr, string) {}
+func (nopObserver) EndpointDown(string, string)                   {}
 
 // Driver implements the engine's remote network driver interface.
 type Driver struct {
 	host  *overlay.Host
 	dir   string
 	log   *slog.Logger
+	obs   Observer
 	mu    sync.Mutex
 	nets  map[string]*netState // by engine network ID
 	peers map[string][]overlay.Peer
@@ -78,6 +106,9 @@ type netState struct {
 type endpointRecord struct {
 	IP  netip.Addr `json:"ip"`
 	MAC string     `json:"mac"`
+	// SandboxKey is the network namespace of the container the endpoint
+	// joined; empty while it is not joined.
+	SandboxKey string `json:"sandbox_key,omitempty"`
 }
 
 // New loads the state directory and makes sure the devices of every known
@@ -100,6 +131,10 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	d := &Driver{
 		host: cfg.Host, dir: cfg.StateDir, log: log.With("component", "overlay-driver"),
 		nets: make(map[string]*netState), peers: make(map[string][]overlay.Peer),
+		obs: cfg.Observer,
+	}
+	if d.obs == nil {
+		d.obs = nopObserver{}
 	}
 	files, err := filepath.Glob(filepath.Join(cfg.StateDir, "*.json"))
 	if err != nil {
@@ -137,6 +172,12 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		if err := d.host.EnsureNetwork(ctx, st.Network); err != nil {
 			d.log.Error("network not restored", "network.id", st.Network.ID, "engine.network.id", st.EngineID, "err", err)
 			continue
+		}
+		d.obs.NetworkUp(st.Network, d.host.NamespacePath(st.Network.ID))
+		for epID, ep := range st.Endpoints {
+			if ep.SandboxKey != "" {
+				d.obs.EndpointUp(st.Network.ID, epID, ep.IP, ep.SandboxKey)
+			}
 		}
 		d.log.Info("network restored", "network.id", st.Network.ID, "engine.network.id", st.EngineID, "vni", st.Network.VNI, "endpoints", len(st.Endpoints))
 	}
@@ -262,10 +303,12 @@ func (d *Driver) CreateNetwork(req *helpers.CreateNetworkRequest) error {
 		if err := d.host.DeleteNetwork(ctx, st.Network.ID); err != nil {
 			return err
 		}
+		d.obs.NetworkDown(st.Network.ID)
 	}
 	if err := d.host.EnsureNetwork(ctx, n); err != nil {
 		return err
 	}
+	d.obs.NetworkUp(n, d.host.NamespacePath(n.ID))
 	st := d.nets[req.NetworkID]
 	if st == nil {
 		st = &netState{EngineID: req.NetworkID, Endpoints: make(map[string]*endpointRecord)}
@@ -297,6 +340,12 @@ func (d *Driver) DeleteNetwork(req *helpers.DeleteNetworkRequest) error {
 	if err := d.host.DeleteNetwork(ctx, st.Network.ID); err != nil {
 		return err
 	}
+	for epID, ep := range st.Endpoints {
+		if ep.SandboxKey != "" {
+			d.obs.EndpointDown(st.Network.ID, epID)
+		}
+	}
+	d.obs.NetworkDown(st.Network.ID)
 	if err := os.Remove(filepath.Join(d.dir, req.NetworkID+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("swarmd overlay: remove state: %w", err)
 	}
@@ -369,8 +418,12 @@ func (d *Driver) DeleteEndpoint(req *helpers.DeleteEndpointRequest) error {
 	if err := d.host.DeleteEndpoint(ctx, st.Network.ID, req.EndpointID); err != nil {
 		return err
 	}
-	if _, ok := st.Endpoints[req.EndpointID]; !ok {
+	ep, ok := st.Endpoints[req.EndpointID]
+	if !ok {
 		return nil
+	}
+	if ep.SandboxKey != "" { // deleted without a Leave
+		d.obs.EndpointDown(st.Network.ID, req.EndpointID)
 	}
 	delete(st.Endpoints, req.EndpointID)
 	return d.save(st)
@@ -434,6 +487,15 @@ func (d *Driver) Join(req *helpers.JoinRequest) (*helpers.JoinResponse, error) {
 	if err != nil {
 		return nil, err
 	}
+	if ep.SandboxKey != req.SandboxKey {
+		ep.SandboxKey = req.SandboxKey
+		if err := d.save(st); err != nil {
+			return nil, err
+		}
+	}
+	if req.SandboxKey != "" {
+		d.obs.EndpointUp(st.Network.ID, req.EndpointID, ep.IP, req.SandboxKey)
+	}
 	return &helpers.JoinResponse{
 		InterfaceName: helpers.InterfaceName{SrcName: link.ContainerName, DstPrefix: "eth"},
 	}, nil
@@ -449,7 +511,15 @@ func (d *Driver) Leave(req *helpers.LeaveRequest) error {
 	if err != nil {
 		return err
 	}
-	return d.host.DeleteEndpoint(ctx, st.Network.ID, req.EndpointID)
+	if err := d.host.DeleteEndpoint(ctx, st.Network.ID, req.EndpointID); err != nil {
+		return err
+	}
+	d.obs.EndpointDown(st.Network.ID, req.EndpointID)
+	if ep, ok := st.Endpoints[req.EndpointID]; ok && ep.SandboxKey != "" {
+		ep.SandboxKey = ""
+		return d.save(st)
+	}
+	return nil
 }
 
 // DiscoverNew implements helpers.Driver; swarmd programs peers itself.

@@ -2,10 +2,13 @@ package network_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +28,38 @@ type driverHost struct {
 	host     *overlay.Host
 	drv      *network.Driver
 	engineID string // the engine's ID of the network on this host
+	obs      recorder
 }
+
+// recorder is a network.Observer that records what it is told.
+type recorder struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (r *recorder) add(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, fmt.Sprintf(format, args...))
+}
+
+// take returns the events so far and forgets them.
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.events
+	r.events = nil
+	return out
+}
+
+func (r *recorder) NetworkUp(n overlay.Network, nsPath string) {
+	r.add("up %s %s %s", n.ID, n.Gateway, filepath.Base(nsPath))
+}
+func (r *recorder) NetworkDown(id string) { r.add("down %s", id) }
+func (r *recorder) EndpointUp(id, ep string, ip netip.Addr, key string) {
+	r.add("join %s %s %s %s", id, ep[:4], ip, key)
+}
+func (r *recorder) EndpointDown(id, ep string) { r.add("leave %s %s", id, ep[:4]) }
 
 func (h *driverHost) start(t *testing.T) {
 	t.Helper()
@@ -35,7 +69,7 @@ func (h *driverHost) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.host.Close() })
-	h.drv, err = network.New(context.Background(), network.Config{Host: h.host, StateDir: h.stateDir})
+	h.drv, err = network.New(context.Background(), network.Config{Host: h.host, StateDir: h.stateDir, Observer: &h.obs})
 	if err != nil {
 		t.Fatalf("network.New: %v", err)
 	}
@@ -116,6 +150,14 @@ func TestDriverTwoHosts(t *testing.T) {
 	if err := cA.RoundTrip("10.97.1.3:7000", 5*time.Second); err != nil {
 		t.Fatalf("A -> B through the driver: %v", err)
 	}
+	nsA := a.host.NamespaceName(swarmID)
+	wantEvents := func(t *testing.T, h *driverHost, want ...string) {
+		t.Helper()
+		if got := h.obs.take(); !slices.Equal(got, want) {
+			t.Errorf("observed %q, want %q", got, want)
+		}
+	}
+	wantEvents(t, a, "up "+swarmID+" 10.97.1.1 "+nsA, "join "+swarmID+" "+epA[:4]+" 10.97.1.2 /var/run/docker/netns/x")
 
 	t.Run("endpoint info", func(t *testing.T) {
 		info, err := a.drv.EndpointInfo(&helpers.InfoRequest{NetworkID: a.engineID, EndpointID: epA})
@@ -153,6 +195,8 @@ func TestDriverTwoHosts(t *testing.T) {
 		if err := nstest.Exchange(conn, 5*time.Second); err != nil {
 			t.Fatalf("connection across restart: %v", err)
 		}
+		// The restarted driver tells its observer what it restored.
+		wantEvents(t, a, "up "+swarmID+" 10.97.1.1 "+nsA, "join "+swarmID+" "+epA[:4]+" 10.97.1.2 /var/run/docker/netns/x")
 		if err := cA.RoundTrip("10.97.1.3:7000", 5*time.Second); err != nil {
 			t.Fatalf("new connection after restart: %v", err)
 		}
@@ -165,6 +209,8 @@ func TestDriverTwoHosts(t *testing.T) {
 		if err := b.drv.DeleteEndpoint(&helpers.DeleteEndpointRequest{NetworkID: b.engineID, EndpointID: epB}); err != nil {
 			t.Fatal(err)
 		}
+		nsB := b.host.NamespaceName(swarmID)
+		wantEvents(t, b, "up "+swarmID+" 10.97.1.1 "+nsB, "join "+swarmID+" "+epB[:4]+" 10.97.1.3 /var/run/docker/netns/x", "leave "+swarmID+" "+epB[:4])
 		if _, err := cB.NL.LinkByName("eth0"); err == nil {
 			t.Fatal("container B still has eth0 after Leave")
 		}
@@ -177,6 +223,7 @@ func TestDriverTwoHosts(t *testing.T) {
 		if err := b.drv.DeleteNetwork(&helpers.DeleteNetworkRequest{NetworkID: b.engineID}); err != nil {
 			t.Fatal(err)
 		}
+		wantEvents(t, b, "down "+swarmID)
 		if _, err := os.Stat(filepath.Join("/var/run/netns", b.host.NamespaceName(swarmID))); err == nil {
 			t.Error("network namespace left behind")
 		}

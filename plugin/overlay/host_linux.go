@@ -115,6 +115,11 @@ func (h *Host) VTEP() netip.Addr { return h.vtep }
 // network id's bridge, VXLAN device and the bridge ends of its veths.
 func (h *Host) NamespaceName(networkID string) string { return h.prefix + nameID(networkID) }
 
+// NamespacePath is the path of network networkID's namespace, for setns.
+func (h *Host) NamespacePath(networkID string) string {
+	return filepath.Join(namedNSDir, h.NamespaceName(networkID))
+}
+
 // Close releases the netlink handles; devices and namespaces stay.
 func (h *Host) Close() error {
 	h.mu.Lock()
@@ -298,6 +303,9 @@ func (h *Host) EnsureNetwork(ctx context.Context, n Network) error {
 	if err := h.ensureVXLAN(o, n, br, mtu); err != nil {
 		return fmt.Errorf("overlay: network %s: %w", n.ID, err)
 	}
+	if err := ensureGateway(o.nl, br, n); err != nil {
+		return fmt.Errorf("overlay: network %s: %w", n.ID, err)
+	}
 	if err := o.nl.LinkSetUp(br); err != nil {
 		return fmt.Errorf("overlay: network %s: bridge up: %w", n.ID, err)
 	}
@@ -326,6 +334,36 @@ func (h *Host) ensureBridge(o *netNS, name string, mtu int) (netlink.Link, error
 	}
 	h.log.Info("bridge created", "device", name, "netns", o.name, "mtu", mtu)
 	return o.nl.LinkByName(name)
+}
+
+// ensureGateway gives bridge br exactly the gateway address of n (none
+// when n has no gateway).
+func ensureGateway(nl *netlink.Handle, br netlink.Link, n Network) error {
+	have, err := nl.AddrList(br, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("bridge %s addresses: %w", br.Attrs().Name, err)
+	}
+	var want *netlink.Addr
+	if n.Gateway.IsValid() {
+		want = &netlink.Addr{IPNet: &net.IPNet{IP: n.Gateway.AsSlice(), Mask: net.CIDRMask(n.Subnet.Bits(), 32)}}
+	}
+	found := false
+	for _, a := range have {
+		if want != nil && a.IPNet.String() == want.IPNet.String() {
+			found = true
+			continue
+		}
+		if err := nl.AddrDel(br, &a); err != nil {
+			return fmt.Errorf("bridge %s: remove address %s: %w", br.Attrs().Name, a.IPNet, err)
+		}
+	}
+	if want == nil || found {
+		return nil
+	}
+	if err := nl.AddrAdd(br, want); err != nil {
+		return fmt.Errorf("bridge %s: gateway %s: %w", br.Attrs().Name, want.IPNet, err)
+	}
+	return nil
 }
 
 func (h *Host) vxlanMatches(v *netlink.Vxlan, n Network) bool {

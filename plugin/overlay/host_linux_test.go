@@ -141,7 +141,8 @@ func TestOverlayTwoHosts(t *testing.T) {
 	top := t
 	ctx := context.Background()
 
-	// The host side of an overlay carries no address: no routing into it.
+	// The host namespace holds no overlay device; the bridge holds only
+	// the gateway address, in the network's namespace.
 	for _, n := range []overlay.Network{l.net1, l.net2} {
 		ons := l.a.netNS(t, n.ID)
 		br, err := ons.NL.LinkByName(overlay.BridgeName(n.ID))
@@ -152,8 +153,9 @@ func TestOverlayTwoHosts(t *testing.T) {
 			t.Errorf("bridge %s is in the host namespace", br.Attrs().Name)
 		}
 		addrs, err := ons.NL.AddrList(br, netlink.FAMILY_V4)
-		if err != nil || len(addrs) != 0 {
-			t.Fatalf("bridge %s addresses = %v, %v; want none", br.Attrs().Name, addrs, err)
+		want := netip.PrefixFrom(n.Gateway, n.Subnet.Bits()).String()
+		if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != want {
+			t.Fatalf("bridge %s addresses = %v, %v; want %s", br.Attrs().Name, addrs, err, want)
 		}
 		if br.Attrs().MTU != 1450 {
 			t.Errorf("bridge MTU = %d, want 1450 (underlay 1500 - 50)", br.Attrs().MTU)

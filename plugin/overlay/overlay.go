@@ -32,16 +32,18 @@
 // (MACFromIP), so a host can program a remote endpoint knowing only its IP
 // and its host's VTEP.
 //
-// Gateway: the bridge holds no IP address and containers get no default
-// route through the overlay, only the connected route of the overlay subnet.
-// The subnet's gateway address is reserved (never given to an endpoint) but
-// configured nowhere, so the same gateway address on every host can never be
-// answered for by two hosts (nobody answers ARP for it), and nothing routes
-// between two overlay networks or between an overlay and the outside:
-// networks are isolated by construction (different namespaces, bridges and
-// VNIs, no addresses). External connectivity, when a container needs it,
-// comes from the engine's own default gateway network (the engine attaches
-// one when no network of the container provides a gateway).
+// Gateway: the bridge holds the subnet's gateway address, in the network's
+// own namespace, so that swarmd's DNS server for the network can listen
+// there (package resolver); containers get no default route through it,
+// only the connected route of the overlay subnet. Every host holds the same
+// gateway address, and no host answers for another's: ARP requests from
+// local containers reach the local bridge, and the VXLAN device never
+// forwards broadcasts. Nothing routes between two overlay networks or
+// between an overlay and the outside (the namespace has no other
+// interface): networks are isolated by construction (different
+// namespaces, bridges and VNIs). External connectivity, when a container
+// needs it, comes from the engine's own default gateway network (the engine
+// attaches one when no network of the container provides a gateway).
 //
 // Restart safety: all state lives in the kernel. EnsureNetwork adopts an
 // existing namespace, bridge and VXLAN device when they match the
@@ -90,7 +92,8 @@ type Network struct {
 	VNI uint32
 	// Subnet is the network's IPv4 subnet.
 	Subnet netip.Prefix
-	// Gateway is the subnet's reserved gateway address (configured nowhere).
+	// Gateway is the subnet's reserved gateway address, held by the
+	// network's bridge; none when invalid.
 	Gateway netip.Addr
 	// MTU of the bridge, VXLAN device and veths; 0 means underlay MTU - 50.
 	MTU int

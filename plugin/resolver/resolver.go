@@ -88,6 +88,11 @@ type Config struct {
 	// Logger receives forwarding failures (at debug level: the client
 	// sees them as SERVFAIL); nil means slog.Default().
 	Logger *slog.Logger
+	// Scope, when set, names the networks whose tables answer a client
+	// asking on networkID, in order: a container attached to several
+	// networks resolves the names of all of them. Nil, or an empty
+	// answer, means networkID alone.
+	Scope func(networkID string, client netip.Addr) []string
 }
 
 // Resolver serves the name tables of any number of networks. It is safe for
@@ -98,6 +103,7 @@ type Resolver struct {
 	timeout   time.Duration
 	ttl       uint32
 	log       *slog.Logger
+	scope     func(string, netip.Addr) []string
 
 	mu     sync.RWMutex
 	tables map[string]*table
@@ -118,6 +124,7 @@ func New(cfg Config) (*Resolver, error) {
 		timeout:   cfg.ForwardTimeout,
 		ttl:       cfg.TTL,
 		log:       cfg.Logger,
+		scope:     cfg.Scope,
 		tables:    map[string]*table{},
 	}
 	if r.timeout <= 0 {
@@ -268,7 +275,12 @@ func (r *Resolver) serveDNS(w dns.ResponseWriter, req *dns.Msg, networkID string
 		return
 	}
 	network := w.LocalAddr().Network()
-	m := r.answer(req, networkID)
+	var m *dns.Msg
+	for _, id := range r.networksFor(networkID, w.RemoteAddr()) {
+		if m = r.answer(req, id); m != nil {
+			break
+		}
+	}
 	if m == nil {
 		m = r.forward(req, network)
 	}
@@ -281,6 +293,24 @@ func (r *Resolver) serveDNS(w dns.ResponseWriter, req *dns.Msg, networkID string
 		m.Truncate(size)
 	}
 	_ = w.WriteMsg(m)
+}
+
+// networksFor names the tables that answer client on networkID.
+func (r *Resolver) networksFor(networkID string, client net.Addr) []string {
+	if r.scope == nil {
+		return []string{networkID}
+	}
+	var ip netip.Addr
+	switch a := client.(type) {
+	case *net.UDPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	case *net.TCPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	}
+	if ids := r.scope(networkID, ip.Unmap()); len(ids) > 0 {
+		return ids
+	}
+	return []string{networkID}
 }
 
 // answer returns the reply from the table of networkID, or nil when the

@@ -52,19 +52,33 @@ func upstream(t *testing.T) string {
 		}
 		_ = w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp4", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, l := listenPair(t)
 	for _, s := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}} {
 		go func() { _ = s.ActivateAndServe() }()
 		t.Cleanup(func() { _ = s.Shutdown() })
 	}
 	return pc.LocalAddr().String()
+}
+
+// listenPair opens a UDP and a TCP socket on the same loopback port; a
+// port whose TCP side another test took meanwhile is given up for another.
+func listenPair(t testing.TB) (net.PacketConn, net.Listener) {
+	t.Helper()
+	var lastErr error
+	for range 20 {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp4", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l
+		}
+		pc.Close()
+		lastErr = err
+	}
+	t.Fatalf("no free UDP+TCP port pair: %v", lastErr)
+	return nil, nil
 }
 
 // bigCount is the number of A records of big.test. and of the service big.
@@ -101,15 +115,7 @@ func newResolver(t testing.TB, cfg Config) *Resolver {
 // address (UDP and TCP share the port).
 func serve(t testing.TB, r *Resolver, networkID string) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp4", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		t.Fatal(err)
-	}
+	pc, l := listenPair(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Serve(ctx, pc, l, networkID) }()
@@ -558,4 +564,44 @@ func TestSetNetworkWhileServing(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+func TestScope(t *testing.T) {
+	up := upstream(t)
+	loopback := netip.MustParseAddr("127.0.0.1")
+	tests := []struct {
+		name  string
+		scope func(string, netip.Addr) []string
+		want  map[string]int // name asked on netA -> rcode
+	}{
+		{"a client on both networks resolves both",
+			func(id string, c netip.Addr) []string {
+				if c == loopback {
+					return []string{id, "netB"}
+				}
+				return nil
+			},
+			map[string]int{"a-svc.": dns.RcodeSuccess, "b-svc.": dns.RcodeSuccess, "tasks.b-svc.": dns.RcodeSuccess}},
+		{"an unknown client resolves its network only",
+			func(string, netip.Addr) []string { return nil },
+			map[string]int{"a-svc.": dns.RcodeSuccess, "b-svc.": dns.RcodeNameError}},
+		{"a scope naming a network without a table",
+			func(id string, _ netip.Addr) []string { return []string{"gone", id} },
+			map[string]int{"a-svc.": dns.RcodeSuccess, "b-svc.": dns.RcodeNameError}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newResolver(t, Config{Upstreams: []string{up}, Scope: tc.scope})
+			r.SetNetwork("netA", Records{Services: map[string]Service{"a-svc": {VIPs: addrs("10.96.3.2"), Tasks: addrs("10.96.3.10")}}})
+			r.SetNetwork("netB", Records{Services: map[string]Service{"b-svc": {VIPs: addrs("10.96.4.2"), Tasks: addrs("10.96.4.10")}}})
+			srv := serve(t, r, "netA")
+			for name, rcode := range tc.want {
+				for _, netw := range []string{"udp", "tcp"} {
+					if resp := query(t, srv, netw, name, dns.TypeA); resp.Rcode != rcode {
+						t.Errorf("%s over %s: rcode %s, want %s", name, netw, dns.RcodeToString[resp.Rcode], dns.RcodeToString[rcode])
+					}
+				}
+			}
+		})
+	}
 }

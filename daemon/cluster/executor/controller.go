@@ -130,6 +130,7 @@ func (c *Controller) Prepare(ctx context.Context) error {
 	if len(atts) > 0 && (c.nets == nil || c.nets.plugin == "" || c.nets.engine == nil) {
 		return ErrNoNetworkPlugin
 	}
+	host.DNS = taskDNS(atts)
 	// Straight to create, the one call the engine must answer anyway: a
 	// container that exists already is a name conflict, a missing image
 	// is "not found".

@@ -31,11 +31,12 @@ type fakeEngine struct {
 	killErr    error
 	removeErr  error
 	created    *container.Config
+	createdHC  *container.HostConfig
 }
 
 func (f *fakeEngine) Info(context.Context) (system.Info, error) { return system.Info{}, nil }
 
-func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, _ *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, _ string) (container.CreateResponse, error) {
+func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, hc *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, _ string) (container.CreateResponse, error) {
 	switch {
 	case f.createErr != nil:
 		return container.CreateResponse{}, f.createErr
@@ -45,6 +46,7 @@ func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, _
 		return container.CreateResponse{}, f.imageErr
 	}
 	f.created = cfg
+	f.createdHC = hc
 	return container.CreateResponse{ID: "c1"}, nil
 }
 

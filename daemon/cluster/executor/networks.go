@@ -93,13 +93,26 @@ func taskAttachments(t *api.Task) ([]attachment, error) {
 			return nil, fmt.Errorf("executor: task %s: network %s: address %q is not in %s", t.GetId(), a.name, na.GetAddresses()[0], a.subnet)
 		}
 		a.addr = p.Addr()
+		// The service's name is not an engine alias: swarmd's DNS
+		// answers it (with the virtual IP, or all tasks across hosts).
 		a.aliases = slices.Clone(na.GetAliases())
-		if svc := t.GetServiceAnnotations().GetName(); svc != "" && !slices.Contains(a.aliases, svc) {
-			a.aliases = append(a.aliases, svc)
-		}
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// taskDNS is the DNS server of a task attached to overlay networks: the
+// resolver of its first network, on that network's gateway address, which
+// answers the names of all its networks and forwards the rest. (With the
+// engine's embedded DNS in the container, the engine answers the names it
+// knows locally and forwards the others there.) None without overlays.
+func taskDNS(atts []attachment) []string {
+	for _, a := range atts {
+		if a.gateway.IsValid() {
+			return []string{a.gateway.String()}
+		}
+	}
+	return nil
 }
 
 // createOptions are the engine network options of a's swarm network.

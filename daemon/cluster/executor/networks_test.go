@@ -121,7 +121,7 @@ func TestTaskAttachments(t *testing.T) {
 			want: "app n1 4097 10.0.1.0/24 10.0.1.1 10.0.1.5 [db web]"},
 		{name: "no gateway, a name",
 			atts: []*api.NetworkAttachment{{Network: overlayNet("n2", "", 5000, "10.0.2.0/24", ""), Addresses: []string{"10.0.2.9/24"}}},
-			want: "n2 n2 5000 10.0.2.0/24 invalid IP 10.0.2.9 [web]"},
+			want: "n2 n2 5000 10.0.2.0/24 invalid IP 10.0.2.9 []"},
 		{name: "not allocated", atts: []*api.NetworkAttachment{{Network: overlayNet("n1", "app", 0, "10.0.1.0/24", ""), Addresses: []string{"10.0.1.5/24"}}}, wantErr: "not allocated"},
 		{name: "no address", atts: []*api.NetworkAttachment{{Network: app}}, wantErr: "not allocated"},
 		{name: "address outside the subnet", atts: []*api.NetworkAttachment{{Network: app, Addresses: []string{"10.9.1.5/24"}}}, wantErr: "is not in"},
@@ -223,8 +223,11 @@ func TestPrepareAttachesNetworks(t *testing.T) {
 					t.Errorf("network created with %+v", o)
 				}
 			}
+			if hc := f.fakeEngine.createdHC; hc == nil || !slices.Equal(hc.DNS, []string{"10.0.1.1"}) {
+				t.Errorf("container DNS %v, want the network's gateway [10.0.1.1]", hc)
+			}
 			ep := f.connects["app"]
-			if ep == nil || ep.IPAMConfig.IPv4Address != "10.0.1.5" || !slices.Equal(ep.Aliases, []string{"db", "web"}) {
+			if ep == nil || ep.IPAMConfig.IPv4Address != "10.0.1.5" || !slices.Equal(ep.Aliases, []string{"db"}) {
 				t.Fatalf("connected with %+v", ep)
 			}
 			if err := c.Remove(context.Background()); err != nil {
