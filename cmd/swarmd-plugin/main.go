@@ -143,7 +143,10 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		HostPath: hostPath,
 		Hint: fmt.Sprintf("is swarmd running on this host with --network-plugin=%s? (`docker plugin set <plugin> %s=<name>` names another)",
 			o.swarmdPlugin, envSwarmdPlugin),
-		Logger: logger,
+		// The engine registers the drivers once, maybe before swarmd
+		// serves: the handshake never fails.
+		Offline: relay.Handshake,
+		Logger:  logger,
 	})
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openswarm/swarmd/plugin/relay"
 	"github.com/openswarm/swarmd/version"
 )
 
@@ -76,8 +77,8 @@ func TestRunRelays(t *testing.T) {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
-	activate := func() (int, string) {
-		resp, err := c.Post("http://plugin/Plugin.Activate", "application/json", nil)
+	call := func(path string) (int, string) {
+		resp, err := c.Post("http://plugin"+path, "application/json", strings.NewReader("{}"))
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -86,15 +87,19 @@ func TestRunRelays(t *testing.T) {
 		return resp.StatusCode, strings.TrimSpace(string(b))
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	status, body := activate()
+	status, body := call("/NetworkDriver.CreateNetwork")
 	for status == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
-		status, body = activate()
+		status, body = call("/NetworkDriver.CreateNetwork")
 	}
 	var reply struct{ Err string }
 	if status != 500 || json.Unmarshal([]byte(body), &reply) != nil ||
 		!strings.Contains(reply.Err, "/run/docker/plugins/swarmd-h1.sock") || !strings.Contains(reply.Err, "--network-plugin=swarmd-h1") {
 		t.Fatalf("without swarmd: %d %s", status, body)
+	}
+	// The engine's handshake is answered all the same.
+	if status, body := call("/NetworkDriver.GetCapabilities"); status != 200 || body != relay.Handshake["/NetworkDriver.GetCapabilities"] {
+		t.Fatalf("handshake without swarmd: %d %s", status, body)
 	}
 
 	// swarmd comes up.
@@ -107,7 +112,7 @@ func TestRunRelays(t *testing.T) {
 	})}
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Close()
-	if status, body := activate(); status != 200 || body != `{"Implements":["NetworkDriver","IpamDriver"]}` {
+	if status, body := call("/Plugin.Activate"); status != 200 || body != `{"Implements":["NetworkDriver","IpamDriver"]}` {
 		t.Fatalf("with swarmd: %d %s", status, body)
 	}
 

@@ -5,7 +5,11 @@
 // relays every request (/Plugin.Activate, /NetworkDriver.*,
 // /IpamDriver.*) to swarmd's socket and its answer back. When swarmd does
 // not answer, the engine gets a plugin error ({"Err": "..."}) naming the
-// socket tried, at once.
+// socket tried, at once; only the handshake (Handshake: activation and
+// capabilities, which never change) is answered by the relay itself then,
+// because the engine asks for it once, when the plugin is enabled or the
+// engine starts (often before swarmd), and a failure there would leave the
+// driver unregistered until the plugin is enabled again.
 package relay
 
 import (
@@ -13,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,6 +36,17 @@ const (
 
 const contentType = "application/vnd.docker.plugins.v1.1+json"
 
+// Handshake are swarmd's answers (plugin/network.Handler with the overlay
+// and IPAM drivers) to the requests the engine makes when it registers the
+// plugin's drivers. They are constants of swarmd's plugin; a test keeps
+// them equal to its answers.
+var Handshake = map[string]string{
+	"/Plugin.Activate":                    `{"Implements":["NetworkDriver","IpamDriver"]}`,
+	"/NetworkDriver.GetCapabilities":      `{"Scope":"local","ConnectivityScope":"global"}`,
+	"/IpamDriver.GetCapabilities":         `{"RequiresMACAddress":false}`,
+	"/IpamDriver.GetDefaultAddressSpaces": `{"LocalDefaultAddressSpace":"swarmd","GlobalDefaultAddressSpace":"swarmd"}`,
+}
+
 // Config is where the relay sends requests.
 type Config struct {
 	// Upstream is the path of swarmd's plugin socket as this process sees
@@ -42,7 +58,10 @@ type Config struct {
 	HostPath string
 	// Hint ends the error the engine gets when swarmd does not answer
 	// (what to check); may be empty.
-	Hint         string
+	Hint string
+	// Offline answers these requests (path -> JSON reply) when swarmd
+	// cannot be reached (e.g. Handshake); nil: none.
+	Offline      map[string]string
 	DialTimeout  time.Duration // 0: DefaultDialTimeout
 	ReplyTimeout time.Duration // 0: DefaultReplyTimeout
 	Logger       *slog.Logger  // nil: discard
@@ -86,6 +105,13 @@ func Handler(cfg Config) (http.Handler, error) {
 		Transport: transport,
 		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if body, ok := cfg.Offline[r.URL.Path]; ok && unreachable(err) {
+				log.Info("relay: swarmd not reachable, answered the handshake itself", "path", r.URL.Path, "upstream", cfg.Upstream, "error", err)
+				w.Header().Set("Content-Type", contentType)
+				w.WriteHeader(http.StatusOK)
+				_, _ = io.WriteString(w, body+"\n")
+				return
+			}
 			msg := fmt.Sprintf("swarmd-plugin: swarmd does not answer on its plugin socket %s", cfg.HostPath)
 			if cfg.HostPath != cfg.Upstream {
 				msg += fmt.Sprintf(" (%s in the plugin)", cfg.Upstream)
@@ -100,6 +126,13 @@ func Handler(cfg Config) (http.Handler, error) {
 			_ = json.NewEncoder(w).Encode(map[string]string{"Err": msg})
 		},
 	}, nil
+}
+
+// unreachable reports whether err is a failure to connect to swarmd (as
+// opposed to a failure during the exchange).
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // cause is the short reason of a failed relay: the system error of a

@@ -234,3 +234,45 @@ func TestHandlerNeedsUpstream(t *testing.T) {
 		t.Fatal("no error without an upstream")
 	}
 }
+
+// TestHandshakeIsSwarmds: the handshake the relay answers without swarmd
+// is what swarmd's plugin answers.
+func TestHandshakeIsSwarmds(t *testing.T) {
+	sock := upstream(t, network.Handler(new(network.Driver), ipam.New(nil)))
+	c := relayed(t, Config{Upstream: sock})
+	for path, want := range Handshake {
+		if status, _, body := post(t, c, path, ""); status != 200 || body != want {
+			t.Errorf("swarmd answers %s with %d %s; Handshake has %s", path, status, body, want)
+		}
+	}
+}
+
+// TestOfflineHandshake: without swarmd, the handshake is answered by the
+// relay, every other request gets the plugin error; a swarmd that accepts
+// and does not answer gets no offline answer either.
+func TestOfflineHandshake(t *testing.T) {
+	hung := make(chan struct{})
+	t.Cleanup(func() { close(hung) })
+	hungSock := upstream(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hung }))
+	missing := relayed(t, Config{Upstream: filepath.Join(t.TempDir(), "missing.sock"), Offline: Handshake})
+	slow := relayed(t, Config{Upstream: hungSock, Offline: Handshake, ReplyTimeout: 200 * time.Millisecond})
+	for _, tc := range []struct {
+		c      *http.Client
+		path   string
+		status int
+		want   string
+	}{
+		{missing, "/Plugin.Activate", 200, Handshake["/Plugin.Activate"]},
+		{missing, "/NetworkDriver.GetCapabilities", 200, Handshake["/NetworkDriver.GetCapabilities"]},
+		{missing, "/IpamDriver.GetCapabilities", 200, Handshake["/IpamDriver.GetCapabilities"]},
+		{missing, "/IpamDriver.GetDefaultAddressSpaces", 200, Handshake["/IpamDriver.GetDefaultAddressSpaces"]},
+		{missing, "/NetworkDriver.CreateNetwork", 500, `{"Err":"swarmd-plugin: swarmd does not answer`},
+		{missing, "/IpamDriver.RequestPool", 500, `{"Err":"swarmd-plugin: swarmd does not answer`},
+		{slow, "/NetworkDriver.GetCapabilities", 500, "timeout awaiting response headers"},
+	} {
+		status, ctype, body := post(t, tc.c, tc.path, "")
+		if status != tc.status || !strings.Contains(body, tc.want) || ctype != contentType {
+			t.Errorf("%s: %d %q %s, want %d %s", tc.path, status, ctype, body, tc.status, tc.want)
+		}
+	}
+}
