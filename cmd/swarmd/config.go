@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/distribution/reference"
 )
 
 // Defaults of the swarmd flags (the seeds' swarmd flags plus --init and
@@ -57,6 +59,11 @@ type Config struct {
 	MeshBindAddr       string // IP published ports bind to; empty: all
 	MeshFastPath       bool   // nftables DNAT where every task of a port is local
 	NetworkPlugin      string // overlay network/IPAM plugin name; empty: no overlay networks
+	// EngineNetworkDriver is the network and IPAM driver of the engine
+	// networks of tasks' overlay networks: NetworkPlugin itself, or a
+	// managed plugin (hack/plugin) relaying to it. Empty when
+	// NetworkPlugin is.
+	EngineNetworkDriver string
 }
 
 // ExternalCA is one --external-ca value:
@@ -93,6 +100,7 @@ type flagValues struct {
 	meshBindAddr       string
 	meshFastPath       bool
 	networkPlugin      string
+	engineNetDriver    string
 }
 
 // config validates the raw values and returns the Config they describe.
@@ -183,7 +191,18 @@ func (f *flagValues) config() (*Config, error) {
 	if f.networkPlugin != "" && !validPluginName(f.networkPlugin) {
 		return nil, fmt.Errorf("--network-plugin: %q is not a plugin name (letters, digits, '.', '_' and '-')", f.networkPlugin)
 	}
-	return &Config{
+	engineNetDriver := f.engineNetDriver
+	switch {
+	case engineNetDriver == "" || engineNetDriver == f.networkPlugin:
+		engineNetDriver = f.networkPlugin
+	case f.networkPlugin == "":
+		return nil, errors.New("--engine-network-driver: needs --network-plugin (the managed plugin relays to swarmd's own plugin socket)")
+	default:
+		if engineNetDriver, err = managedPluginName(engineNetDriver); err != nil {
+			return nil, fmt.Errorf("--engine-network-driver: %w", err)
+		}
+	}
+	cfg := &Config{
 		LogLevel:           level,
 		StateDir:           f.stateDir,
 		JoinToken:          f.joinToken,
@@ -207,7 +226,9 @@ func (f *flagValues) config() (*Config, error) {
 		MeshBindAddr:       f.meshBindAddr,
 		MeshFastPath:       f.meshFastPath,
 		NetworkPlugin:      f.networkPlugin,
-	}, nil
+	}
+	cfg.EngineNetworkDriver = engineNetDriver
+	return cfg, nil
 }
 
 func parseLogLevel(s string) (slog.Level, error) {
@@ -371,4 +392,18 @@ func validPluginName(name string) bool {
 		}
 	}
 	return name != ""
+}
+
+// managedPluginName is the name of a managed plugin as the engine
+// registers its drivers: name:tag as `docker plugin ls` shows it, the tag
+// "latest" when none is given (swarmd/overlay -> swarmd/overlay:latest).
+func managedPluginName(name string) (string, error) {
+	ref, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a managed plugin's name (as `docker plugin ls` shows it, e.g. swarmd/overlay:latest): %w", name, err)
+	}
+	if _, ok := ref.(reference.Digested); ok {
+		return "", fmt.Errorf("%q: a managed plugin is named by name[:tag], not by digest", name)
+	}
+	return reference.FamiliarString(reference.TagNameOnly(ref)), nil
 }

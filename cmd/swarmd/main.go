@@ -60,7 +60,7 @@ func run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		return err
 	}
 	defer engine.Close()
-	ncfg.NewExecutor = dockerExecutor(engine, cfg.Hostname, cfg.NetworkPlugin, logger)
+	ncfg.NewExecutor = dockerExecutor(engine, cfg.Hostname, cfg.EngineNetworkDriver, logger)
 	c, err := cluster.New(cluster.Config{
 		StateDir: cfg.StateDir, Node: ncfg, Logger: logger,
 		RemoveContainers: cluster.NodeContainersRemover(engine),
@@ -161,6 +161,7 @@ func newRootCommand(stdout, stderr io.Writer, run runFunc) *cobra.Command {
 	fl.StringVar(&f.listenMesh, "listen-mesh", defaultListenMesh, "Listen address of the routing mesh's tunnel between nodes (its port is advertised with the --advertise-remote-api host; empty: no routing mesh)")
 	fl.StringVar(&f.meshBindAddr, "mesh-bind-addr", "", "IP address that ingress-published ports are bound to (default all)")
 	fl.StringVar(&f.networkPlugin, "network-plugin", defaultNetworkPlugin, "Name of the overlay network and IPAM plugin served to the engine (/run/docker/plugins/NAME.sock; unique per host's plugin directory; empty: no overlay networks)")
+	fl.StringVar(&f.engineNetDriver, "engine-network-driver", "", "Network and IPAM driver of the engine networks of tasks' overlay networks: the managed plugin (hack/plugin) relaying to --network-plugin, by its name in docker plugin ls, e.g. swarmd/overlay:latest (default: --network-plugin itself)")
 	fl.BoolVar(&f.meshFastPath, "mesh-fast-path", false, "Let the kernel (nftables DNAT) forward published ports whose tasks all run on this node; the userspace mesh stays the fallback")
 	return cmd
 }

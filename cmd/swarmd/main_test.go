@@ -63,6 +63,7 @@ func TestDefaults(t *testing.T) {
 		ListenMesh:       "0.0.0.0:7946",
 		NetworkPlugin:    "swarmd",
 	}
+	want.EngineNetworkDriver = "swarmd"
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
 	}
@@ -106,6 +107,7 @@ func TestFlags(t *testing.T) {
 		MeshBindAddr:    "10.0.0.1",
 		NetworkPlugin:   "swarmd-host1",
 	}
+	want.EngineNetworkDriver = "swarmd-host1"
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("flags:\n got %+v\nwant %+v", cfg, want)
 	}
@@ -114,8 +116,37 @@ func TestFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ListenControlAPI != "/run/ctl.sock" || !cfg.Init || !cfg.ForceNewCluster || cfg.NetworkPlugin != "" {
+	if cfg.ListenControlAPI != "/run/ctl.sock" || !cfg.Init || !cfg.ForceNewCluster || cfg.NetworkPlugin != "" || cfg.EngineNetworkDriver != "" {
 		t.Errorf("got %+v", cfg)
+	}
+}
+
+// TestEngineNetworkDriver: --engine-network-driver names the managed
+// plugin (as the engine registers it: name:tag) or defaults to
+// --network-plugin.
+func TestEngineNetworkDriver(t *testing.T) {
+	for _, tc := range []struct {
+		args           []string
+		plugin, driver string
+	}{
+		{nil, "swarmd", "swarmd"},
+		{[]string{"--network-plugin", "swarmd-h1"}, "swarmd-h1", "swarmd-h1"},
+		{[]string{"--engine-network-driver", "swarmd"}, "swarmd", "swarmd"},
+		{[]string{"--engine-network-driver", "swarmd/overlay:latest"}, "swarmd", "swarmd/overlay:latest"},
+		{[]string{"--engine-network-driver", "swarmd/overlay"}, "swarmd", "swarmd/overlay:latest"},
+		{[]string{"--engine-network-driver", "overlay-relay"}, "swarmd", "overlay-relay:latest"},
+		{[]string{"--engine-network-driver", "docker.io/library/relay:v2"}, "swarmd", "relay:v2"},
+		{[]string{"--engine-network-driver", "registry.example:5000/me/overlay:1.0", "--network-plugin", "sw1"}, "sw1", "registry.example:5000/me/overlay:1.0"},
+		{[]string{"--network-plugin=", "--engine-network-driver="}, "", ""},
+	} {
+		cfg, _, err := execute(t, tc.args...)
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if cfg.NetworkPlugin != tc.plugin || cfg.EngineNetworkDriver != tc.driver {
+			t.Errorf("%q: network plugin %q, engine network driver %q; want %q, %q", tc.args, cfg.NetworkPlugin, cfg.EngineNetworkDriver, tc.plugin, tc.driver)
+		}
 	}
 }
 
@@ -154,6 +185,11 @@ func TestInvalidFlags(t *testing.T) {
 		{[]string{"--network-plugin", "a/b"}, "--network-plugin"},
 		{[]string{"--network-plugin", ".."}, "--network-plugin"},
 		{[]string{"--network-plugin", "swarmd overlay"}, "--network-plugin"},
+		{[]string{"--engine-network-driver", "Swarmd/Overlay"}, "--engine-network-driver"},
+		{[]string{"--engine-network-driver", "swarmd/overlay:"}, "--engine-network-driver"},
+		{[]string{"--engine-network-driver", "swarmd overlay"}, "--engine-network-driver"},
+		{[]string{"--engine-network-driver", "swarmd/overlay@sha256:" + strings.Repeat("ab", 32)}, "--engine-network-driver"},
+		{[]string{"--network-plugin=", "--engine-network-driver", "swarmd/overlay:latest"}, "--engine-network-driver: needs --network-plugin"},
 		{[]string{"--external-ca", "protocol=acme,url=https://x"}, "external-ca"},
 		{[]string{"--external-ca", "protocol=cfssl"}, "external-ca"},
 		{[]string{"--external-ca", "url=https://x"}, "external-ca"},

@@ -148,13 +148,15 @@ func engineClient(addr string) (*client.Client, error) {
 }
 
 // dockerExecutor makes the Docker executor of a node once its ID is known.
-// An explicit --hostname replaces the engine's name; networkPlugin is the
-// driver of the engine networks of the tasks' overlay networks.
-func dockerExecutor(cli *client.Client, hostname, networkPlugin string, logger *slog.Logger) func(string) (exec.Executor, error) {
+// An explicit --hostname replaces the engine's name; networkDriver is the
+// network and IPAM driver of the engine networks of the tasks' overlay
+// networks (--engine-network-driver: swarmd's own plugin socket or a
+// managed plugin relaying to it).
+func dockerExecutor(cli *client.Client, hostname, networkDriver string, logger *slog.Logger) func(string) (exec.Executor, error) {
 	return func(nodeID string) (exec.Executor, error) {
 		e := executor.New(cli, nodeID, logger)
 		e.SetHostname(hostname)
-		e.SetNetworkPlugin(networkPlugin)
+		e.SetNetworkPlugin(networkDriver)
 		return e, nil
 	}
 }
