@@ -51,6 +51,10 @@ type taskNetworks struct {
 	// reading, removing an unused network for writing, so a network is
 	// never removed between its creation and a container's connection.
 	mu sync.RWMutex
+	// create serialises looking up and creating engine networks: two
+	// tasks starting at once must not both create one (an engine of API
+	// < 1.44 accepts two networks of one name).
+	create sync.Mutex
 }
 
 // attachment is one overlay network a task joins.
@@ -162,6 +166,8 @@ func (n *taskNetworks) attach(ctx context.Context, id string, atts []attachment)
 // missing; another creating it at the same time is no error. An engine
 // network of that name that is not the swarm network's is an error.
 func (n *taskNetworks) ensure(ctx context.Context, a attachment) (string, error) {
+	n.create.Lock()
+	defer n.create.Unlock()
 	for range 3 {
 		ni, err := n.engine.NetworkInspect(ctx, a.name, network.InspectOptions{})
 		switch {

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -251,5 +254,93 @@ func TestReleaseKeepsUsedNetworks(t *testing.T) {
 	n.release(context.Background(), []attachment{{id: "n1", name: "app"}, {id: "n2", name: "local"}, {id: "n3", name: "gone"}})
 	if len(f.removed) != 0 {
 		t.Errorf("removed %v", f.removed)
+	}
+}
+
+// dupEngine is an engine of API < 1.44: it accepts two networks of one
+// name. It counts creations and how many callers are between a lookup
+// and a creation at once. The first lookup that finds nothing holds its
+// answer until a second caller looks too (or 200 ms passed: a caller kept
+// out by a lock never comes), so unserialised callers always overlap.
+type dupEngine struct {
+	mu               sync.Mutex
+	nets             []network.Inspect
+	creates          int
+	between, maxSeen int
+	second           chan struct{}
+	misses           int
+}
+
+func (f *dupEngine) NetworkInspect(_ context.Context, name string, _ network.InspectOptions) (network.Inspect, error) {
+	f.mu.Lock()
+	for _, n := range f.nets {
+		if n.Name == name || n.ID == name {
+			f.mu.Unlock()
+			return n, nil
+		}
+	}
+	f.between++
+	f.maxSeen = max(f.maxSeen, f.between)
+	f.misses++
+	first := f.misses == 1
+	if f.misses == 2 {
+		close(f.second)
+	}
+	f.mu.Unlock()
+	if first {
+		select {
+		case <-f.second:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return network.Inspect{}, fmt.Errorf("network %s not found: %w", name, cerrdefs.ErrNotFound)
+}
+
+func (f *dupEngine) NetworkCreate(_ context.Context, name string, o network.CreateOptions) (network.CreateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.between--
+	f.creates++
+	id := fmt.Sprintf("id-%d", f.creates)
+	f.nets = append(f.nets, network.Inspect{ID: id, Name: name, Labels: maps.Clone(o.Labels)})
+	return network.CreateResponse{ID: id}, nil
+}
+
+func (f *dupEngine) NetworkRemove(context.Context, string) error { return nil }
+func (f *dupEngine) NetworkConnect(context.Context, string, string, *network.EndpointSettings) error {
+	return nil
+}
+
+// TestEnsureOnceForConcurrentTasks: tasks starting at once on one network
+// create its engine network once.
+func TestEnsureOnceForConcurrentTasks(t *testing.T) {
+	f := &dupEngine{second: make(chan struct{})}
+	n := &taskNetworks{engine: f, plugin: "swarmd", log: slog.New(slog.DiscardHandler)}
+	a := attachment{id: "n1", name: "app", vni: 4097, subnet: netip.MustParsePrefix("10.0.1.0/24"), addr: netip.MustParseAddr("10.0.1.5")}
+	var wg sync.WaitGroup
+	ids := make([]string, 8)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.attach(context.Background(), fmt.Sprintf("c%d", i), []attachment{a}); err != nil {
+				t.Error(err)
+			}
+			id, err := n.ensure(context.Background(), a)
+			if err != nil {
+				t.Error(err)
+			}
+			ids[i] = id
+		}()
+	}
+	wg.Wait()
+	if f.creates != 1 || f.maxSeen != 1 {
+		t.Errorf("%d engine networks created, %d tasks between lookup and creation at once; want 1 and 1", f.creates, f.maxSeen)
+	}
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Errorf("tasks got engine networks %v, want one", ids)
+			break
+		}
 	}
 }
