@@ -66,6 +66,7 @@ func (s *MemoryStore) ApplyBatch(indexes []uint64, requests [][]*api.StoreAction
 type applier struct {
 	txn     dbTxn
 	w       writer
+	specs   specCache
 	changes []change     // the batch's changes, when watching; the request's, else
 	commits []commitMark // the batch's successful requests, when watching
 }
@@ -146,6 +147,10 @@ func (a *applier) apply(index uint64, actions []*api.StoreAction) error {
 		c, err := a.w.do(act, index)
 		if err != nil {
 			return fmt.Errorf("apply index %d action %d: %w", index, i, err)
+		}
+		if t, ok := c.obj.(*api.Task); ok {
+			old, _ := c.old.(*api.Task)
+			a.specs.share(t, old)
 		}
 		a.changes = append(a.changes, c)
 	}
