@@ -15,6 +15,7 @@ import (
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/orchestrator"
 	"github.com/openswarm/swarmd/manager/state/store"
+	"github.com/openswarm/swarmd/manager/state/store/storetest"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -33,9 +34,7 @@ func testNow() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
 // newStore returns a store closed when the test ends, after the
 // allocators started later have stopped.
 func newStore(t *testing.T, p store.Proposer) *store.MemoryStore {
-	s := store.NewMemoryStore(p)
-	t.Cleanup(s.Close)
-	return s
+	return storetest.New(t, p)
 }
 
 // startAllocator runs an allocator on s until the test ends or the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/state/store"
+	"github.com/openswarm/swarmd/manager/state/store/storetest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -66,8 +67,7 @@ var testNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
 func newTestServer(t *testing.T, raft RaftInfo, opts ...Option) (*Server, *store.MemoryStore) {
 	t.Helper()
-	st := store.NewMemoryStore(nil)
-	t.Cleanup(st.Close)
+	st := storetest.New(t, nil)
 	opts = append([]Option{WithClock(func() time.Time { return testNow })}, opts...)
 	return NewServer(st, raft, opts...), st
 }

@@ -188,3 +188,26 @@ func list[T api.StoreObject](s *Server, by store.By, keep func(store.ReadTx, T) 
 	}
 	return out, nil
 }
+
+// listShared is list without copies: it returns the stored objects, which
+// must not be modified. For responses that are only encoded (a list of
+// tasks can be 100,000 objects long).
+func listShared[T api.StoreObject](s *Server, by store.By, keep func(store.ReadTx, T) bool) ([]T, error) {
+	if by == nil {
+		by = store.All
+	}
+	var out []T
+	var err error
+	s.store.View(func(tx store.ReadTx) {
+		err = store.Each(tx, by, func(o T) bool {
+			if keep(tx, o) {
+				out = append(out, o)
+			}
+			return true
+		})
+	})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return out, nil
+}

@@ -38,7 +38,8 @@ func (s *Server) ListTasks(_ context.Context, req *api.ListTasksRequest) (*api.L
 	case len(f.GetDesiredStates()) > 0:
 		by = orBy(f.GetDesiredStates(), store.ByDesiredState)
 	}
-	tasks, err := list(s, by, func(tx store.ReadTx, t *api.Task) bool { return taskMatches(tx, f, t) })
+	// The response is only encoded: it carries the stored tasks.
+	tasks, err := listShared(s, by, func(tx store.ReadTx, t *api.Task) bool { return taskMatches(tx, f, t) })
 	if err != nil {
 		return nil, err
 	}

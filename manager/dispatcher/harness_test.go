@@ -11,6 +11,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/state/store"
+	"github.com/openswarm/swarmd/manager/state/store/storetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -46,7 +47,7 @@ func testIdentity(ctx context.Context) (string, error) {
 // turns them on.
 func newHarness(t testing.TB, seed func(tx store.Tx) error, cfg func(*Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, store: store.NewMemoryStore(nil), clock: clockwork.NewFakeClock()}
+	h := &harness{t: t, store: storetest.New(t, nil), clock: clockwork.NewFakeClock()}
 	if seed != nil {
 		if err := h.store.Update(context.Background(), seed); err != nil {
 			t.Fatalf("seed store: %v", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/state/store"
+	"github.com/openswarm/swarmd/manager/state/store/storetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -46,7 +47,7 @@ func newHarness(t *testing.T, running bool, tasks ...[3]string) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
-	h := &harness{t: t, ctx: ctx, store: store.NewMemoryStore(nil)}
+	h := &harness{t: t, ctx: ctx, store: storetest.New(t, nil)}
 	for _, tk := range tasks {
 		h.addTask(tk[0], tk[1], tk[2])
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/state/store"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -302,15 +303,16 @@ func (s *Scheduler) write(ctx context.Context, ds []decision) (writeResult, erro
 	err := s.store.Batch(ctx, func(b *store.Batch) error {
 		for _, d := range ds {
 			err := b.Update(func(tx store.Tx) error {
-				cur := store.GetTask(tx, d.base.GetId())
+				stored := store.Lookup[*api.Task](tx, d.base.GetId()) // read-only
 				switch {
-				case cur == nil:
+				case stored == nil:
 					res.gone = append(res.gone, d.base.GetId())
 					return nil
-				case version(cur) != version(d.base):
-					res.fresh = append(res.fresh, cur)
+				case version(stored) != version(d.base):
+					res.fresh = append(res.fresh, stored)
 					return nil
 				}
+				cur := proto.CloneOf(stored)
 				d.apply(cur, now)
 				if err := tx.Update(cur); err != nil {
 					return err

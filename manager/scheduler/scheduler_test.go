@@ -13,6 +13,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/state/store"
+	"github.com/openswarm/swarmd/manager/state/store/storetest"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -50,9 +51,7 @@ func startRunner(t *testing.T, s *store.MemoryStore, opts ...Option) *runner {
 // newStore returns a local store, closed once the test and its
 // scheduler are done.
 func newStore(t *testing.T) *store.MemoryStore {
-	s := store.NewMemoryStore(nil)
-	t.Cleanup(s.Close)
-	return s
+	return storetest.New(t, nil)
 }
 
 func create(t *testing.T, s *store.MemoryStore, objs ...api.StoreObject) {
@@ -370,9 +369,8 @@ func (p *hookProposer) setHook(f func()) {
 // pass, keeping the concurrent change.
 func TestRunRetriesAfterAConflictAtApply(t *testing.T) {
 	p := &hookProposer{}
-	s := store.NewMemoryStore(p)
+	s := storetest.New(t, p)
 	p.s = s
-	t.Cleanup(s.Close)
 	create(t, s, mkNode("n1"), mkTask("t1", "s"), mkTask("t2", "s", slot(2)))
 	conflicted := make(chan struct{})
 	p.setHook(func() {

@@ -16,6 +16,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/state/store"
+	"github.com/openswarm/swarmd/manager/state/store/storetest"
 )
 
 // WaitTimeout bounds every wait of the harness, and how long the
@@ -29,9 +30,7 @@ func Quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // end of the test.
 func NewStore(t testing.TB, opts ...store.Option) *store.MemoryStore {
 	t.Helper()
-	s := store.NewMemoryStore(nil, opts...)
-	t.Cleanup(s.Close)
-	return s
+	return storetest.New(t, nil, opts...)
 }
 
 // Write applies cb to s in one request, failing the test on error.

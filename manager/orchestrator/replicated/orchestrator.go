@@ -66,7 +66,11 @@ func New(s *store.MemoryStore, u orchestrator.Updater, r orchestrator.Restarter,
 // Run reconciles until ctx ends (then it returns nil) or the store closes
 // its watch.
 func (o *Orchestrator) Run(ctx context.Context) error {
-	rs := newRunState()
+	rs := newRunState(func(id string) bool {
+		keeps := false
+		o.store.View(func(tx store.ReadTx) { keeps = orchestrator.NodeKeepsTasks(store.Lookup[*api.Node](tx, id)) })
+		return keeps
+	})
 	l := orchestrator.Loop{Name: "replicated orchestrator", Store: o.store, Clock: o.clock, Log: o.log,
 		Filter: store.MatchKind(store.KindService, store.KindTask, store.KindNode, store.KindCluster),
 		Note:   rs.note, Pending: rs.Pending, Pass: func(ctx context.Context) (time.Duration, error) { return 0, o.pass(ctx, rs) }}
@@ -143,7 +147,13 @@ func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *a
 	if s != nil && !orchestrator.IsReplicated(s) {
 		return outcome{id: id}, nil
 	}
-	tasks, err := store.FindTasks(tx, store.ByServiceID(id))
+	// The stored tasks, shared and read-only: most passes write none of
+	// them, and those written are cloned first (writable).
+	var tasks []*api.Task
+	err := store.Each(tx, store.ByServiceID(id), func(t *api.Task) bool {
+		tasks = append(tasks, t)
+		return true
+	})
 	if err != nil {
 		return outcome{}, fmt.Errorf("find tasks: %w", err)
 	}
@@ -151,16 +161,18 @@ func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *a
 		tasks = orchestrator.TasksOf(tasks, isOurs)
 	}
 	p := reconcile(s, tasks, nodes.of(tx, tasks))
-	out := outcome{id: id, service: s, removed: s == nil, dirty: p.dirty}
 	if rebalance && p.settled() {
 		all, err := nodes.all(tx)
 		if err != nil {
 			return outcome{}, err
 		}
 		w := nextWave(s, tasks, eligibleNodes(s, all), lastImbalance)
-		out.wave = &w
 		p.restart = w.moves
+		p = p.writable()
+		return outcome{id: id, service: s, removed: s == nil, dirty: p.dirty, wave: &w}, o.apply(ctx, tx, cluster, id, s, p)
 	}
+	p = p.writable()
+	out := outcome{id: id, service: s, removed: s == nil, dirty: p.dirty}
 	return out, o.apply(ctx, tx, cluster, id, s, p)
 }
 
@@ -238,7 +250,7 @@ func (c *nodeCache) of(tx store.ReadTx, tasks []*api.Task) map[string]*api.Node 
 		}
 		n, ok := c.byID[id]
 		if !ok {
-			n = store.GetNode(tx, id)
+			n = store.Lookup[*api.Node](tx, id) // read-only
 			c.byID[id] = n
 		}
 		if n != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/orchestrator"
 	"github.com/openswarm/swarmd/manager/orchestrator/restart"
+	"google.golang.org/protobuf/proto"
 )
 
 // plan is what one reconciliation of a service decided.
@@ -22,6 +23,26 @@ type plan struct {
 	// dirty lists the slots the Updater gets: they hold tasks of an
 	// older spec.
 	dirty []orchestrator.Slot
+}
+
+// writable returns the plan with copies of the tasks it lists, which
+// reconcile may have been given shared (read-only): the writes modify
+// them.
+func (p plan) writable() plan {
+	cp := func(ts []*api.Task) []*api.Task {
+		out := make([]*api.Task, len(ts))
+		for i, t := range ts {
+			out[i] = proto.CloneOf(t)
+		}
+		return out
+	}
+	p.remove, p.restart = cp(p.remove), cp(p.restart)
+	dirty := make([]orchestrator.Slot, len(p.dirty))
+	for i, sl := range p.dirty {
+		dirty[i] = orchestrator.Slot(cp(sl))
+	}
+	p.dirty = dirty
+	return p
 }
 
 // settled reports whether the plan changes nothing.

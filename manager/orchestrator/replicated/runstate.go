@@ -18,11 +18,15 @@ type runState struct {
 	// rebalance maps the services being rebalanced to the imbalance
 	// when their last wave started (0: none yet).
 	rebalance map[string]int
+	// nodeKeeps reports whether the node with that ID, as the store has
+	// it now, keeps its tasks (orchestrator.NodeKeepsTasks); nil: assume
+	// it may not.
+	nodeKeeps func(id string) bool
 }
 
-// newRunState starts with everything to reconcile.
-func newRunState() *runState {
-	return &runState{ServiceWork: orchestrator.NewServiceWork(), rebalanceAll: true, rebalance: make(map[string]int)}
+// newRunState starts with everything to reconcile. nodeKeeps may be nil.
+func newRunState(nodeKeeps func(id string) bool) *runState {
+	return &runState{ServiceWork: orchestrator.NewServiceWork(), rebalanceAll: true, rebalance: make(map[string]int), nodeKeeps: nodeKeeps}
 }
 
 // note takes one event in.
@@ -39,7 +43,7 @@ func (rs *runState) note(ev store.Event) {
 		}
 	case *api.Task:
 		old, _ := ev.Old.(*api.Task)
-		if isOurs(o) && taskMatters(ev.Action, old, o) {
+		if isOurs(o) && taskMatters(ev.Action, old, o) && !rs.placedOnKeeper(ev.Action, old, o) {
 			rs.Services[o.GetServiceId()] = true
 		}
 	case *api.Node:
@@ -53,6 +57,23 @@ func (rs *runState) note(ev store.Event) {
 		on := func(c *api.Cluster) bool { return c.GetSpec().GetOrchestration().GetRebalance() }
 		rs.rebalanceAll = rs.rebalanceAll || on(o) && !on(old)
 	}
+}
+
+// placedOnKeeper reports whether a task event is only the assignment of a
+// task to a node (the scheduler's write: no node before, nothing else a
+// reconciliation looks at changed) that keeps its tasks. Reconciling
+// then would change nothing: the task stays where it is. The node is read
+// as the store has it now, which is at least as recent as the event; a
+// later change of the node comes as an event of its own, after this one.
+func (rs *runState) placedOnKeeper(action store.EventAction, old, t *api.Task) bool {
+	if action != store.EventUpdate || rs.nodeKeeps == nil || old.GetNodeId() != "" || t.GetNodeId() == "" {
+		return false
+	}
+	isRunning := func(t *api.Task) bool { return t.GetStatus().GetState() == api.TaskState_TASK_STATE_RUNNING }
+	if old.GetDesiredState() != t.GetDesiredState() || orchestrator.HasStopped(old) != orchestrator.HasStopped(t) || isRunning(old) != isRunning(t) {
+		return false
+	}
+	return rs.nodeKeeps(t.GetNodeId())
 }
 
 // taskMatters reports whether a task event may change a reconciliation:

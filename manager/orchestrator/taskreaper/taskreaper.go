@@ -101,7 +101,7 @@ func (w *pending) decide(tx store.ReadTx) ([]*api.Task, error) {
 			}
 			return s
 		},
-		nodeGone: func(id string) bool { return store.GetNode(tx, id) == nil },
+		nodeGone: func(id string) bool { return store.Lookup[*api.Node](tx, id) == nil },
 		limit:    historyLimit(tx),
 	}
 	var doomed []*api.Task
@@ -111,10 +111,13 @@ func (w *pending) decide(tx store.ReadTx) ([]*api.Task, error) {
 	return doomed, nil
 }
 
-// tasks reads every task of the work's groups.
+// tasks reads every task of the work's groups: the stored tasks, shared
+// and read-only (the reaper only reads them, and deletes by ID).
 func (w *pending) tasks(tx store.ReadTx) ([]*api.Task, error) {
+	var out []*api.Task
 	if w.all {
-		return store.FindTasks(tx, store.All)
+		err := store.Each(tx, store.All, func(t *api.Task) bool { out = append(out, t); return true })
+		return out, err
 	}
 	var bys []store.By
 	for id := range w.services {
@@ -133,15 +136,14 @@ func (w *pending) tasks(tx store.ReadTx) ([]*api.Task, error) {
 	if len(bys) == 0 {
 		return nil, nil
 	}
-	found, err := store.FindTasks(tx, store.Or(bys...))
-	if err != nil {
-		return nil, fmt.Errorf("find tasks: %w", err)
-	}
-	var out []*api.Task
-	for _, t := range found {
+	err := store.Each(tx, store.Or(bys...), func(t *api.Task) bool {
 		if w.services[t.GetServiceId()] || w.groups[keyOf(t)] {
 			out = append(out, t)
 		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find tasks: %w", err)
 	}
 	return out, nil
 }
@@ -165,7 +167,7 @@ func (r *Reaper) delete(ctx context.Context, tasks []*api.Task) error {
 	err := r.store.Batch(ctx, func(b *store.Batch) error {
 		for _, t := range tasks {
 			err := b.Update(func(tx store.Tx) error {
-				cur := store.GetTask(tx, t.GetId())
+				cur := store.Lookup[*api.Task](tx, t.GetId())
 				if cur == nil || !proto.Equal(cur.GetMeta().GetVersion(), t.GetMeta().GetVersion()) {
 					return nil
 				}

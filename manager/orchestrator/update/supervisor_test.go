@@ -12,6 +12,7 @@ import (
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/manager/orchestrator"
 	"github.com/openswarm/swarmd/manager/state/store"
+	"github.com/openswarm/swarmd/manager/state/store/storetest"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -66,7 +67,7 @@ const waitLimit = 10 * time.Second
 
 func newEnv(t *testing.T) *env {
 	clock := clockwork.NewFakeClockAt(t0)
-	e := &env{t: t, ctx: t.Context(), clock: clock, store: store.NewMemoryStore(nil, store.WithClock(clock.Now))}
+	e := &env{t: t, ctx: t.Context(), clock: clock, store: storetest.New(t, nil, store.WithClock(clock.Now))}
 	e.sup = e.newSupervisor()
 	e.write(func(tx store.Tx) error {
 		for _, id := range []string{"n1", "n2"} {

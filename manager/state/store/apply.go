@@ -66,6 +66,7 @@ func (s *MemoryStore) ApplyBatch(indexes []uint64, requests [][]*api.StoreAction
 type applier struct {
 	txn     dbTxn
 	w       writer
+	specs   specCache
 	changes []change     // the batch's changes, when watching; the request's, else
 	commits []commitMark // the batch's successful requests, when watching
 }
@@ -85,6 +86,7 @@ const maxKeptChanges = 4096
 func (s *MemoryStore) applyLocked(indexes []uint64, requests [][]*api.StoreAction, errs []error) {
 	a := &s.applier
 	watching := s.queue.Len() > 0
+	keep := watching || s.guard != nil // the changes outlive their request
 	a.txn = dbTxn{st: *s.state.Load(), own: new(owner)}
 	a.w.v = &a.txn
 	wrote := false
@@ -110,7 +112,7 @@ func (s *MemoryStore) applyLocked(indexes []uint64, requests [][]*api.StoreActio
 		if len(a.changes) > start {
 			wrote = true
 		}
-		if watching {
+		if keep {
 			a.commits = append(a.commits, commitMark{index: index, end: len(a.changes)})
 		} else {
 			clear(a.changes[start:])
@@ -119,6 +121,11 @@ func (s *MemoryStore) applyLocked(indexes []uint64, requests [][]*api.StoreActio
 	}
 	if wrote {
 		s.state.Store(a.txn.commit())
+		if s.guard != nil {
+			for _, c := range a.changes {
+				s.guard.record(c.obj)
+			}
+		}
 	}
 	a.txn = dbTxn{}
 	if watching {
@@ -141,6 +148,10 @@ func (a *applier) apply(index uint64, actions []*api.StoreAction) error {
 		if err != nil {
 			return fmt.Errorf("apply index %d action %d: %w", index, i, err)
 		}
+		if t, ok := c.obj.(*api.Task); ok {
+			old, _ := c.old.(*api.Task)
+			a.specs.share(t, old)
+		}
 		a.changes = append(a.changes, c)
 	}
 	return nil
@@ -161,8 +172,9 @@ func (a *applier) undo(changes []change) {
 }
 
 // publish publishes the events of committed requests: each request's
-// changes, then its EventCommit. Event objects are copies, shared by the
-// event's subscribers.
+// changes, then its EventCommit. Event objects are the stored objects
+// themselves (never modified once stored), shared by the event's
+// subscribers, which must treat them as read-only.
 func (s *MemoryStore) publish(changes []change, commits []commitMark) {
 	start := 0
 	for _, m := range commits {
@@ -170,11 +182,11 @@ func (s *MemoryStore) publish(changes []change, commits []commitMark) {
 			ev := Event{Index: m.index}
 			switch c.action {
 			case api.StoreAction_CREATE:
-				ev.Action, ev.Object = EventCreate, clone(c.obj)
+				ev.Action, ev.Object = EventCreate, c.obj
 			case api.StoreAction_UPDATE:
-				ev.Action, ev.Object, ev.Old = EventUpdate, clone(c.obj), clone(c.old)
+				ev.Action, ev.Object, ev.Old = EventUpdate, c.obj, c.old
 			case api.StoreAction_REMOVE:
-				ev.Action, ev.Object = EventRemove, clone(c.old)
+				ev.Action, ev.Object = EventRemove, c.old
 			}
 			s.queue.Publish(ev)
 		}

@@ -69,10 +69,13 @@
 // including their Meta and Version, which Apply sets in place: callers must
 // not use them afterwards.
 //
-// Watch events carry copies made once per event and shared by all
-// subscribers of that event: treat Event.Object and Event.Old as read-only,
-// or clone them before modifying. Stored state cannot be reached through
-// them.
+// Stored objects are never modified once stored (each write stores a new
+// object), so they are shared without copying where that matters: watch
+// events carry the stored objects themselves (Event.Object, Event.Old),
+// and Lookup and Each return them. Those are read-only for everyone:
+// clone one before modifying it. A store made WithMutationCheck proves it
+// in tests: CheckUnmodified fails if any object it ever stored was
+// modified.
 //
 // # Sizes
 //

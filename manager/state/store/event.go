@@ -41,8 +41,9 @@ func (a EventAction) String() string {
 }
 
 // Event is a change published by the store after it is committed. Events
-// reach each watcher in commit order. Object and Old are copies shared by
-// every watcher of the event: read them, or clone them before modifying.
+// reach each watcher in commit order. Object and Old are the stored
+// objects, shared by every watcher of the event and every reader of the
+// store: read them, or clone them before modifying.
 type Event struct {
 	Action EventAction
 	// Object is the object after a create or update, the removed object

@@ -126,6 +126,27 @@ func Find[T api.StoreObject](tx ReadTx, by By) ([]T, error) {
 	return out, nil
 }
 
+// Lookup returns the stored object of type T with that ID, or nil,
+// without copying it. The object is shared with every reader of the store
+// and with watchers: it must not be modified (clone it first, e.g. to
+// update it). Stored objects never change, so it stays what it was when
+// read.
+func Lookup[T api.StoreObject](tx ReadTx, id string) T {
+	var zero T
+	o := tx.lookup(kindFor[T](), id)
+	if o == nil {
+		return zero
+	}
+	return o.(T)
+}
+
+// Each calls fn with the stored objects of type T that by selects, in
+// the order Find returns them, until fn returns false. Like Lookup, it
+// does not copy them: fn must not modify them, and may keep them.
+func Each[T api.StoreObject](tx ReadTx, by By, fn func(T) bool) error {
+	return tx.each(kindFor[T](), by, func(o api.StoreObject) bool { return fn(o.(T)) })
+}
+
 // Count returns how many objects of kind k by selects, without copying
 // them.
 func Count(tx ReadTx, k Kind, by By) (int, error) {

@@ -38,6 +38,7 @@ type options struct {
 	maxProposalBytes int
 	watchBacklog     int
 	now              func() time.Time
+	mutationCheck    bool
 }
 
 // WithMaxProposalBytes bounds the encoded size of one proposal (default
@@ -61,6 +62,7 @@ type MemoryStore struct {
 	proposer Proposer
 	opts     options
 	queue    *watch.Queue[Event]
+	guard    *guard // nil unless WithMutationCheck
 
 	// localMu serialises Update and Batch of a local store (nil proposer)
 	// from the callback to the apply.
@@ -85,6 +87,9 @@ func NewMemoryStore(p Proposer, opts ...Option) *MemoryStore {
 		proposer: p,
 		opts:     o,
 		queue:    watch.NewQueue[Event](),
+	}
+	if o.mutationCheck {
+		s.guard = newGuard()
 	}
 	s.state.Store(emptyState())
 	return s
@@ -230,6 +235,11 @@ func (s *MemoryStore) Restore(snap *api.StoreSnapshot) error {
 		t.put(kp, o)
 	}
 	s.state.Store(t.commit())
+	if s.guard != nil {
+		for _, o := range objs {
+			s.guard.record(o)
+		}
+	}
 	s.queue.Publish(Event{Action: EventRestore, Index: s.lastIndex})
 	return nil
 }

@@ -342,10 +342,8 @@ func TestCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := nextEvent(t, ch)
-	ev.Object.(*api.Service).Spec.Annotations.Labels["k"] = "watcher changed it"
-	ev.Old.(*api.Service).Spec.Annotations.Labels["k"] = "watcher changed it"
-	if get(s, KindService, "s1").(*api.Service).Spec.Annotations.Labels["k"] != "v" {
-		t.Fatal("event carried the stored object")
+	if ev.Object.(*api.Service).Spec.Annotations.Labels["k"] != "v" || ev.Old.(*api.Service).Spec.Annotations.Labels["k"] != "v" {
+		t.Fatal("event objects differ from what was stored")
 	}
 	snap := mustSave(t, s)
 	snap.Services[0].Spec.Annotations.Labels["k"] = "saver changed it"
@@ -637,5 +635,60 @@ func TestViewAndWatchCallbackError(t *testing.T) {
 	create(t, s, sample(KindTask, "t", ""), sample(KindSecret, "sec", "sec"))
 	if ev := nextEvent(t, ch); ev.Kind() != KindSecret {
 		t.Fatalf("got %v %v", ev.Action, ev.Kind())
+	}
+}
+
+// TestSharedObjectsReadOnly: watch events, Lookup and Each hand out the
+// stored objects themselves; CheckUnmodified finds any that was modified
+// through them, and finds nothing when they were only read.
+func TestSharedObjectsReadOnly(t *testing.T) {
+	tests := []struct {
+		name    string
+		modify  func(t *testing.T, s *MemoryStore, ev Event)
+		wantErr bool
+	}{
+		{name: "read only", modify: func(*testing.T, *MemoryStore, Event) {}},
+		{name: "event object", wantErr: true, modify: func(_ *testing.T, _ *MemoryStore, ev Event) {
+			ev.Object.(*api.Service).Spec.Annotations.Labels["k"] = "watcher changed it"
+		}},
+		{name: "event old object", wantErr: true, modify: func(_ *testing.T, _ *MemoryStore, ev Event) {
+			ev.Old.(*api.Service).Spec.Annotations.Labels["k"] = "watcher changed it"
+		}},
+		{name: "lookup", wantErr: true, modify: func(_ *testing.T, s *MemoryStore, _ Event) {
+			s.View(func(tx ReadTx) { Lookup[*api.Service](tx, "s1").Spec.Annotations.Name = "renamed" })
+		}},
+		{name: "each", wantErr: true, modify: func(t *testing.T, s *MemoryStore, _ Event) {
+			s.View(func(tx ReadTx) {
+				err := Each(tx, All, func(svc *api.Service) bool { svc.Meta.Version.Index = 99; return true })
+				if err != nil {
+					t.Fatal(err)
+				}
+			})
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewMemoryStore(nil, WithMutationCheck())
+			defer s.Close()
+			create(t, s, sample(KindService, "s1", "web"))
+			ch, cancel := s.Watch()
+			defer cancel()
+			got := get(s, KindService, "s1").(*api.Service)
+			got.Spec.Annotations.Labels["k"] = "w"
+			if err := s.Update(ctx, func(tx Tx) error { return tx.Update(got) }); err != nil {
+				t.Fatal(err)
+			}
+			ev := nextEvent(t, ch)
+			s.View(func(tx ReadTx) {
+				if Lookup[*api.Service](tx, "s1") != ev.Object {
+					t.Error("Lookup and the event do not share the stored object")
+				}
+			})
+			tc.modify(t, s, ev)
+			err := s.CheckUnmodified()
+			if tc.wantErr != errors.Is(err, ErrModified) {
+				t.Fatalf("CheckUnmodified = %v, want ErrModified: %v", err, tc.wantErr)
+			}
+		})
 	}
 }

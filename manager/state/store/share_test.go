@@ -1,0 +1,66 @@
+package store
+
+import (
+	"testing"
+
+	"github.com/openswarm/swarmd/api"
+	"google.golang.org/protobuf/proto"
+)
+
+// TestTasksShareSpecs: tasks stored with equal specs of one service share
+// one TaskSpec in memory (a task updated keeps its previous version's);
+// different specs or services do not; reads still return equal copies.
+func TestTasksShareSpecs(t *testing.T) {
+	spec := func(image string) *api.TaskSpec {
+		return &api.TaskSpec{Container: &api.ContainerSpec{Image: image}}
+	}
+	task := func(id, service, image string) *api.Task {
+		return &api.Task{Id: id, ServiceId: service, Slot: 1, Spec: spec(image)}
+	}
+	tests := []struct {
+		name   string
+		a, b   *api.Task
+		update bool // b is an update of a (same ID)
+		shared bool
+	}{
+		{name: "same service, same spec", a: task("t1", "s1", "nginx"), b: task("t2", "s1", "nginx"), shared: true},
+		{name: "same service, other spec", a: task("t1", "s1", "nginx"), b: task("t2", "s1", "redis")},
+		{name: "other service, same spec", a: task("t1", "s1", "nginx"), b: task("t2", "s2", "nginx")},
+		{name: "update keeps the spec", a: task("t1", "", "nginx"), b: task("t1", "", "nginx"), update: true, shared: true},
+		{name: "update changes the spec", a: task("t1", "s1", "nginx"), b: task("t1", "s1", "redis"), update: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewMemoryStore(nil, WithMutationCheck())
+			defer s.Close()
+			create(t, s, tc.a)
+			var first *api.Task
+			s.View(func(tx ReadTx) { first = Lookup[*api.Task](tx, tc.a.GetId()) })
+			if tc.update {
+				b := get(s, KindTask, tc.b.GetId()).(*api.Task)
+				b.Spec = tc.b.Spec
+				if err := s.Update(ctx, func(tx Tx) error { return tx.Update(b) }); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				create(t, s, tc.b)
+			}
+			var a, b *api.Task
+			s.View(func(tx ReadTx) {
+				a, b = Lookup[*api.Task](tx, tc.a.GetId()), Lookup[*api.Task](tx, tc.b.GetId())
+			})
+			if tc.update {
+				a = first // the version b replaced
+			}
+			if got := a.GetSpec() == b.GetSpec(); got != tc.shared {
+				t.Fatalf("specs shared = %v, want %v", got, tc.shared)
+			}
+			if !proto.Equal(b.GetSpec(), tc.b.GetSpec()) {
+				t.Fatalf("stored spec %v, want %v", b.GetSpec(), tc.b.GetSpec())
+			}
+			if err := s.CheckUnmodified(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
