@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/ca"
@@ -414,44 +413,11 @@ func (n *Node) followUnlockKey(ctx context.Context, m *manager.Manager, dek, sea
 	case <-ctx.Done():
 		return
 	}
-	for ctx.Err() == nil {
-		var cur *api.Cluster
-		ch, cancel, err := m.Store().ViewAndWatch(func(tx store.ReadTx) error {
-			cs, err := store.FindClusters(tx, store.All)
-			if len(cs) > 0 {
-				cur = cs[0]
-			}
-			return err
-		}, store.MatchKind(store.KindCluster))
-		if err != nil {
-			n.log.Warn("node: watch the unlock key", "error", err)
-			return
-		}
-		sealedWith = n.reseal(cur, dek, sealedWith)
-		closed := false
-		for !closed {
-			select {
-			case ev, ok := <-ch:
-				c, isCluster := ev.Object.(*api.Cluster)
-				switch {
-				case !ok || ev.Action == store.EventRestore:
-					closed = true // (re)subscribe and re-read the store
-				case isCluster && ev.Action != store.EventRemove:
-					sealedWith = n.reseal(c, dek, sealedWith)
-				}
-			case <-ctx.Done():
-				cancel()
-				return
-			}
-		}
-		cancel()
-		// A closed watch (a slow watcher, the store closing as the
-		// manager stops): subscribe again after a pause.
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
+	err := store.FollowCluster(ctx, m.Store(), func(c *api.Cluster) {
+		sealedWith = n.reseal(c, dek, sealedWith)
+	})
+	if err != nil && ctx.Err() == nil {
+		n.log.Warn("node: watch the unlock key", "error", err)
 	}
 }
 

@@ -184,6 +184,17 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	return d, nil
 }
 
+// op starts one engine request's work: it takes d.mu and gives the
+// request opTimeout on the data plane; done releases both.
+func (d *Driver) op() (ctx context.Context, done func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	d.mu.Lock()
+	return ctx, func() {
+		d.mu.Unlock()
+		cancel()
+	}
+}
+
 func (d *Driver) save(st *netState) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
@@ -288,10 +299,8 @@ func (d *Driver) CreateNetwork(req *helpers.CreateNetworkRequest) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	ctx, done := d.op()
+	defer done()
 	for _, other := range d.nets {
 		if other.EngineID != req.NetworkID && (other.Network.ID == n.ID || other.Network.VNI == n.VNI) {
 			return fmt.Errorf("swarmd overlay: network %s (VNI %d) conflicts with engine network %s (%s, VNI %d)",
@@ -329,10 +338,8 @@ func (d *Driver) CreateNetwork(req *helpers.CreateNetworkRequest) error {
 
 // DeleteNetwork implements helpers.Driver.
 func (d *Driver) DeleteNetwork(req *helpers.DeleteNetworkRequest) error {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	ctx, done := d.op()
+	defer done()
 	st, ok := d.nets[req.NetworkID]
 	if !ok {
 		return nil
@@ -407,10 +414,8 @@ func (d *Driver) CreateEndpoint(req *helpers.CreateEndpointRequest) (*helpers.Cr
 
 // DeleteEndpoint implements helpers.Driver.
 func (d *Driver) DeleteEndpoint(req *helpers.DeleteEndpointRequest) error {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	ctx, done := d.op()
+	defer done()
 	st, ok := d.nets[req.NetworkID]
 	if !ok {
 		return nil
@@ -461,10 +466,8 @@ func (d *Driver) EndpointInfo(req *helpers.InfoRequest) (*helpers.InfoResponse, 
 // network's bridge and hands the container end to the engine. No gateway
 // and no static routes: the subnet route comes with the address.
 func (d *Driver) Join(req *helpers.JoinRequest) (*helpers.JoinResponse, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	ctx, done := d.op()
+	defer done()
 	st, ep, err := d.endpoint(req.NetworkID, req.EndpointID)
 	if err != nil {
 		return nil, err
@@ -503,10 +506,8 @@ func (d *Driver) Join(req *helpers.JoinRequest) (*helpers.JoinResponse, error) {
 
 // Leave implements helpers.Driver: it removes the endpoint's veth pair.
 func (d *Driver) Leave(req *helpers.LeaveRequest) error {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	ctx, done := d.op()
+	defer done()
 	st, err := d.network(req.NetworkID)
 	if err != nil {
 		return err

@@ -135,6 +135,20 @@ func (h *Host) Close() error {
 	return nil
 }
 
+// lockOpen takes h.mu for an operation of ctx: an error, without the
+// lock, when ctx is done or h is closed.
+func (h *Host) lockOpen(ctx context.Context) (unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrClosed
+	}
+	return h.mu.Unlock, nil
+}
+
 // RemoveStale deletes this host's network namespaces (those named with its
 // prefix) whose network is not one of keep, with their devices: what a
 // swarm this host left, or a crash, left behind. A VXLAN device left over
@@ -151,11 +165,11 @@ func (h *Host) RemoveStale(keep []string) error {
 	if err != nil {
 		return fmt.Errorf("overlay: list namespaces: %w", err)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return ErrClosed
+	unlock, err := h.lockOpen(context.Background())
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	var errs []error
 	for _, e := range entries {
 		suffix, ok := strings.CutPrefix(e.Name(), h.prefix)
@@ -283,14 +297,11 @@ func (h *Host) EnsureNetwork(ctx context.Context, n Network) error {
 	if err := n.Validate(); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	unlock, err := h.lockOpen(ctx)
+	if err != nil {
 		return err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return ErrClosed
-	}
+	defer unlock()
 	o, err := h.openNS(n.ID, true)
 	if err != nil {
 		return fmt.Errorf("overlay: network %s: %w", n.ID, err)
@@ -441,14 +452,11 @@ func attachUp(nl *netlink.Handle, l, br netlink.Link) error {
 // DeleteNetwork removes network id: its devices, the veths still attached
 // and its namespace. A missing network is not an error.
 func (h *Host) DeleteNetwork(ctx context.Context, networkID string) error {
-	if err := ctx.Err(); err != nil {
+	unlock, err := h.lockOpen(ctx)
+	if err != nil {
 		return err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return ErrClosed
-	}
+	defer unlock()
 	o, err := h.openNS(networkID, false)
 	if err == nil {
 		// Delete the VXLAN device first and synchronously: namespace
@@ -491,9 +499,6 @@ func delLink(nl *netlink.Handle, name string) error {
 // network id's namespace, the container end, carrying ep's MAC, in the host
 // namespace, down, for the engine to move into the container.
 func (h *Host) AddEndpoint(ctx context.Context, networkID string, ep Endpoint) (EndpointLink, error) {
-	if err := ctx.Err(); err != nil {
-		return EndpointLink{}, err
-	}
 	if ep.ID == "" {
 		return EndpointLink{}, errors.New("overlay: endpoint ID is empty")
 	}
@@ -506,11 +511,11 @@ func (h *Host) AddEndpoint(ctx context.Context, networkID string, ep Endpoint) (
 	}
 	bridgeEnd, contName := VethNames(ep.ID)
 	res := EndpointLink{HostName: bridgeEnd, ContainerName: contName, MAC: mac}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return res, ErrClosed
+	unlock, err := h.lockOpen(ctx)
+	if err != nil {
+		return res, err
 	}
+	defer unlock()
 	o, err := h.openNS(networkID, false)
 	if err != nil {
 		return res, fmt.Errorf("overlay: endpoint %s: network %s: %w", ep.ID, networkID, err)
@@ -590,14 +595,11 @@ func (h *Host) forgetRemote(o *netNS, networkID string, ip netip.Addr, mac net.H
 // DeleteEndpoint removes the veth pair of endpoint id on network networkID;
 // a missing one is not an error.
 func (h *Host) DeleteEndpoint(ctx context.Context, networkID, endpointID string) error {
-	if err := ctx.Err(); err != nil {
+	unlock, err := h.lockOpen(ctx)
+	if err != nil {
 		return err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return ErrClosed
-	}
+	defer unlock()
 	bridgeEnd, contName := VethNames(endpointID)
 	if o, err := h.openNS(networkID, false); err == nil {
 		if err := delLink(o.nl, bridgeEnd); err != nil {
@@ -628,14 +630,11 @@ func (h *Host) vxlanOf(networkID string) (*netNS, netlink.Link, error) {
 // Peers on this host's own VTEP are ignored. Calling it twice with the same
 // set changes nothing.
 func (h *Host) Peers(ctx context.Context, networkID string, peers []Peer) error {
-	if err := ctx.Err(); err != nil {
+	unlock, err := h.lockOpen(ctx)
+	if err != nil {
 		return err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return ErrClosed
-	}
+	defer unlock()
 	o, vx, err := h.vxlanOf(networkID)
 	if err != nil {
 		return fmt.Errorf("overlay: peers of network %s: %w", networkID, err)
@@ -677,14 +676,11 @@ func (h *Host) Peers(ctx context.Context, networkID string, peers []Peer) error 
 
 // ListPeers returns the remote endpoints programmed for network id.
 func (h *Host) ListPeers(ctx context.Context, networkID string) ([]Peer, error) {
-	if err := ctx.Err(); err != nil {
+	unlock, err := h.lockOpen(ctx)
+	if err != nil {
 		return nil, err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return nil, ErrClosed
-	}
+	defer unlock()
 	o, vx, err := h.vxlanOf(networkID)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: peers of network %s: %w", networkID, err)
