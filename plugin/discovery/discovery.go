@@ -366,8 +366,9 @@ func (d *Discovery) scope(networkID string, client netip.Addr) []string {
 }
 
 // programAll brings every sandbox's namespace up to date and reports
-// whether some need another look soon (not there yet, recently joined,
-// or failed).
+// whether some need another look soon: those joined lately (their
+// namespace may not be there yet, or be replaced). Older ones that failed
+// are tried again on the next change.
 func (d *Discovery) programAll(ctx context.Context) (again bool) {
 	if d.vips == nil {
 		return false
@@ -383,12 +384,12 @@ func (d *Discovery) programAll(ctx context.Context) (again bool) {
 			return false
 		}
 		actx, cancel := context.WithTimeout(ctx, applyTimeout)
-		ok := d.programOne(actx, sb)
+		d.programOne(actx, sb)
 		cancel()
 		d.mu.Lock()
 		young := time.Since(sb.joined) < recheckFor
 		d.mu.Unlock()
-		again = again || !ok || young
+		again = again || young
 	}
 	return again
 }
