@@ -112,6 +112,9 @@ func startHost(t *testing.T, name, ip string) *host {
 		if t.Failed() {
 			t.Logf("swarmd %s log (tail):\n%s", name, tail(h.log.String(), 60))
 		}
+		// A swarmd killed leaves its plugin socket, which the engine
+		// would try to activate on every plugin lookup from then on.
+		_ = os.Remove("/run/docker/plugins/swarmd-" + name + ".sock")
 		_ = os.RemoveAll(dir)
 	})
 	return h

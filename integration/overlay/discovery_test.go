@@ -224,9 +224,14 @@ func TestServiceDiscovery(t *testing.T) {
 		s.scale(late, 2)
 		both := s.running(late, 2)
 		bothIPs := []netip.Addr{both[0].ip, both[1].ip}
-		testbed.Eventually(t, 30*time.Second, "tasks.late resolving to both tasks", func() bool {
-			got, err := s.resolve(tasks[0], "tasks.late")
-			return err == nil && len(got) == 2
+		// Every watcher must see both first, or it would end at once.
+		testbed.Eventually(t, 30*time.Second, "tasks.late resolving to both tasks on every host", func() bool {
+			for _, tk := range tasks {
+				if got, err := s.resolve(tk, "tasks.late"); err != nil || len(got) != 2 {
+					return false
+				}
+			}
+			return true
 		})
 		waitGone := s.watch(tasks, "tasks.late", bothIPs, true)
 		s.started(tasks)

@@ -1,12 +1,14 @@
 package testbed
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"syscall"
 )
 
@@ -76,9 +78,31 @@ func (h *Host) CorruptWALTail(n int) error {
 // fillName is the file FillStateDir writes in StateDir.
 const fillName = ".testbed-fill"
 
-// LimitStateDir mounts a tmpfs of size bytes on StateDir, so that the
-// host's swarmd can run out of space there (FillStateDir). swarmd must not
-// have started yet. The mount is removed with the host.
+// enginePID is the process ID of the host's running engine, whose mount
+// namespace swarmd shares.
+func (h *Host) enginePID() (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.engine == nil || h.engine.done() {
+		return 0, fmt.Errorf("testbed: %s: the engine is not running", h.Name)
+	}
+	return h.engine.cmd.Process.Pid, nil
+}
+
+// hostPath is path as the host's engine and swarmd see it: through their
+// mount namespace.
+func (h *Host) hostPath(path string) (string, error) {
+	pid, err := h.enginePID()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join("/proc", strconv.Itoa(pid), "root", path), nil
+}
+
+// LimitStateDir mounts a tmpfs of size bytes on StateDir, in the host's
+// mount namespace (its engine's, which swarmd shares), so that the host's
+// swarmd can run out of space there (FillStateDir). swarmd must not have
+// started yet. The mount goes with the host.
 func (h *Host) LimitStateDir(size int64) error {
 	if h.SwarmdRunning() {
 		return fmt.Errorf("testbed: %s: limit state dir: swarmd is running", h.Name)
@@ -86,7 +110,12 @@ func (h *Host) LimitStateDir(size int64) error {
 	if err := os.MkdirAll(h.StateDir, 0o700); err != nil {
 		return fmt.Errorf("testbed: %s: limit state dir: %w", h.Name, err)
 	}
-	if err := syscall.Mount("tmpfs", h.StateDir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
+	pid, err := h.enginePID()
+	if err != nil {
+		return err
+	}
+	if _, err := run(context.Background(), "nsenter", "--target", strconv.Itoa(pid), "--mount", "--",
+		"mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", h.StateDir); err != nil {
 		return fmt.Errorf("testbed: %s: mount a %d-byte tmpfs on %s: %w", h.Name, size, h.StateDir, err)
 	}
 	h.mu.Lock()
@@ -105,7 +134,12 @@ func (h *Host) unlimitStateDir() error {
 	if !mounted {
 		return nil
 	}
-	if err := syscall.Unmount(h.StateDir, syscall.MNT_DETACH); err != nil {
+	pid, err := h.enginePID()
+	if err != nil {
+		return nil // the mount namespace went with the engine
+	}
+	if _, err := run(context.Background(), "nsenter", "--target", strconv.Itoa(pid), "--mount", "--",
+		"umount", "-l", h.StateDir); err != nil {
 		return fmt.Errorf("testbed: %s: unmount %s: %w", h.Name, h.StateDir, err)
 	}
 	return nil
@@ -115,7 +149,11 @@ func (h *Host) unlimitStateDir() error {
 // space left (ENOSPC) and returns how many bytes it wrote; FreeStateDir
 // removes it. Meant for a StateDir that LimitStateDir made small.
 func (h *Host) FillStateDir() (int64, error) {
-	f, err := os.OpenFile(filepath.Join(h.StateDir, fillName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	path, err := h.hostPath(filepath.Join(h.StateDir, fillName))
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("testbed: %s: fill state dir: %w", h.Name, err)
 	}
@@ -140,7 +178,11 @@ func (h *Host) FillStateDir() (int64, error) {
 
 // FreeStateDir removes what FillStateDir wrote.
 func (h *Host) FreeStateDir() error {
-	if err := os.Remove(filepath.Join(h.StateDir, fillName)); err != nil {
+	path, err := h.hostPath(filepath.Join(h.StateDir, fillName))
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("testbed: %s: free state dir: %w", h.Name, err)
 	}
 	h.tb.cfg.Logf("testbed: %s: state dir has space again", h.Name)

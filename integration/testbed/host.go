@@ -124,7 +124,7 @@ func newHost(tb *Testbed, n int) (*Host, error) {
 	h.SwarmdSock = filepath.Join(h.Dir, "docker.sock")
 	h.ControlSock = filepath.Join(h.Dir, "control.sock")
 	h.StateDir = filepath.Join(h.Dir, "swarmd")
-	for _, d := range []string{h.Dir, filepath.Join(h.Dir, "etc-docker"), filepath.Join(h.Dir, "docker-config")} {
+	for _, d := range []string{h.Dir, filepath.Join(h.Dir, "etc-docker"), filepath.Join(h.Dir, "docker-config"), filepath.Join(h.Dir, "plugins")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("testbed: %s: dir: %w", name, err)
 		}
@@ -165,7 +165,10 @@ func (h *Host) setupNet(ctx context.Context) error {
 
 // engineScript runs as PID of `ip netns exec <ns> unshare --uts sh`: it
 // prepares the private mount namespace `ip netns exec` created (cgroups,
-// /etc/docker, /etc/resolv.conf), sets the hostname and execs dockerd.
+// /etc/docker, /etc/resolv.conf, and a plugin directory of the host's own,
+// so that the engine sees only its own swarmd's plugin socket, not those
+// of other hosts or stale ones of earlier tests, which it would try to
+// activate again and again), sets the hostname and execs dockerd.
 func (h *Host) engineScript() (string, error) {
 	mounts, err := cgroupMounts()
 	if err != nil {
@@ -176,6 +179,8 @@ func (h *Host) engineScript() (string, error) {
 	b.WriteString(mounts)
 	fmt.Fprintf(&b, "mount --bind %s /etc/docker\n", filepath.Join(h.Dir, "etc-docker"))
 	fmt.Fprintf(&b, "mount --bind %s /etc/resolv.conf\n", filepath.Join(h.Dir, "resolv.conf"))
+	b.WriteString("mkdir -p /run/docker/plugins\n")
+	fmt.Fprintf(&b, "mount --bind %s /run/docker/plugins\n", filepath.Join(h.Dir, "plugins"))
 	fmt.Fprintf(&b, "hostname %s\n", h.Name)
 	fmt.Fprintf(&b, "exec dockerd --data-root %s --exec-root %s -H unix://%s --pidfile %s\n",
 		h.DataRoot, h.ExecRoot, h.EngineSock, h.pidFile)
