@@ -18,8 +18,10 @@ import (
 	"github.com/openswarm/swarmd/integration/testbed"
 )
 
-// blobBytes is the size of one throughput transfer.
-const blobBytes = 200 << 20
+// defaultBlobBytes is the size of one throughput transfer;
+// SWARMD_OVERLAY_BLOB_BYTES overrides it (longer transfers, e.g. for a
+// profile).
+const defaultBlobBytes = 200 << 20
 
 // BenchmarkOverlay measures TCP throughput (one HTTP download of 200 MiB)
 // and request latency (p50/p99 of sequential requests on one connection)
@@ -51,6 +53,10 @@ func BenchmarkOverlay(b *testing.B) {
 
 	overlay := func(args ...string) (string, error) { return s.exec(client, args...) }
 	underlay := func(args ...string) (string, error) { return client.host.Exec(s.ctx, app, args...) }
+	blobBytes := int64(defaultBlobBytes)
+	if v, err := strconv.ParseInt(os.Getenv("SWARMD_OVERLAY_BLOB_BYTES"), 10, 64); err == nil && v > 0 {
+		blobBytes = v
+	}
 	const rounds = 5
 	var ovMBs, unMBs, ovP50, unP50, ovP99, unP99 []float64
 	b.ResetTimer()
