@@ -275,6 +275,9 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 	}
 	defer orig.Close()
 	ns, err := netns.NewNamed(name)
+	if err == nil {
+		bypassBridgeNetfilter() // the thread is in the new namespace
+	}
 	if serr := netns.Set(orig); serr != nil {
 		// The thread stays locked so that it ends with its goroutine
 		// instead of serving others in the wrong namespace.
@@ -289,6 +292,25 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 		return netns.None(), err
 	}
 	return ns, nil
+}
+
+// bridgeNetfilter are the sysctls that send bridged frames through the
+// IP, IPv6 and ARP netfilter hooks (br_netfilter), per network namespace.
+var bridgeNetfilter = [...]string{
+	"/proc/sys/net/bridge/bridge-nf-call-iptables",
+	"/proc/sys/net/bridge/bridge-nf-call-ip6tables",
+	"/proc/sys/net/bridge/bridge-nf-call-arptables",
+}
+
+// bypassBridgeNetfilter keeps the frames the overlay bridge forwards out
+// of netfilter in the calling thread's network namespace: nothing filters
+// them there, and the hooks cost every frame (and conntrack, where some
+// table asks for it). Best effort: without br_netfilter the files do not
+// exist and there is nothing to bypass.
+func bypassBridgeNetfilter() {
+	for _, p := range bridgeNetfilter {
+		_ = os.WriteFile(p, []byte("0"), 0o644)
+	}
 }
 
 // EnsureNetwork creates, or adopts, the namespace, bridge and VXLAN device

@@ -26,7 +26,7 @@ type Rules map[netip.Addr][]netip.Addr
 
 // Render returns the nft script that replaces table with rules in a single
 // transaction: it creates the table if missing, deletes it, and defines it
-// again, so applying the script twice gives the same state. VIPs and
+// again (unless there are no rules), so applying the script twice gives the same state. VIPs and
 // backends are sorted and deduplicated, so equal Rules render equal scripts.
 func Render(table string, rules Rules) (string, error) {
 	if !validName(table) {
@@ -66,6 +66,10 @@ func Render(table string, rules Rules) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %s {}\n", table)
 	fmt.Fprintf(&b, "delete table ip %s\n", table)
+	if len(vips) == 0 {
+		// No table at all: its hooks would cost every packet.
+		return b.String(), nil
+	}
 	fmt.Fprintf(&b, "table ip %s {\n", table)
 	b.WriteString("\tchain nat-output {\n")
 	b.WriteString("\t\ttype nat hook output priority -100; policy accept;\n")
@@ -73,15 +77,17 @@ func Render(table string, rules Rules) (string, error) {
 		fmt.Fprintf(&b, "\t\t%s\n", r)
 	}
 	b.WriteString("\t}\n")
-	// Packets still addressed to a VIP after the nat chain have no backend.
-	b.WriteString("\tchain filter-output {\n")
-	b.WriteString("\t\ttype filter hook output priority 0; policy accept;\n")
+	// Packets still addressed to a VIP after the nat chain have no
+	// backend. A filter chain sees every packet (the nat chain only the
+	// first of a connection): it exists only while a VIP needs it.
 	if len(refuse) > 0 {
 		set := strings.Join(refuse, ", ")
+		b.WriteString("\tchain filter-output {\n")
+		b.WriteString("\t\ttype filter hook output priority 0; policy accept;\n")
 		fmt.Fprintf(&b, "\t\tip daddr { %s } meta l4proto tcp reject with tcp reset\n", set)
 		fmt.Fprintf(&b, "\t\tip daddr { %s } reject with icmp type port-unreachable\n", set)
+		b.WriteString("\t}\n")
 	}
-	b.WriteString("\t}\n")
 	b.WriteString("}\n")
 	return b.String(), nil
 }

@@ -76,13 +76,24 @@ func TestRender(t *testing.T) {
 				t.Fatal(err)
 			}
 			var want strings.Builder
+			if len(tc.nat) == 0 && len(tc.filter) == 0 {
+				// No VIPs, no table.
+				want.WriteString("table ip swarmd-vip {}\ndelete table ip swarmd-vip\n")
+				if got != want.String() {
+					t.Errorf("script:\n%s\nwant:\n%s", got, want.String())
+				}
+				return
+			}
 			want.WriteString(head)
 			for _, r := range tc.nat {
 				want.WriteString("\t\t" + r + "\n")
 			}
-			want.WriteString(mid)
-			for _, r := range tc.filter {
-				want.WriteString("\t\t" + r + "\n")
+			// The filter chain exists only while a VIP has no backend.
+			if len(tc.filter) > 0 {
+				want.WriteString(mid)
+				for _, r := range tc.filter {
+					want.WriteString("\t\t" + r + "\n")
+				}
 			}
 			want.WriteString(tail)
 			if got != want.String() {
