@@ -2,11 +2,13 @@ package overlay_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,6 +161,21 @@ func TestOverlayTwoHosts(t *testing.T) {
 		}
 		if br.Attrs().MTU != 1450 {
 			t.Errorf("bridge MTU = %d, want 1450 (underlay 1500 - 50)", br.Attrs().MTU)
+		}
+		// Bridged frames bypass netfilter there (where br_netfilter exists).
+		if err := ons.Do(func() error {
+			b, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				return nil
+			case err != nil:
+				return err
+			case strings.TrimSpace(string(b)) != "0":
+				return fmt.Errorf("bridge-nf-call-iptables = %s in the network's namespace, want 0", strings.TrimSpace(string(b)))
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
 		}
 	}
 
