@@ -122,25 +122,27 @@ func startHost(t *testing.T, name, ip string) *host {
 
 func (h *host) socket() string { return filepath.Join(h.dir, "docker.sock") }
 
-func (h *host) run() {
+// run starts h's swarmd with the harness's flags and extra, and waits
+// until it answers.
+func (h *host) run(extra ...string) {
 	h.t.Helper()
 	bin, err := buildOnce()
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.log = &syncBuffer{}
-	h.cmd = exec.Command(filepath.Join(bin, "swarmd"),
+	h.cmd = exec.Command(filepath.Join(bin, "swarmd"), append([]string{
 		"--state-dir", filepath.Join(h.dir, "swarm"),
 		"--listen-engine-api", h.socket(),
 		"--listen-control-api", filepath.Join(h.dir, "control.sock"),
-		"--listen-remote-api", h.ip+":2377",
+		"--listen-remote-api", h.ip + ":2377",
 		// Hosts share the machine: each binds its mesh to its own address.
-		"--listen-mesh", h.ip+":7946", "--mesh-bind-addr", h.ip,
+		"--listen-mesh", h.ip + ":7946", "--mesh-bind-addr", h.ip,
 		// ... and serves its network plugin under its own name.
-		"--network-plugin", "swarmd-"+h.name,
+		"--network-plugin", "swarmd-" + h.name,
 		"--hostname", h.name,
 		"--engine-addr", "unix:///var/run/docker.sock",
-		"--log-level", "debug")
+		"--log-level", "debug"}, extra...)...)
 	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
 	if err := h.cmd.Start(); err != nil {
 		h.t.Fatal(err)

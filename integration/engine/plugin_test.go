@@ -27,31 +27,7 @@ func requireRoot(t *testing.T) {
 func (h *host) restartWith(extra ...string) {
 	h.t.Helper()
 	h.stop()
-	bin, err := buildOnce()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.log = &syncBuffer{}
-	h.cmd = exec.Command(filepath.Join(bin, "swarmd"), append([]string{
-		"--state-dir", filepath.Join(h.dir, "swarm"),
-		"--listen-engine-api", h.socket(),
-		"--listen-control-api", filepath.Join(h.dir, "control.sock"),
-		"--listen-remote-api", h.ip + ":2377",
-		"--listen-mesh", h.ip + ":7946", "--mesh-bind-addr", h.ip,
-		"--network-plugin", "swarmd-" + h.name,
-		"--hostname", h.name,
-		"--engine-addr", "unix:///var/run/docker.sock",
-		"--log-level", "debug"}, extra...)...)
-	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
-	if err := h.cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	h.exited = make(chan struct{})
-	go func() { _ = h.cmd.Wait(); close(h.exited) }()
-	eventually(h.t, 20*time.Second, "swarmd "+h.name+" answers on its socket", func() bool {
-		_, err := h.dockerErr("version", "--format", "{{.Server.APIVersion}}")
-		return err == nil
-	})
+	h.run(extra...)
 }
 
 // buildPlugin runs hack/plugin through h's swarmd (the Engine API passes
