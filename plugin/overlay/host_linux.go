@@ -230,6 +230,10 @@ func (h *Host) openNS(id string, create bool) (*netNS, error) {
 	if err == nil {
 		nl, herr := netlink.NewHandleAt(ns)
 		if herr == nil {
+			// Adopted (a restart, or a namespace of an older swarmd).
+			if err := inNamespace(ns, bypassBridgeNetfilter); err != nil {
+				h.log.Warn("bridged frames stay in netfilter", "netns", name, "err", err)
+			}
 			n := &netNS{name: name, ns: ns, nl: nl}
 			h.nets[id] = n
 			return n, nil
@@ -300,6 +304,35 @@ var bridgeNetfilter = [...]string{
 	"/proc/sys/net/bridge/bridge-nf-call-iptables",
 	"/proc/sys/net/bridge/bridge-nf-call-ip6tables",
 	"/proc/sys/net/bridge/bridge-nf-call-arptables",
+}
+
+// inNamespace runs fn on a thread inside ns. The thread is discarded
+// when it cannot switch back.
+func inNamespace(ns netns.NsHandle, fn func()) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- fmt.Errorf("restore namespace: %w", err)
+			return // the thread stays locked and ends with this goroutine
+		}
+		runtime.UnlockOSThread()
+		errc <- nil
+	}()
+	return <-errc
 }
 
 // bypassBridgeNetfilter keeps the frames the overlay bridge forwards out
