@@ -122,7 +122,12 @@ func TestManagedPlugin(t *testing.T) {
 		out, err := engineErr("network", "inspect", "pl_net")
 		return err != nil && strings.Contains(out, "not found")
 	})
-	h.docker("plugin", "disable", plugin)
+	// The engine releases its hold on the plugin just after the network
+	// is gone: retry the disable for a while.
+	eventually(t, 30*time.Second, "the plugin disabled once unused", func() bool {
+		_, err := h.dockerErr("plugin", "disable", plugin)
+		return err == nil
+	})
 	if got := h.docker("plugin", "ls", "--format", "{{.Name}} {{.Enabled}}"); !strings.Contains(got, plugin+" false") {
 		t.Fatalf("plugin ls after disable: %q", got)
 	}
