@@ -20,7 +20,7 @@ import (
 
 // defaultBlobBytes is the size of one throughput transfer;
 // SWARMD_OVERLAY_BLOB_BYTES overrides it (longer transfers, e.g. for a
-// profile).
+// profile), and SWARMD_OVERLAY_ROUNDS the 5 rounds.
 const defaultBlobBytes = 200 << 20
 
 // BenchmarkOverlay measures TCP throughput (one HTTP download of 200 MiB)
@@ -57,7 +57,10 @@ func BenchmarkOverlay(b *testing.B) {
 	if v, err := strconv.ParseInt(os.Getenv("SWARMD_OVERLAY_BLOB_BYTES"), 10, 64); err == nil && v > 0 {
 		blobBytes = v
 	}
-	const rounds = 5
+	rounds := 5
+	if v, err := strconv.Atoi(os.Getenv("SWARMD_OVERLAY_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
 	var ovMBs, unMBs, ovP50, unP50, ovP99, unP99 []float64
 	b.ResetTimer()
 	for range b.N {
