@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -175,10 +176,7 @@ func (d *Discovery) Run(ctx context.Context) {
 
 func (d *Discovery) stopAll() {
 	d.mu.Lock()
-	servers := make([]*server, 0, len(d.servers))
-	for _, s := range d.servers {
-		servers = append(servers, s)
-	}
+	servers := slices.Collect(maps.Values(d.servers))
 	d.mu.Unlock()
 	for _, s := range servers {
 		stop(s)
@@ -374,10 +372,7 @@ func (d *Discovery) programAll(ctx context.Context) (again bool) {
 		return false
 	}
 	d.mu.Lock()
-	sbs := make([]*sandbox, 0, len(d.sandboxes))
-	for _, sb := range d.sandboxes {
-		sbs = append(sbs, sb)
-	}
+	sbs := slices.Collect(maps.Values(d.sandboxes))
 	d.mu.Unlock()
 	for _, sb := range sbs {
 		if ctx.Err() != nil {
