@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/openswarm/swarmd/ca"
 )
@@ -46,10 +47,24 @@ func (n *Node) Leave(ctx context.Context, force bool) error {
 			}
 		}
 	}
+	n.leaving.Store(true)
 	if err := n.Stop(ctx); err != nil {
 		return err
 	}
 	return n.eraseState()
+}
+
+// removeTasksIfLeaving runs Config.RemoveTasks when the node stops because
+// it leaves its swarm.
+func (n *Node) removeTasksIfLeaving() {
+	if !n.leaving.Load() || n.cfg.RemoveTasks == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := n.cfg.RemoveTasks(ctx, n.NodeID()); err != nil {
+		n.log.Warn("node: remove the containers of the node's tasks", "error", err)
+	}
 }
 
 // CanLeave reports whether Leave(force) would go ahead: a manager leaves

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openswarm/swarmd/agent"
@@ -79,6 +80,10 @@ type Config struct {
 	// Metrics, if set, are updated by this node's managers and report on
 	// this node (see NewMetrics).
 	Metrics *Metrics
+	// RemoveTasks, if set, removes what the node's tasks left on the
+	// engine (containers, engine networks); Leave runs it once the agent
+	// stopped and before the overlay does.
+	RemoveTasks func(ctx context.Context, nodeID string) error
 }
 
 // workerDBPath is where the worker keeps its tasks, under the state dir.
@@ -96,6 +101,7 @@ type Node struct {
 	ready     chan struct{}
 	stopOnce  sync.Once
 	stopCh    chan struct{}
+	leaving   atomic.Bool // Leave stops the node: its tasks go too
 	done      chan struct{}
 	err       error
 
@@ -239,10 +245,21 @@ func (n *Node) runNode(ctx context.Context) error {
 		managers = append(managers, n.cfg.JoinAddr)
 	}
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	// Teardown order: the manager and the agent stop first (no task
+	// starts any more), then, when the node leaves its swarm, its task
+	// containers go while the overlay still serves the engine's network
+	// plugin (without it the engine waits for the plugin on each of
+	// their endpoints), then the overlay stops.
+	var wg, owg sync.WaitGroup
 	var mr *managerRun
-	defer func() { mr.stop() }()
+	stopOverlay := context.CancelFunc(func() {})
+	defer func() {
+		mr.stop()
+		wg.Wait()
+		n.removeTasksIfLeaving()
+		stopOverlay()
+		owg.Wait()
+	}()
 	if sec.Peer().Role == ca.RoleManager {
 		if mr, err = n.startManager(ctx, sec, boot, managers); err != nil {
 			return err
@@ -259,11 +276,10 @@ func (n *Node) runNode(ctx context.Context) error {
 	if len(managers) == 0 {
 		return errors.New("node: no manager known; join again with --join-addr")
 	}
-	// The overlay stops before wg.Wait returns (deferred calls run last
-	// in, first out).
-	octx, stopOverlay := context.WithCancel(ctx)
-	defer stopOverlay()
-	ov := n.startOverlay(octx, &wg)
+	// The overlay outlives ctx: the teardown above stops it.
+	octx, cancelOverlay := context.WithCancel(context.WithoutCancel(ctx))
+	stopOverlay = cancelOverlay
+	ov := n.startOverlay(octx, &owg)
 	renewNow := make(chan struct{}, 1)
 	roleCheck := make(chan struct{}, 1)
 	a, ms, err := n.newAgent(sec, managers, ov, func(obj *api.Node) {

@@ -158,6 +158,7 @@ func (c *Cluster) nodeConfig(a savedAddrs) node.Config {
 	ncfg := c.cfg.Node
 	ncfg.ListenRemoteAPI = a.ListenAddr
 	ncfg.AdvertiseRemoteAPI = a.AdvertiseAddr
+	ncfg.RemoveTasks = c.cfg.RemoveContainers
 	return ncfg
 }
 

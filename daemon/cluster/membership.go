@@ -277,14 +277,10 @@ func (c *Cluster) Leave(ctx context.Context, force bool) error {
 	if err := r.node.CanLeave(force); err != nil {
 		return unavailable(err.Error())
 	}
-	// The task containers go while the node still serves its network
-	// plugin: without it the engine waits for the plugin on each of their
-	// overlay endpoints. Containers made meanwhile go after the leave.
-	if c.cfg.RemoveContainers != nil {
-		if err := c.cfg.RemoveContainers(ctx, nodeID); err != nil {
-			c.log.Warn("cluster: remove the containers of the node's tasks", "node.id", nodeID, "error", err)
-		}
-	}
+	// The node removes its task containers itself once its agent stopped
+	// and while it still serves its network plugin (Config.RemoveTasks):
+	// no task starts again meanwhile, and the engine does not wait for a
+	// plugin that is gone on each of their overlay endpoints.
 	if err := r.node.Leave(ctx, force); err != nil {
 		if errors.Is(err, node.ErrManagerLeave) {
 			return unavailable(err.Error())
