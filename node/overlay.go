@@ -2,14 +2,12 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/openswarm/swarmd/plugin/ipam"
 	"github.com/openswarm/swarmd/plugin/network"
 	"github.com/openswarm/swarmd/plugin/overlay"
+	"github.com/openswarm/swarmd/plugin/pluginsock"
 	"github.com/openswarm/swarmd/plugin/vip"
 )
 
@@ -58,7 +57,7 @@ func overlayVTEP(advertise string) (netip.Addr, error) {
 
 // validPluginName reports whether name can name a plugin socket.
 func validPluginName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
+	if !pluginsock.ValidName(name) {
 		return fmt.Errorf("node: overlay: invalid network plugin name %q", name)
 	}
 	return nil
@@ -150,21 +149,10 @@ func newDiscovery(log *slog.Logger) *discovery.Discovery {
 // listenPlugin binds the plugin's socket where the engine discovers it,
 // replacing a stale one.
 func listenPlugin(name string) (net.Listener, string, error) {
-	if err := os.MkdirAll(network.PluginDir, 0o755); err != nil {
-		return nil, "", fmt.Errorf("node: overlay: %w", err)
-	}
-	path := network.SocketPath(name)
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, "", fmt.Errorf("node: overlay: remove stale plugin socket: %w", err)
-	}
-	lis, err := net.Listen("unix", path)
+	path := pluginsock.Path(name)
+	lis, err := pluginsock.Listen(path)
 	if err != nil {
-		return nil, "", fmt.Errorf("node: overlay: %w", err)
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		_ = lis.Close()
-		_ = os.Remove(path)
-		return nil, "", fmt.Errorf("node: overlay: %w", err)
+		return nil, "", fmt.Errorf("node: overlay: plugin socket: %w", err)
 	}
 	return lis, path, nil
 }

@@ -10,19 +10,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/openswarm/swarmd/plugin/pluginsock"
 	"github.com/openswarm/swarmd/plugin/relay"
 	"github.com/openswarm/swarmd/version"
 )
@@ -40,10 +38,6 @@ const (
 	defaultSocket        = "/run/docker/plugins/overlay.sock"
 	defaultHostPluginDir = "/host/run/docker/plugins"
 	defaultSwarmdPlugin  = "swarmd"
-	// hostPluginDir is where swarmd serves its socket on the host
-	// (plugin/network.PluginDir; not imported: it would bring the data
-	// plane's dependencies into this binary).
-	hostPluginDir = "/run/docker/plugins"
 )
 
 func main() {
@@ -120,7 +114,7 @@ func (o *options) validate(level string) error {
 	if !filepath.IsAbs(o.hostPluginDir) {
 		return fmt.Errorf("--host-plugin-dir: %q is not an absolute path", o.hostPluginDir)
 	}
-	if !validPluginName(o.swarmdPlugin) {
+	if !pluginsock.ValidName(o.swarmdPlugin) {
 		return fmt.Errorf("--swarmd-plugin (%s): %q is not a plugin name (letters, digits, '.', '_' and '-')", envSwarmdPlugin, o.swarmdPlugin)
 	}
 	// The socket must not be swarmd's own, seen through the mount.
@@ -137,7 +131,7 @@ func (o *options) upstream() string {
 
 // run serves the relay on o.socket until ctx ends.
 func run(ctx context.Context, o options, logger *slog.Logger) error {
-	hostPath := filepath.Join(hostPluginDir, o.swarmdPlugin+".sock")
+	hostPath := pluginsock.Path(o.swarmdPlugin) // where swarmd serves it on the host
 	h, err := relay.Handler(relay.Config{
 		Upstream: o.upstream(),
 		HostPath: hostPath,
@@ -151,7 +145,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	lis, err := listen(o.socket)
+	lis, err := pluginsock.Listen(o.socket)
 	if err != nil {
 		return fmt.Errorf("--socket: %w", err)
 	}
@@ -161,29 +155,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	}
 	logger.Info("relaying the engine's network and IPAM requests to swarmd",
 		"version", version.String("swarmd-plugin"), "socket", o.socket, "swarmd.socket", hostPath, "upstream", o.upstream())
-	err = relay.Serve(ctx, lis, h)
+	err = pluginsock.Serve(ctx, lis, h)
 	logger.Info("stopped")
 	return err
-}
-
-// listen binds the plugin's socket, replacing a stale one.
-func listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale socket: %w", err)
-	}
-	return net.Listen("unix", path)
-}
-
-// validPluginName reports whether name can name a plugin socket (as
-// swarmd's --network-plugin).
-func validPluginName(name string) bool {
-	if name == "" || name == "." || name == ".." {
-		return false
-	}
-	return strings.IndexFunc(name, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
-	}) < 0
 }

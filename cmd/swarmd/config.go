@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
+
+	"github.com/openswarm/swarmd/plugin/pluginsock"
 )
 
 // Defaults of the swarmd flags (the seeds' swarmd flags plus --init and
@@ -188,7 +190,7 @@ func (f *flagValues) config() (*Config, error) {
 	if f.meshBindAddr != "" && net.ParseIP(f.meshBindAddr) == nil {
 		return nil, fmt.Errorf("--mesh-bind-addr: %q is not an IP address", f.meshBindAddr)
 	}
-	if f.networkPlugin != "" && !validPluginName(f.networkPlugin) {
+	if f.networkPlugin != "" && !pluginsock.ValidName(f.networkPlugin) {
 		return nil, fmt.Errorf("--network-plugin: %q is not a plugin name (letters, digits, '.', '_' and '-')", f.networkPlugin)
 	}
 	engineNetDriver := f.engineNetDriver
@@ -376,22 +378,6 @@ func parseExternalCA(value string) (ExternalCA, error) {
 		return ExternalCA{}, fmt.Errorf("%q: url is required", value)
 	}
 	return ca, nil
-}
-
-// validPluginName reports whether name can name a plugin socket in the
-// engine's plugin directory.
-func validPluginName(name string) bool {
-	if name == "." || name == ".." {
-		return false
-	}
-	for _, r := range name {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
-		default:
-			return false
-		}
-	}
-	return name != ""
 }
 
 // managedPluginName is the name of a managed plugin as the engine

@@ -9,65 +9,43 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strings"
-	"time"
 
 	ipamhelpers "github.com/docker/go-plugins-helpers/ipam"
 	helpers "github.com/docker/go-plugins-helpers/network"
+
+	"github.com/openswarm/swarmd/plugin/pluginsock"
 )
 
 // PluginDir is where the engine discovers plugin sockets.
-const PluginDir = "/run/docker/plugins"
+const PluginDir = pluginsock.Dir
 
 const contentType = "application/vnd.docker.plugins.v1.1+json"
 
 // SocketPath is the socket of plugin name in PluginDir.
-func SocketPath(name string) string { return filepath.Join(PluginDir, name+".sock") }
+func SocketPath(name string) string { return pluginsock.Path(name) }
 
 // Serve serves drv (and, if not nil, ipamDrv under the same plugin name) on
 // SocketPath(name) until ctx is done, then removes the socket. The engine
 // discovers the plugin on first use, without a restart.
 func Serve(ctx context.Context, name string, drv helpers.Driver, ipamDrv ipamhelpers.Ipam) error {
-	if name == "" || strings.ContainsAny(name, `/\`) {
+	if !pluginsock.ValidName(name) {
 		return fmt.Errorf("swarmd plugin: invalid plugin name %q", name)
 	}
-	if err := os.MkdirAll(PluginDir, 0o755); err != nil {
-		return fmt.Errorf("swarmd plugin: %w", err)
-	}
 	path := SocketPath(name)
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("swarmd plugin: remove stale socket: %w", err)
-	}
-	l, err := net.Listen("unix", path)
+	l, err := pluginsock.Listen(path)
 	if err != nil {
 		return fmt.Errorf("swarmd plugin: %w", err)
 	}
 	defer os.Remove(path)
-	if err := os.Chmod(path, 0o660); err != nil {
-		l.Close()
-		return fmt.Errorf("swarmd plugin: %w", err)
-	}
 	return ServeListener(ctx, l, drv, ipamDrv)
 }
 
 // ServeListener serves the plugin protocol on l until ctx is done; it
 // closes l.
 func ServeListener(ctx context.Context, l net.Listener, drv helpers.Driver, ipamDrv ipamhelpers.Ipam) error {
-	srv := &http.Server{Handler: Handler(drv, ipamDrv), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
+	if err := pluginsock.Serve(ctx, l, Handler(drv, ipamDrv)); err != nil {
 		return fmt.Errorf("swarmd plugin: %w", err)
-	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-	}
-	<-errc
 	return nil
 }
 

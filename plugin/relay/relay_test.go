@@ -17,6 +17,8 @@ import (
 
 	"github.com/openswarm/swarmd/plugin/ipam"
 	"github.com/openswarm/swarmd/plugin/network"
+
+	"github.com/openswarm/swarmd/plugin/pluginsock"
 )
 
 // fakeDriver answers GetCapabilities and CreateNetwork (failing for ID
@@ -68,7 +70,7 @@ func relayed(t *testing.T, cfg Config) *http.Client {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, l, h) }()
+	go func() { done <- pluginsock.Serve(ctx, l, h) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
