@@ -204,33 +204,32 @@ func (f *flagValues) config() (*Config, error) {
 			return nil, fmt.Errorf("--engine-network-driver: %w", err)
 		}
 	}
-	cfg := &Config{
-		LogLevel:           level,
-		StateDir:           f.stateDir,
-		JoinToken:          f.joinToken,
-		EngineAddr:         f.engineAddr,
-		Hostname:           f.hostname,
-		ListenRemoteAPI:    f.listenRemoteAPI,
-		AdvertiseRemoteAPI: f.advertiseRemoteAPI,
-		ListenControlAPI:   controlAPI,
-		ListenDebug:        f.listenDebug,
-		JoinAddr:           f.joinAddr,
-		ForceNewCluster:    f.forceNewCluster,
-		HeartbeatTick:      f.heartbeatTick,
-		ElectionTick:       f.electionTick,
-		ExternalCAs:        append([]ExternalCA(nil), f.externalCAs...),
-		Init:               f.init,
-		ListenEngineAPI:    f.listenEngineAPI,
-		EngineAPITLSCert:   f.tlsCert,
-		EngineAPITLSKey:    f.tlsKey,
-		EngineAPITLSCACert: f.tlsCACert,
-		ListenMesh:         f.listenMesh,
-		MeshBindAddr:       f.meshBindAddr,
-		MeshFastPath:       f.meshFastPath,
-		NetworkPlugin:      f.networkPlugin,
-	}
-	cfg.EngineNetworkDriver = engineNetDriver
-	return cfg, nil
+	return &Config{
+		LogLevel:            level,
+		StateDir:            f.stateDir,
+		JoinToken:           f.joinToken,
+		EngineAddr:          f.engineAddr,
+		Hostname:            f.hostname,
+		ListenRemoteAPI:     f.listenRemoteAPI,
+		AdvertiseRemoteAPI:  f.advertiseRemoteAPI,
+		ListenControlAPI:    controlAPI,
+		ListenDebug:         f.listenDebug,
+		JoinAddr:            f.joinAddr,
+		ForceNewCluster:     f.forceNewCluster,
+		HeartbeatTick:       f.heartbeatTick,
+		ElectionTick:        f.electionTick,
+		ExternalCAs:         append([]ExternalCA(nil), f.externalCAs...),
+		Init:                f.init,
+		ListenEngineAPI:     f.listenEngineAPI,
+		EngineAPITLSCert:    f.tlsCert,
+		EngineAPITLSKey:     f.tlsKey,
+		EngineAPITLSCACert:  f.tlsCACert,
+		ListenMesh:          f.listenMesh,
+		MeshBindAddr:        f.meshBindAddr,
+		MeshFastPath:        f.meshFastPath,
+		NetworkPlugin:       f.networkPlugin,
+		EngineNetworkDriver: engineNetDriver,
+	}, nil
 }
 
 func parseLogLevel(s string) (slog.Level, error) {

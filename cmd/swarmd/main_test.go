@@ -52,18 +52,18 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		LogLevel:         slog.LevelInfo,
-		StateDir:         "/var/lib/docker/swarm",
-		EngineAddr:       "unix:///var/run/docker.sock",
-		ListenRemoteAPI:  "0.0.0.0:4242",
-		ListenControlAPI: "/var/lib/docker/swarm/swarmd.sock",
-		HeartbeatTick:    1,
-		ElectionTick:     10,
-		ListenEngineAPI:  "/run/swarmd/docker.sock",
-		ListenMesh:       "0.0.0.0:7946",
-		NetworkPlugin:    "swarmd",
+		LogLevel:            slog.LevelInfo,
+		StateDir:            "/var/lib/docker/swarm",
+		EngineAddr:          "unix:///var/run/docker.sock",
+		ListenRemoteAPI:     "0.0.0.0:4242",
+		ListenControlAPI:    "/var/lib/docker/swarm/swarmd.sock",
+		HeartbeatTick:       1,
+		ElectionTick:        10,
+		ListenEngineAPI:     "/run/swarmd/docker.sock",
+		ListenMesh:          "0.0.0.0:7946",
+		NetworkPlugin:       "swarmd",
+		EngineNetworkDriver: "swarmd",
 	}
-	want.EngineNetworkDriver = "swarmd"
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
 	}
@@ -102,12 +102,12 @@ func TestFlags(t *testing.T) {
 			{Protocol: "cfssl", URL: "https://ca.example:8888"},
 			{Protocol: "cfssl", URL: "http://ca2:8888", CACert: "/etc/ca.pem"},
 		},
-		ListenEngineAPI: "unix:///tmp/s1/docker.sock",
-		ListenMesh:      "10.0.0.1:7000",
-		MeshBindAddr:    "10.0.0.1",
-		NetworkPlugin:   "swarmd-host1",
+		ListenEngineAPI:     "unix:///tmp/s1/docker.sock",
+		ListenMesh:          "10.0.0.1:7000",
+		MeshBindAddr:        "10.0.0.1",
+		NetworkPlugin:       "swarmd-host1",
+		EngineNetworkDriver: "swarmd-host1",
 	}
-	want.EngineNetworkDriver = "swarmd-host1"
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("flags:\n got %+v\nwant %+v", cfg, want)
 	}

@@ -390,35 +390,34 @@ func (d *Discovery) programAll(ctx context.Context) (again bool) {
 }
 
 // programOne applies sb's current rules in its namespace unless they are
-// there already; false when the namespace is not there yet or the rules
-// could not be applied.
-func (d *Discovery) programOne(ctx context.Context, sb *sandbox) bool {
+// there already or the namespace is not there yet; a failure is logged and
+// tried again on the next look.
+func (d *Discovery) programOne(ctx context.Context, sb *sandbox) {
 	d.program.Lock()
 	defer d.program.Unlock()
 	ino, ok := d.nsID(sb.key)
 	if !ok {
-		return false
+		return
 	}
 	d.mu.Lock()
 	if d.sandboxes[sb.key] != sb {
 		d.mu.Unlock()
-		return true // gone meanwhile
+		return // gone meanwhile
 	}
 	rules := rulesFor(d.networksLocked(sb), d.tabs)
 	current := sb.ino == ino && equalRules(sb.applied, rules)
 	d.mu.Unlock()
 	if current {
-		return true
+		return
 	}
 	if err := d.vips.Apply(ctx, sb.key, rules); err != nil {
 		if !errors.Is(err, context.Canceled) {
 			d.log.Warn("discovery: virtual IPs not programmed", "sandbox", sb.key, "vips", len(rules), "error", err)
 		}
-		return false
+		return
 	}
 	d.mu.Lock()
 	sb.ino, sb.applied = ino, rules
 	d.mu.Unlock()
 	d.log.Debug("discovery: virtual IPs programmed", "sandbox", sb.key, "vips", len(rules))
-	return true
 }
