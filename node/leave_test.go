@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,5 +77,58 @@ func TestLeave(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "m1", ca.CertificatesDir)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("last manager kept its certificates (%v)", err)
+	}
+}
+
+// TestLeaveRemovesTasks: leaving runs Config.RemoveTasks once, with the
+// node's ID, once the node stopped serving (its manager's control socket
+// is closed: manager and agent stop before it); a plain stop keeps the
+// tasks.
+func TestLeaveRemovesTasks(t *testing.T) {
+	tests := []struct {
+		name  string
+		leave bool
+		want  int
+	}{
+		{"leave", true, 1},
+		{"stop", false, 0},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var (
+				calls   int
+				gotID   string
+				serving bool
+			)
+			sock := filepath.Join(dir, "n.sock")
+			n := startNode(t, Config{StateDir: filepath.Join(dir, "n"), Init: true, Hostname: "n",
+				ListenRemoteAPI: fmt.Sprintf("127.0.0.%d:4242", 116+i), ListenControlAPI: sock,
+				RemoveTasks: func(_ context.Context, nodeID string) error {
+					calls++
+					gotID = nodeID
+					if c, err := net.Dial("unix", sock); err == nil {
+						serving = true
+						c.Close()
+					}
+					return nil
+				}})
+			id := n.NodeID()
+			var err error
+			if tc.leave {
+				err = n.Leave(ctxTimeout(t), true)
+			} else {
+				err = n.Stop(ctxTimeout(t))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls != tc.want || (calls > 0 && gotID != id) {
+				t.Errorf("RemoveTasks called %d times with %q, want %d with %q", calls, gotID, tc.want, id)
+			}
+			if serving {
+				t.Error("RemoveTasks ran while the node still served (its tasks could start again)")
+			}
+		})
 	}
 }
