@@ -65,6 +65,9 @@ type Config struct {
 	// OnMesh, if set, receives the routing mesh's table each time the
 	// dispatcher sends it (the Mesh stream runs beside the session).
 	OnMesh func([]*api.MeshPort)
+	// OnTaskStatus, if set, sees each status the node's worker reports for
+	// a task, when it reports it (before the manager hears of it).
+	OnTaskStatus func(taskID string, st *api.TaskStatus)
 	// OnNetworks, if set, receives the endpoints of the overlay networks
 	// each time the dispatcher sends them (the Networks stream runs beside
 	// the session; each call has the complete set).
@@ -113,7 +116,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("module", "agent"), ready: make(chan struct{})}
 	if cfg.Executor != nil {
-		a.reporter = worker.NewReporter(worker.ReporterConfig{Clock: cfg.Clock, Logger: cfg.Logger})
+		a.reporter = worker.NewReporter(worker.ReporterConfig{Clock: cfg.Clock, Logger: cfg.Logger, OnReport: cfg.OnTaskStatus})
 		w, err := worker.New(worker.Config{
 			Executor: cfg.Executor, DBPath: cfg.WorkerDBPath, Reporter: a.reporter,
 			Clock: cfg.Clock, Logger: cfg.Logger,

@@ -1,5 +1,5 @@
 // Package mesh implements the swarm ingress routing mesh in userspace,
-// with an optional kernel (nftables) fast path for node-local services.
+// with an optional kernel (nftables) fast path.
 //
 // On every node of a swarm, each ingress-published port of a service is
 // bound on the node (TCP and/or UDP, on Config.BindAddr) and forwarded to
@@ -91,10 +91,11 @@
 //
 // # Source addresses
 //
-// The mesh is a proxy, not NAT: a container sees connections coming from
-// the mesh, that is from this host's address (local path) or from the
-// address of the node whose tunnel delivered them (remote path), never from
-// the original client address.
+// The userspace mesh is a proxy, not NAT: a container sees connections
+// coming from the mesh, that is from this host's address (local path) or
+// from the address of the node whose tunnel delivered them (remote path),
+// never from the original client address. The kernel fast path (below)
+// keeps the client's address when the client reached the task's node.
 //
 // # Limits
 //
@@ -118,42 +119,51 @@
 //
 // # Kernel fast path
 //
-// With Config.FastPath (default off) the mesh also programs nftables: for
-// each published port whose backends ALL run on this node and resolve to
-// IPv4 addresses, table ip swarmd_mesh gets a DNAT rule in a prerouting
-// and an output nat chain, "numgen inc mod N" over the containers'
-// address:target pairs, matching the port on Config.BindAddr (or on every
-// local address, fib daddr type local). The kernel then forwards those
-// connections without userspace, keeping the client's source address.
+// With Config.FastPath (default off) the mesh also programs nftables,
+// table ip swarmd_mesh, for every published port whose local tasks resolve
+// to IPv4 addresses and whose remote tasks' nodes have IPv4 tunnel hosts.
+// A new connection to the port (on Config.BindAddr, or on any local
+// address: fib daddr type local) is DNATed in prerouting and output,
+// "numgen inc mod N" over one entry per task: a local task's container
+// address:target, or a remote task's node address:published port. A
+// connection sent on to another node is masqueraded (the answers come back
+// through this node) and its first packet carries DSCP 0x3b
+// (forwardedDSCP). The receiving node gives such a marked connection to
+// one of its own tasks only, or, with none left there, to its userspace
+// mesh (which reaches the tasks elsewhere through the tunnel): one kernel
+// hop at most, whatever the tables say during a change. A marker lost on
+// the way (a network that rewrites DSCP) costs extra hops, never a loop
+// without end: each node that has tasks keeps some connections.
+//
 // Locally originated connections to 127.0.0.0/8 stay in userspace (a
-// container cannot be reached from a loopback source). Any port with a
-// remote backend, or whose tasks do not resolve, stays on the userspace
-// path, which is always the fallback: its listener stays bound (the port
-// stays reserved and serves what the rules do not catch). The rules are
-// rewritten in one nft transaction when the table changes (no-op Updates
-// do not run nft) and the table is removed by Close. Unlike the userspace
-// path, the kernel does not fail over from a dead container, and it keeps
-// existing connections (conntrack) on a removed task. Forwarding to the
-// containers must be allowed by the host firewall. It needs the nft binary
-// and CAP_NET_ADMIN; if nft is missing or fails, a warning is logged and
-// the userspace path serves everything. Only one mesh per network
-// namespace may enable it.
+// container or another node cannot be reached from a loopback source). A
+// port whose local task does not resolve yet stays in userspace and is
+// retried on the next Update; the userspace listener stays bound whatever
+// the kernel does (the port stays reserved and serves what the rules do
+// not catch). The rules are rewritten in one nft transaction when the
+// table changes (no-op Updates do not run nft) and the table is removed by
+// Close. TaskStopped (the node's worker reporting a local task no longer
+// running) takes the task out at once, before the managers' next table.
 //
-// # Hot path
+// The host must forward these connections, and the engine sets the
+// FORWARD policy to DROP on most hosts: the mesh keeps chain SWARMD-MESH of
+// iptables' filter table (jumped to from DOCKER-USER, or FORWARD without
+// it) accepting the connections DNATed from its published ports, both
+// ways, and removes it with the table.
 //
-// Forwarding a TCP connection costs one goroutine per direction (the
-// accepting one copies one way), splice(2) between the two TCP sockets
-// (TCP_NODELAY stays on, as Go sets it: the mesh forwards what it
-// receives at once), no per-connection allocation for balancing, and no
-// logging unless the logger has Debug enabled.
+// Unlike the userspace path, the kernel does not fail over from a dead or
+// not yet listening container to the next one: a connection that reaches
+// a container in the moments between its death and its node's report, or
+// between its start and its listening, fails. It keeps existing
+// connections (conntrack) on a removed task. It needs the nft and iptables
+// binaries and CAP_NET_ADMIN; if nft is missing or fails, a warning is
+// logged and the userspace path serves everything. Only one mesh per
+// network namespace may enable it.
 //
-// # Logging
-//
-// log/slog with the keys port (published port), target (container port, on
-// the tunnel side), protocol, task.id, node.id (on the tunnel side: the
-// peer node, from its certificate), addr (peer address) and error.
-// Opening and closing ports (and programming the fast path) is logged at
-// Info, failures at Warn (rate limited where a peer can trigger them,
-// yamux's own messages included), per connection events only at Debug,
-// and only built when Debug is enabled.
+// Source addresses on the kernel path: a container sees the client's own
+// address when the client reached the container's node, and the
+// forwarding node's address when another node forwarded the connection.
+// Connection limits there are the kernel's (conntrack table size); the
+// masquerade of forwarded connections shares the forwarding node's source
+// ports per destination node and port.
 package mesh

@@ -1,12 +1,11 @@
 package mesh
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -16,18 +15,48 @@ import (
 // nftTable is the nftables table (family ip) of the kernel fast path.
 const nftTable = "swarmd_mesh"
 
-// fastRule is one published port the kernel forwards (DNAT) to local
-// containers, round robin.
+// forwardedDSCP is the DSCP codepoint (pool 2, experimental or local use,
+// RFC 2474) a node's kernel sets on the first packet of a connection it
+// forwards to another node's published port. The receiving node gives such
+// a connection to one of its own tasks (or to its userspace mesh), never
+// to a third node: one hop at most.
+const forwardedDSCP = 0x3b
+
+// fastRule is one published port the kernel forwards (DNAT), round robin
+// over its tasks: a local task at its container's address and target port,
+// a remote task at its node's address and the published port.
 type fastRule struct {
 	Protocol  Protocol
 	Published uint16
-	Backends  []netip.AddrPort // IPv4 container addresses
+	Backends  []netip.AddrPort // one per task
+	Local     []netip.AddrPort // the local tasks' containers
+	Peers     []netip.Addr     // the nodes of the remote tasks, sorted, once each
+}
+
+// dnatTo is the nft statement that sends a new connection to one of to,
+// round robin.
+func dnatTo(to []netip.AddrPort) string {
+	if len(to) == 1 {
+		return "dnat ip to " + to[0].String()
+	}
+	elems := make([]string, len(to))
+	for i, ap := range to {
+		elems[i] = fmt.Sprintf("%d : %s . %d", i, ap.Addr(), ap.Port())
+	}
+	return fmt.Sprintf("dnat ip to numgen inc mod %d map { %s }", len(to), strings.Join(elems, ", "))
 }
 
 // nftRuleset returns the nft script that atomically replaces the table
 // ip swarmd_mesh with rules (no rules: removes it). bind is the IPv4
 // address the ports are published on; the zero Addr means every local
 // address. It is pure, for tests; rules are sorted by port.
+//
+// Per port, prerouting first catches connections another node forwarded
+// (forwardedDSCP): they go to a local task, or, with none left here, to
+// the userspace mesh (no DNAT). Every other new connection, in prerouting
+// and in output, goes to the next task of the port. Postrouting
+// masquerades the connections sent on to another node, so its answers
+// come back through this node, and marks their first packet.
 func nftRuleset(bind netip.Addr, rules []fastRule) string {
 	var b strings.Builder
 	// Creating the table first makes the delete valid if it did not exist:
@@ -44,36 +73,47 @@ func nftRuleset(bind netip.Addr, rules []fastRule) string {
 	if bind.IsValid() && !bind.IsUnspecified() {
 		dst = "ip daddr " + bind.String()
 	}
-	var pre, out strings.Builder
+	var pre, out, post strings.Builder
 	for _, r := range rules {
 		if len(r.Backends) == 0 {
 			continue
 		}
-		match := fmt.Sprintf("%s %s dport %d", dst, r.Protocol, r.Published)
-		var to string
-		if len(r.Backends) == 1 {
-			to = "dnat ip to " + r.Backends[0].String()
+		// A forwarded connection was sent to this node's address, whatever
+		// address the mesh binds: match every local address.
+		marked := fmt.Sprintf("fib daddr type local ip dscp %#x %s dport %d", forwardedDSCP, r.Protocol, r.Published)
+		if len(r.Local) > 0 {
+			fmt.Fprintf(&pre, "\t\t%s %s\n", marked, dnatTo(r.Local))
 		} else {
-			elems := make([]string, len(r.Backends))
-			for i, ap := range r.Backends {
-				elems[i] = fmt.Sprintf("%d : %s . %d", i, ap.Addr(), ap.Port())
-			}
-			to = fmt.Sprintf("dnat ip to numgen inc mod %d map { %s }", len(r.Backends), strings.Join(elems, ", "))
+			fmt.Fprintf(&pre, "\t\t%s accept\n", marked)
 		}
-		fmt.Fprintf(&pre, "\t\t%s %s\n", match, to)
+		to := dnatTo(r.Backends)
+		fmt.Fprintf(&pre, "\t\t%s %s dport %d %s\n", dst, r.Protocol, r.Published, to)
 		// Locally originated connections to a loopback address cannot be
-		// sent to a container (martian source): those stay in userspace.
+		// sent to a container or another node (martian source): those
+		// stay in userspace.
 		lo := ""
 		if slices.ContainsFunc(r.Backends, func(ap netip.AddrPort) bool { return !ap.Addr().IsLoopback() }) {
 			lo = " ip daddr != 127.0.0.0/8"
 		}
 		fmt.Fprintf(&out, "\t\t%s%s %s dport %d %s\n", dst, lo, r.Protocol, r.Published, to)
+		if len(r.Peers) > 0 {
+			peers := make([]string, len(r.Peers))
+			for i, a := range r.Peers {
+				peers[i] = a.String()
+			}
+			fmt.Fprintf(&post, "\t\tct status dnat ip daddr { %s } %s dport %d ip dscp set %#x masquerade\n",
+				strings.Join(peers, ", "), r.Protocol, r.Published, forwardedDSCP)
+		}
 	}
 	fmt.Fprintf(&b, "table ip %s {\n", nftTable)
 	b.WriteString("\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n")
 	b.WriteString(pre.String())
 	b.WriteString("\t}\n\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n")
 	b.WriteString(out.String())
+	if post.Len() > 0 {
+		b.WriteString("\t}\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
+		b.WriteString(post.String())
+	}
 	b.WriteString("\t}\n}\n")
 	return b.String()
 }
@@ -82,6 +122,7 @@ func nftRuleset(bind netip.Addr, rules []fastRule) string {
 type fastPath struct {
 	mu      sync.Mutex
 	run     func(ctx context.Context, script string) error // applies a script
+	fw      *hostForward                                   // opens the host's FORWARD path; nil = not needed
 	applied string                                         // last script applied, "" = none
 	active  map[portKey]bool                               // ports the kernel forwards
 	retry   bool                                           // last sync left ports out: try again
@@ -89,20 +130,14 @@ type fastPath struct {
 
 // runNft applies an nft script with the nft binary.
 func runNft(ctx context.Context, script string) error {
-	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("nft: %w: %s", err, bytes.TrimSpace(out.Bytes()))
-	}
-	return nil
+	return runCommand(ctx, script, "nft", "-f", "-")
 }
 
-// syncFastPath programs the kernel to forward the ports of table whose
-// backends all run on this node, and only those. A port whose task
-// addresses cannot be resolved (or are not IPv4) stays in userspace and is
-// retried on the next Update. Called with m.mu held.
+// syncFastPath programs the kernel to forward the ports of table, and
+// only those. A port with a local task whose address cannot be resolved
+// (or is not IPv4) stays in userspace and is retried on the next Update;
+// so does, for good, a port with a remote task whose node's tunnel host
+// is not an IPv4 address. Called with m.mu held.
 func (m *Mesh) syncFastPath(table map[portKey]Port, changed bool) {
 	fp := m.fast
 	if fp == nil {
@@ -126,9 +161,9 @@ func (m *Mesh) syncFastPath(table map[portKey]Port, changed bool) {
 	var rules []fastRule
 	active := make(map[portKey]bool)
 	for k, p := range table {
-		r, ok := m.fastRule(ctx, p)
+		r, ok, again := m.fastRule(ctx, p)
 		if !ok {
-			retry = retry || len(p.Backends) > 0 && allLocal(m.cfg.NodeID, p)
+			retry = retry || again
 			continue
 		}
 		rules = append(rules, r)
@@ -139,10 +174,22 @@ func (m *Mesh) syncFastPath(table map[portKey]Port, changed bool) {
 		fp.retry = retry
 		return
 	}
+	// The host may forward what the new rules DNAT before they exist, and
+	// stops forwarding removed ports only after their rules are gone.
+	if fp.fw != nil {
+		if err := fp.fw.allow(ctx, rules, true); err != nil {
+			m.warnLimited("mesh fast path: iptables failed, the host may not forward to containers or nodes", "error", err)
+		}
+	}
 	if err := fp.run(ctx, script); err != nil {
 		m.warnLimited("mesh fast path: nft failed, ports stay in userspace", "error", err)
 		fp.retry = true
 		return
+	}
+	if fp.fw != nil {
+		if err := fp.fw.allow(ctx, rules, false); err != nil {
+			m.warnLimited("mesh fast path: iptables failed, the host may not forward to containers or nodes", "error", err)
+		}
 	}
 	fp.applied, fp.active, fp.retry = script, active, retry
 	if len(rules) == 0 {
@@ -151,40 +198,63 @@ func (m *Mesh) syncFastPath(table map[portKey]Port, changed bool) {
 	m.log.Info("mesh fast path programmed", "ports", len(rules))
 }
 
-func allLocal(nodeID string, p Port) bool {
+// fastRule returns the kernel rule of port p: ok if every local task
+// resolves to an IPv4 address and every remote task's node has an IPv4
+// tunnel host; retry if a local task may resolve later.
+func (m *Mesh) fastRule(ctx context.Context, p Port) (r fastRule, ok, retry bool) {
+	if len(p.Backends) == 0 || p.Published == 0 || p.Published > 65535 {
+		return fastRule{}, false, false
+	}
+	r = fastRule{Protocol: p.Protocol, Published: uint16(p.Published)}
 	for _, b := range p.Backends {
-		if b.NodeID != nodeID {
-			return false
+		if b.NodeID != m.cfg.NodeID {
+			peer, err := tunnelHost(b.Tunnel)
+			if err != nil {
+				return fastRule{}, false, false
+			}
+			r.Backends = append(r.Backends, netip.AddrPortFrom(peer, r.Published))
+			if !slices.Contains(r.Peers, peer) {
+				r.Peers = append(r.Peers, peer)
+			}
+			continue
 		}
-	}
-	return true
-}
-
-// fastRule returns the kernel rule of port p, if every backend is local
-// and resolves to an IPv4 address.
-func (m *Mesh) fastRule(ctx context.Context, p Port) (fastRule, bool) {
-	if len(p.Backends) == 0 || !allLocal(m.cfg.NodeID, p) {
-		return fastRule{}, false
-	}
-	r := fastRule{Protocol: p.Protocol, Published: uint16(p.Published)}
-	for _, b := range p.Backends {
 		addr, err := m.cfg.Resolver.TaskAddr(ctx, b.TaskID)
 		if err != nil || !addr.Unmap().Is4() {
-			return fastRule{}, false
+			return fastRule{}, false, true
 		}
 		target := p.Target
 		if m.cfg.TargetOverride != nil {
 			target = m.cfg.TargetOverride(b.TaskID, target)
 		}
 		if target == 0 || target > 65535 {
-			return fastRule{}, false
+			return fastRule{}, false, false
 		}
-		r.Backends = append(r.Backends, netip.AddrPortFrom(addr.Unmap(), uint16(target)))
+		ap := netip.AddrPortFrom(addr.Unmap(), uint16(target))
+		r.Backends = append(r.Backends, ap)
+		r.Local = append(r.Local, ap)
 	}
-	return r, true
+	slices.SortFunc(r.Peers, netip.Addr.Compare)
+	return r, true, false
 }
 
-// closeFastPath removes the table, if the mesh programmed it.
+// tunnelHost is the IPv4 address of a node's mesh tunnel host:port.
+func tunnelHost(tunnel string) (netip.Addr, error) {
+	host, _, err := net.SplitHostPort(tunnel)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if a = a.Unmap(); !a.Is4() || a.IsLoopback() || a.IsUnspecified() {
+		return netip.Addr{}, fmt.Errorf("tunnel host %s: not a routable IPv4 address", a)
+	}
+	return a, nil
+}
+
+// closeFastPath removes the table, if the mesh programmed it, and then
+// the host firewall's rules.
 func (m *Mesh) closeFastPath() {
 	fp := m.fast
 	if fp == nil {
@@ -192,13 +262,17 @@ func (m *Mesh) closeFastPath() {
 	}
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
-	if fp.applied == "" {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := fp.run(ctx, nftRuleset(netip.Addr{}, nil)); err != nil {
-		m.log.Warn("mesh fast path: removing the nft table failed", "error", err)
+	if fp.applied != "" {
+		if err := fp.run(ctx, nftRuleset(netip.Addr{}, nil)); err != nil {
+			m.log.Warn("mesh fast path: removing the nft table failed", "error", err)
+		}
+	}
+	if fp.fw != nil {
+		if err := fp.fw.remove(ctx); err != nil {
+			m.log.Warn("mesh fast path: removing the iptables rules failed", "error", err)
+		}
 	}
 	fp.applied, fp.active = "", nil
 }

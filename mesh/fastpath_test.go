@@ -2,12 +2,15 @@ package mesh
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,25 +21,45 @@ func TestNftRuleset(t *testing.T) {
 	if got := nftRuleset(netip.Addr{}, nil); got != del {
 		t.Fatalf("empty ruleset:\n%s", got)
 	}
+	c2, c3, c4 := mustAddrPort("10.0.0.2:80"), mustAddrPort("10.0.0.3:80"), mustAddrPort("10.0.0.4:81")
+	peer1, peer2 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 	rules := []fastRule{
-		{Protocol: UDP, Published: 53, Backends: []netip.AddrPort{mustAddrPort("10.0.0.2:5353")}},
-		{Protocol: TCP, Published: 8080, Backends: []netip.AddrPort{
-			mustAddrPort("10.0.0.2:80"), mustAddrPort("10.0.0.3:80"), mustAddrPort("10.0.0.4:81")}},
-		{Protocol: TCP, Published: 53, Backends: []netip.AddrPort{mustAddrPort("127.0.0.1:9000")}},
+		{Protocol: UDP, Published: 53, Backends: []netip.AddrPort{mustAddrPort("10.0.0.2:5353")}, Local: []netip.AddrPort{mustAddrPort("10.0.0.2:5353")}},
+		{Protocol: TCP, Published: 8080, Backends: []netip.AddrPort{c2, c3, c4}, Local: []netip.AddrPort{c2, c3, c4}},
+		{Protocol: TCP, Published: 53, Backends: []netip.AddrPort{mustAddrPort("127.0.0.1:9000")}, Local: []netip.AddrPort{mustAddrPort("127.0.0.1:9000")}},
 		{Protocol: TCP, Published: 9999}, // no backend: no rule
+		// one local task, two on other nodes
+		{Protocol: TCP, Published: 7000, Backends: []netip.AddrPort{c2, netip.AddrPortFrom(peer1, 7000), netip.AddrPortFrom(peer2, 7000)},
+			Local: []netip.AddrPort{c2}, Peers: []netip.Addr{peer1, peer2}},
+		// every task elsewhere
+		{Protocol: UDP, Published: 7001, Backends: []netip.AddrPort{netip.AddrPortFrom(peer1, 7001)}, Peers: []netip.Addr{peer1}},
 	}
 	want := del + `table ip swarmd_mesh {
 	chain prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local ip dscp 0x3b tcp dport 53 dnat ip to 127.0.0.1:9000
 		fib daddr type local tcp dport 53 dnat ip to 127.0.0.1:9000
+		fib daddr type local ip dscp 0x3b udp dport 53 dnat ip to 10.0.0.2:5353
 		fib daddr type local udp dport 53 dnat ip to 10.0.0.2:5353
+		fib daddr type local ip dscp 0x3b tcp dport 7000 dnat ip to 10.0.0.2:80
+		fib daddr type local tcp dport 7000 dnat ip to numgen inc mod 3 map { 0 : 10.0.0.2 . 80, 1 : 192.0.2.1 . 7000, 2 : 192.0.2.2 . 7000 }
+		fib daddr type local ip dscp 0x3b udp dport 7001 accept
+		fib daddr type local udp dport 7001 dnat ip to 192.0.2.1:7001
+		fib daddr type local ip dscp 0x3b tcp dport 8080 dnat ip to numgen inc mod 3 map { 0 : 10.0.0.2 . 80, 1 : 10.0.0.3 . 80, 2 : 10.0.0.4 . 81 }
 		fib daddr type local tcp dport 8080 dnat ip to numgen inc mod 3 map { 0 : 10.0.0.2 . 80, 1 : 10.0.0.3 . 80, 2 : 10.0.0.4 . 81 }
 	}
 	chain output {
 		type nat hook output priority -100; policy accept;
 		fib daddr type local tcp dport 53 dnat ip to 127.0.0.1:9000
 		fib daddr type local ip daddr != 127.0.0.0/8 udp dport 53 dnat ip to 10.0.0.2:5353
+		fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 7000 dnat ip to numgen inc mod 3 map { 0 : 10.0.0.2 . 80, 1 : 192.0.2.1 . 7000, 2 : 192.0.2.2 . 7000 }
+		fib daddr type local ip daddr != 127.0.0.0/8 udp dport 7001 dnat ip to 192.0.2.1:7001
 		fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat ip to numgen inc mod 3 map { 0 : 10.0.0.2 . 80, 1 : 10.0.0.3 . 80, 2 : 10.0.0.4 . 81 }
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ct status dnat ip daddr { 192.0.2.1, 192.0.2.2 } tcp dport 7000 ip dscp set 0x3b masquerade
+		ct status dnat ip daddr { 192.0.2.1 } udp dport 7001 ip dscp set 0x3b masquerade
 	}
 }
 `
@@ -44,9 +67,43 @@ func TestNftRuleset(t *testing.T) {
 		t.Fatalf("ruleset:\n%s\nwant:\n%s", got, want)
 	}
 	got := nftRuleset(netip.MustParseAddr("192.0.2.7"), rules[:1])
-	if !strings.Contains(got, "\t\tip daddr 192.0.2.7 udp dport 53 dnat ip to 10.0.0.2:5353\n") ||
-		!strings.Contains(got, "\t\tip daddr 192.0.2.7 ip daddr != 127.0.0.0/8 udp dport 53 dnat") {
-		t.Fatalf("ruleset with bind address:\n%s", got)
+	for _, line := range []string{
+		"\t\tfib daddr type local ip dscp 0x3b udp dport 53 dnat ip to 10.0.0.2:5353\n", // forwarded: any local address
+		"\t\tip daddr 192.0.2.7 udp dport 53 dnat ip to 10.0.0.2:5353\n",
+		"\t\tip daddr 192.0.2.7 ip daddr != 127.0.0.0/8 udp dport 53 dnat",
+	} {
+		if !strings.Contains(got, line) {
+			t.Fatalf("ruleset with bind address lacks %q:\n%s", line, got)
+		}
+	}
+	if strings.Contains(got, "postrouting") {
+		t.Fatalf("postrouting chain without remote tasks:\n%s", got)
+	}
+}
+
+func TestTunnelHost(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string // "" = error
+	}{
+		{"10.99.0.11:4789", "10.99.0.11"},
+		{"[::ffff:10.0.0.1]:1", "10.0.0.1"},
+		{"127.0.0.1:4789", ""},
+		{"0.0.0.0:4789", ""},
+		{"[2001:db8::1]:4789", ""},
+		{"node-1.example:4789", ""},
+		{"10.99.0.11", ""},
+	} {
+		got, err := tunnelHost(tc.in)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("tunnelHost(%q) = %s, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || got.String() != tc.want {
+			t.Errorf("tunnelHost(%q) = %s, %v; want %s", tc.in, got, err, tc.want)
+		}
 	}
 }
 
@@ -111,9 +168,116 @@ func TestFastPathSync(t *testing.T) {
 	if s, n := rec.last(); n != 3 || !strings.Contains(s, "dport "+hostPortNum(p1)+" dnat ip to 127.0.0.1:") {
 		t.Fatalf("%d scripts, last:\n%s", n, s)
 	}
+	// A task on a node with a routable tunnel host: the kernel sends its
+	// share to that node's published port and marks the connection.
+	far := Backend{TaskID: "task-far", NodeID: "node-far", Tunnel: "192.0.2.9:4789"}
+	local.Backends = append(local.Backends, far)
+	apply(t, []Port{local, mixed}, a, b)
+	s, n = rec.last()
+	if n != 4 || !strings.Contains(s, "dnat ip to numgen inc mod 2 map { 0 : 127.0.0.1 . ") ||
+		!strings.Contains(s, "1 : 192.0.2.9 . "+hostPortNum(p1)+" }") ||
+		!strings.Contains(s, "ct status dnat ip daddr { 192.0.2.9 } tcp dport "+hostPortNum(p1)+" ip dscp set 0x3b masquerade") {
+		t.Fatalf("%d scripts, last:\n%s", n, s)
+	}
 	_ = a.mesh.Close()
-	if s, n := rec.last(); n != 4 || s != nftRuleset(netip.Addr{}, nil) {
+	if s, n := rec.last(); n != 5 || s != nftRuleset(netip.Addr{}, nil) {
 		t.Fatalf("Close: %d scripts, last:\n%s", n, s)
+	}
+}
+
+// commandRecorder stands in for the iptables commands.
+type commandRecorder struct {
+	calls []string
+	fail  map[string]bool // command lines that fail
+}
+
+func (r *commandRecorder) run(_ context.Context, stdin, name string, args ...string) error {
+	line := strings.Join(append([]string{name}, args...), " ")
+	if stdin != "" {
+		line += "\n" + stdin
+	}
+	r.calls = append(r.calls, line)
+	if r.fail[line] {
+		return errors.New("exit status 1")
+	}
+	return nil
+}
+
+func TestHostForward(t *testing.T) {
+	rule := func(p Protocol, port uint16) fastRule {
+		return fastRule{Protocol: p, Published: port, Backends: []netip.AddrPort{mustAddrPort("10.0.0.2:80")}}
+	}
+	restore := func(lines ...string) string {
+		return "iptables-restore -w --noflush\n*filter\n:SWARMD-MESH - [0:0]\n" + strings.Join(lines, "") + "COMMIT\n"
+	}
+	accept := func(p Protocol, port int) string {
+		return fmt.Sprintf("-A SWARMD-MESH -p %s -m conntrack --ctstate DNAT --ctorigdstport %d -j ACCEPT\n", p, port)
+	}
+	for _, tc := range []struct {
+		name string
+		fail []string
+		want []string
+	}{
+		{"engine chain, jump missing", []string{"iptables -w -C DOCKER-USER -j SWARMD-MESH"}, []string{
+			restore(accept(TCP, 80), accept(UDP, 80), accept(TCP, 8080)),
+			"iptables -w -S DOCKER-USER",
+			"iptables -w -C DOCKER-USER -j SWARMD-MESH",
+			"iptables -w -I DOCKER-USER 1 -j SWARMD-MESH",
+		}},
+		{"jump already there (a restart)", nil, []string{
+			restore(accept(TCP, 80), accept(UDP, 80), accept(TCP, 8080)),
+			"iptables -w -S DOCKER-USER",
+			"iptables -w -C DOCKER-USER -j SWARMD-MESH",
+		}},
+		{"no engine chain", []string{"iptables -w -S DOCKER-USER", "iptables -w -C FORWARD -j SWARMD-MESH"}, []string{
+			restore(accept(TCP, 80), accept(UDP, 80), accept(TCP, 8080)),
+			"iptables -w -S DOCKER-USER",
+			"iptables -w -C FORWARD -j SWARMD-MESH",
+			"iptables -w -I FORWARD 1 -j SWARMD-MESH",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &commandRecorder{fail: map[string]bool{}}
+			for _, f := range tc.fail {
+				rec.fail[f] = true
+			}
+			h := &hostForward{run: rec.run}
+			ctx := context.Background()
+			if err := h.allow(ctx, []fastRule{rule(TCP, 8080), rule(UDP, 80), rule(TCP, 80), {Protocol: TCP, Published: 9}}, false); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(rec.calls, tc.want) {
+				t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(rec.calls, "\n"), strings.Join(tc.want, "\n"))
+			}
+			// Same ports: nothing to do. New rules kept beside the old
+			// (keep), then exactly the new ones.
+			rec.calls = nil
+			if err := h.allow(ctx, []fastRule{rule(UDP, 80), rule(TCP, 80), rule(TCP, 8080)}, false); err != nil || len(rec.calls) != 0 {
+				t.Fatalf("no-op allow: %v, calls %q", err, rec.calls)
+			}
+			if err := h.allow(ctx, []fastRule{rule(TCP, 443)}, true); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.allow(ctx, []fastRule{rule(TCP, 443)}, false); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{restore(accept(TCP, 80), accept(UDP, 80), accept(TCP, 443), accept(TCP, 8080)), restore(accept(TCP, 443))}
+			if !slices.Equal(rec.calls, want) {
+				t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(rec.calls, "\n"), strings.Join(want, "\n"))
+			}
+			// No port left: the jump and the chain go.
+			rec.calls = nil
+			if err := h.allow(ctx, nil, false); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(rec.calls); n < 3 || rec.calls[n-2] != "iptables -w -F SWARMD-MESH" || rec.calls[n-1] != "iptables -w -X SWARMD-MESH" {
+				t.Fatalf("remove calls %q", rec.calls)
+			}
+			rec.calls = nil
+			if err := h.remove(ctx); err != nil || len(rec.calls) != 0 {
+				t.Fatalf("second remove: %v, calls %q", err, rec.calls)
+			}
+		})
 	}
 }
 

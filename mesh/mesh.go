@@ -71,12 +71,13 @@ type Config struct {
 	// node. 0 = default 2.
 	TunnelSessions int
 
-	// FastPath lets the kernel forward the published ports whose backends
-	// all run on this node (nftables DNAT in table ip swarmd_mesh, IPv4
-	// only); the userspace mesh stays bound and serves every other port
-	// and connection. It needs the nft binary and CAP_NET_ADMIN; without
-	// them, or when programming fails, the userspace path serves all.
-	// At most one mesh per network namespace may enable it.
+	// FastPath lets the kernel forward the published ports (nftables DNAT
+	// in table ip swarmd_mesh, IPv4 only): to local tasks' containers, and
+	// to the nodes of remote tasks, which deliver to their own; the
+	// userspace mesh stays bound and serves what the rules do not catch.
+	// It needs the nft binary and CAP_NET_ADMIN; without them, or when
+	// programming fails, the userspace path serves all. At most one mesh
+	// per network namespace may enable it.
 	FastPath bool
 
 	// TargetOverride, if set, rewrites the container port dialed for a
@@ -118,6 +119,8 @@ type Mesh struct {
 	table   map[portKey]Port
 	running bool
 	closed  bool
+
+	stopped map[string]time.Time // local tasks reported stopped, when
 
 	allowed atomic.Pointer[map[allowKey]struct{}]
 
@@ -161,6 +164,7 @@ func New(cfg Config) (*Mesh, error) {
 		log:        cfg.Logger,
 		ports:      make(map[portKey]*portListener),
 		table:      make(map[portKey]Port),
+		stopped:    make(map[string]time.Time),
 		tunnelSem:  newSem(cfg.MaxTunnelConns),
 		sessionSem: newSem(cfg.MaxTunnelConns),
 		serverTLS:  serverTLSConfig(cfg.ServerTLS),
@@ -171,6 +175,11 @@ func New(cfg Config) (*Mesh, error) {
 			m.log.Warn("mesh fast path disabled: no nft binary", "error", err)
 		} else {
 			m.fast = &fastPath{run: runNft}
+			if _, err := exec.LookPath("iptables-restore"); err != nil {
+				m.log.Warn("mesh fast path: no iptables, the host firewall must let the host forward to containers and nodes", "error", err)
+			} else {
+				m.fast.fw = newHostForward()
+			}
 		}
 	}
 	m.allowed.Store(&map[allowKey]struct{}{})
@@ -289,13 +298,89 @@ func (m *Mesh) Close() error {
 // ports that are invalid or cannot be bound are returned joined, each
 // naming its port; the other ports are still applied. A port that failed to
 // bind is not in the table, so the next Update retries it. Update is safe
-// to call concurrently with traffic and cheap when nothing changed.
+// to call concurrently with traffic and cheap when nothing changed. The
+// local tasks reported by TaskStopped are left out of it.
 func (m *Mesh) Update(ports []Port) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return ErrClosed
 	}
+	return m.apply(m.withoutStopped(ports, time.Now()))
+}
+
+// stoppedMemory is how long the mesh keeps refusing a stopped local task
+// that the tables no longer list (one still being sent could list it).
+const stoppedMemory = time.Minute
+
+// TaskStopped tells the mesh that a task of this node no longer runs: it
+// leaves every port at once, before the managers' next table drops it,
+// and a table that still lists it does not bring it back.
+func (m *Mesh) TaskStopped(taskID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	if _, ok := m.stopped[taskID]; ok {
+		return
+	}
+	now := time.Now()
+	m.stopped[taskID] = now
+	ports := make([]Port, 0, len(m.table))
+	listed := false
+	for _, p := range m.table {
+		listed = listed || slices.ContainsFunc(p.Backends, func(b Backend) bool { return b.TaskID == taskID && b.NodeID == m.cfg.NodeID })
+		ports = append(ports, p)
+	}
+	if !listed {
+		return
+	}
+	m.log.Debug("mesh: a local task stopped, it leaves its ports", "task.id", taskID)
+	if err := m.apply(m.withoutStopped(ports, now)); err != nil {
+		m.log.Warn("mesh: updating the ports of a stopped task", "task.id", taskID, "error", err)
+	}
+}
+
+// withoutStopped returns ports without the local tasks reported stopped,
+// and forgets those ports no longer list that were reported before
+// stoppedMemory. Called with m.mu held.
+func (m *Mesh) withoutStopped(ports []Port, now time.Time) []Port {
+	if len(m.stopped) == 0 {
+		return ports
+	}
+	listed := map[string]bool{}
+	out := make([]Port, len(ports))
+	for i, p := range ports {
+		out[i] = p
+		var keep []Backend
+		for j, b := range p.Backends {
+			_, stopped := m.stopped[b.TaskID]
+			if !stopped || b.NodeID != m.cfg.NodeID {
+				if keep != nil {
+					keep = append(keep, b)
+				}
+				continue
+			}
+			listed[b.TaskID] = true
+			if keep == nil {
+				keep = append(make([]Backend, 0, len(p.Backends)-1), p.Backends[:j]...)
+			}
+		}
+		if keep != nil {
+			out[i].Backends = keep
+		}
+	}
+	for id, at := range m.stopped {
+		if !listed[id] && now.Sub(at) > stoppedMemory {
+			delete(m.stopped, id)
+		}
+	}
+	return out
+}
+
+// apply makes ports the table. Called with m.mu held.
+func (m *Mesh) apply(ports []Port) error {
 	d := diffTable(m.table, ports)
 	errs := d.Errors
 	for _, k := range d.Close {

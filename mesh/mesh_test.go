@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -642,5 +643,57 @@ func TestMeshUDPRemovedBackend(t *testing.T) {
 	apply(t, []Port{kept}, a, b)
 	if got := udpAsk(t, c, "two"); got == first {
 		t.Fatalf("flow still answered by removed task %s", got)
+	}
+}
+
+// A local task reported stopped leaves its ports at once, stays out while
+// tables still list it, and is forgotten once they do not.
+func TestTaskStopped(t *testing.T) {
+	a, b := twoNodes(t, nodeOpts{})
+	httpTask(t, a, "task-a1")
+	httpTask(t, a, "task-a2")
+	httpTask(t, b, "task-b1")
+	pub := freePort(t)
+	port := Port{Protocol: TCP, Published: pub, Target: 80,
+		Backends: []Backend{a.backend("task-a1"), a.backend("task-a2"), b.backend("task-b1")}}
+	apply(t, []Port{port}, a, b)
+	backends := func() []string {
+		var ids []string
+		for _, be := range a.mesh.Ports()[0].Backends {
+			ids = append(ids, be.TaskID)
+		}
+		return ids
+	}
+	for _, tc := range []struct {
+		name string
+		do   func()
+		want []string
+	}{
+		{"a remote task is not this node's to stop", func() { a.mesh.TaskStopped("task-b1") }, []string{"task-a1", "task-a2", "task-b1"}},
+		{"an unknown task changes nothing", func() { a.mesh.TaskStopped("task-x") }, []string{"task-a1", "task-a2", "task-b1"}},
+		{"a local task leaves at once", func() { a.mesh.TaskStopped("task-a1") }, []string{"task-a2", "task-b1"}},
+		{"a table still listing it does not bring it back", func() { apply(t, []Port{port}, a) }, []string{"task-a2", "task-b1"}},
+		{"reported twice: no change", func() { a.mesh.TaskStopped("task-a1") }, []string{"task-a2", "task-b1"}},
+	} {
+		tc.do()
+		if got := backends(); !slices.Equal(got, tc.want) {
+			t.Fatalf("%s: backends %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if got := countHTTP(t, hostPort("127.0.0.1", pub), 4); got["task-a1"] != 0 || got["task-a2"]+got["task-b1"] != 4 {
+		t.Fatalf("answers %v", got)
+	}
+	// Once the tables drop it and the memory has passed, it is forgotten.
+	a.mesh.mu.Lock()
+	a.mesh.stopped["task-a1"] = time.Now().Add(-2 * stoppedMemory)
+	a.mesh.mu.Unlock()
+	port.Backends = port.Backends[1:]
+	apply(t, []Port{port}, a)
+	a.mesh.mu.Lock()
+	_, kept := a.mesh.stopped["task-a1"]
+	_, keptB := a.mesh.stopped["task-b1"]
+	a.mesh.mu.Unlock()
+	if kept || !keptB {
+		t.Fatalf("stopped set after the table dropped task-a1: a1 kept %v, b1 kept %v", kept, keptB)
 	}
 }

@@ -64,8 +64,8 @@ type Config struct {
 	// every address.
 	MeshBindAddr string
 	// MeshFastPath lets the kernel (nftables DNAT) forward the published
-	// ports whose tasks all run on this node; the userspace mesh serves
-	// the rest and stays the fallback.
+	// ports, to local tasks and to the nodes of remote ones; the userspace
+	// mesh stays bound and is the fallback.
 	MeshFastPath bool
 	// NetworkPlugin names the overlay network and IPAM plugin the node
 	// serves to its engine (socket /run/docker/plugins/<name>.sock; state
@@ -517,6 +517,13 @@ func (n *Node) newAgent(sec *ca.SecurityConfig, managers []string, ov *nodeOverl
 		cfg.OnMesh = func(ports []*api.MeshPort) {
 			if err := ms.Update(meshPorts(ports)); err != nil {
 				n.log.Warn("node: routing mesh: some published ports are not served", "error", err)
+			}
+		}
+		// A local task that stops leaves the mesh at once, not a round
+		// trip through the managers later.
+		cfg.OnTaskStatus = func(taskID string, st *api.TaskStatus) {
+			if st.GetState() > api.TaskState_TASK_STATE_RUNNING {
+				ms.TaskStopped(taskID)
 			}
 		}
 	}

@@ -43,6 +43,9 @@ type ReporterConfig struct {
 	// MinBackoff and MaxBackoff bound the wait before a failed batch is
 	// sent again (defaults 100ms and 5s); it doubles on every failure.
 	MinBackoff, MaxBackoff time.Duration
+	// OnReport, if set, sees every report as it is queued, before it is
+	// sent: for what on the node must follow a task's state at once.
+	OnReport func(id string, st *api.TaskStatus)
 }
 
 // Reporter queues task status reports and sends them in batches: whatever
@@ -90,6 +93,9 @@ func (r *Reporter) Report(id string, st *api.TaskStatus) {
 	r.mu.Lock()
 	r.pending[id] = coalesce(r.pending[id], st)
 	r.mu.Unlock()
+	if r.cfg.OnReport != nil {
+		r.cfg.OnReport(id, st)
+	}
 	select {
 	case r.kick <- struct{}{}:
 	default:

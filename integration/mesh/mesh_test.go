@@ -274,38 +274,116 @@ func TestRoutingMesh(t *testing.T) {
 	})
 }
 
-// TestFastPath: with --mesh-fast-path, a port whose task runs on the node
-// is forwarded by the kernel there, for clients on other machines too
-// (through the engine's FORWARD rules), while nodes without the task keep
-// the userspace path; scaling the task away hands the port back.
+// TestFastPath: with --mesh-fast-path the kernel forwards every published
+// port, on hosts whose FORWARD policy is DROP (the engine's default when it
+// turns forwarding on itself): on the node with the task straight to its
+// container, keeping the client's address; on a node without it to the
+// node with it, which delivers to its own task (the container sees the
+// forwarding node as the client). No request goes through userspace once
+// the rules are in; moving the task turns the rules around, and removing
+// the service removes them and the host firewall's chain.
 func TestFastPath(t *testing.T) {
 	s := newSwarm(t, 2, "--mesh-fast-path")
-	m := s.hosts[0]
+	m, other := s.hosts[0], s.hosts[1]
+	for _, h := range s.hosts {
+		if out, err := h.Exec(s.ctx, "iptables", "-w", "-P", "FORWARD", "DROP"); err != nil {
+			t.Fatalf("FORWARD policy on %s: %v: %s", h.Name, err, out)
+		}
+	}
 	s.docker(m, "service", "create", "--name", "fast", "--replicas", "1", "--publish", "8080:80",
 		"--constraint", "node.hostname==h1", "--detach", "--no-resolve-image", image)
 	s.eventually(60*time.Second, "fast 1/1", func() bool {
 		out, _ := m.Docker(s.ctx, "service", "ls", "--filter", "name=fast", "--format", "{{.Replicas}}")
 		return out == "1/1"
 	})
-	for _, h := range s.hosts {
-		s.eventually(20*time.Second, "8080 answers on "+h.Name, func() bool { _, err := get(h.IP + ":8080"); return err == nil })
-	}
+	// h1 sends the port to the container, h2 to h1.
+	s.waitRule(m, "dnat to 172.17.")
+	s.waitRule(other, "dnat to "+m.IP+":8080")
+	s.waitRule(other, "ip dscp set 0x3b masquerade")
 	for i := range 50 {
 		h := s.hosts[i%2]
 		if _, err := get(h.IP + ":8080"); err != nil {
 			t.Fatalf("request %d to %s: %v", i, h.Name, err)
 		}
 	}
-	if out, err := m.Exec(s.ctx, "nft", "list", "table", "ip", "swarmd_mesh"); err != nil || !strings.Contains(out, "8080") {
-		t.Fatalf("h1 has no fast-path rule for 8080: %v\n%s", err, out)
+	// A client on the node without the task (output chain).
+	if _, err := fetch(other.HTTPClient(), "http://"+other.IP+":8080/"); err != nil {
+		t.Fatalf("request from h2 to itself: %v", err)
 	}
-	// The task moves to h2: h1 hands the port back to userspace (tunnel).
+	// The container saw the test's own address (kernel, local) and h2's
+	// (kernel, forwarded by h2); the userspace mesh would show the bridge
+	// gateway 172.17.0.1.
+	from := s.clients(m, "fast", 51)
+	if from[testbed.BridgeIP] != 25 || from[other.IP] != 26 || len(from) != 2 {
+		t.Fatalf("clients seen by the task (last 51 requests): %v", from)
+	}
+	// The task moves to h2: the rules turn around.
 	s.docker(m, "service", "update", "--detach", "--constraint-rm", "node.hostname==h1", "--constraint-add", "node.hostname==h2", "fast")
 	s.eventually(60*time.Second, "the task on h2", func() bool {
 		out, _ := m.Docker(s.ctx, "service", "ps", "fast", "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}")
 		return strings.HasPrefix(out, "h2 Running")
 	})
+	s.waitRule(m, "dnat to "+other.IP+":8080")
 	for _, h := range s.hosts {
 		s.eventually(20*time.Second, "8080 answers on "+h.Name+" after the move", func() bool { _, err := get(h.IP + ":8080"); return err == nil })
 	}
+	for i := range 10 {
+		if _, err := get(m.IP + ":8080"); err != nil {
+			t.Fatalf("request %d to h1 after the move: %v", i, err)
+		}
+	}
+	if from := s.clients(other, "fast", 10); from[m.IP] != 10 {
+		t.Fatalf("clients seen by the task on h2 (last 10 requests, all through h1): %v", from)
+	}
+	s.docker(m, "service", "rm", "fast")
+	for _, h := range s.hosts {
+		s.eventually(20*time.Second, "no fast-path rules on "+h.Name, func() bool {
+			_, nftErr := h.Exec(s.ctx, "nft", "list", "table", "ip", "swarmd_mesh")
+			_, iptErr := h.Exec(s.ctx, "iptables", "-w", "-S", "SWARMD-MESH")
+			return nftErr != nil && iptErr != nil
+		})
+	}
+}
+
+// waitRule waits until h's fast-path table holds a rule containing want.
+func (s *swarm) waitRule(h *testbed.Host, want string) {
+	s.t.Helper()
+	s.eventually(30*time.Second, h.Name+" fast path: "+want, func() bool {
+		out, err := h.Exec(s.ctx, "nft", "list", "table", "ip", "swarmd_mesh")
+		return err == nil && strings.Contains(out, want)
+	})
+}
+
+// clients counts the client addresses of the last n requests the
+// service's container on h logged ("GET / from ADDR:PORT").
+func (s *swarm) clients(h *testbed.Host, service string, n int) map[string]int {
+	s.t.Helper()
+	id := strings.TrimSpace(s.engine(h, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+service))
+	var from []string
+	// The engine's log driver writes the lines a little after the answers.
+	s.eventually(10*time.Second, fmt.Sprintf("%d requests in the container's log", n), func() bool {
+		from = from[:0]
+		for _, line := range strings.Split(s.engine(h, "logs", id), "\n") {
+			if rest, ok := strings.CutPrefix(line, "GET / from "); ok {
+				if host, _, err := net.SplitHostPort(strings.TrimSpace(rest)); err == nil {
+					from = append(from, host)
+				}
+			}
+		}
+		return len(from) >= n
+	})
+	out := map[string]int{}
+	for _, a := range from[len(from)-n:] {
+		out[a]++
+	}
+	return out
+}
+
+func (s *swarm) engine(h *testbed.Host, args ...string) string {
+	s.t.Helper()
+	out, err := h.Engine(s.ctx, args...)
+	if err != nil {
+		s.t.Fatalf("docker %s on %s: %v\n%s", strings.Join(args, " "), h.Name, err, out)
+	}
+	return out
 }
