@@ -151,10 +151,12 @@
 // it) accepting the connections DNATed from its published ports, both
 // ways, and removes it with the table.
 //
-// Unlike the userspace path, the kernel does not fail over from a dead or
-// not yet listening container to the next one: a connection that reaches
-// a container in the moments between its death and its node's report, or
-// between its start and its listening, fails. It keeps existing
+// A local TCP task gets connections from the kernel once it accepted one
+// probe connection from the mesh (tried every 50 ms for two minutes), so
+// a task still starting gets none; UDP tasks are taken at once. Unlike the
+// userspace path, the kernel does not fail over from a dead container to
+// the next one: a connection that reaches a container in the moments
+// between its death and its node's report fails. It keeps existing
 // connections (conntrack) on a removed task. It needs the nft and iptables
 // binaries and CAP_NET_ADMIN; if nft is missing or fails, a warning is
 // logged and the userspace path serves everything. Only one mesh per

@@ -126,7 +126,17 @@ type fastPath struct {
 	applied string                                         // last script applied, "" = none
 	active  map[portKey]bool                               // ports the kernel forwards
 	retry   bool                                           // last sync left ports out: try again
+	ready   map[string]bool                                // local TCP tasks seen accepting connections
+	probing map[string]bool                                // local TCP tasks being probed
 }
+
+// Probing a new local TCP task before the kernel sends it connections:
+// every probeEvery, each attempt bounded by probeDial, for probeFor at most.
+const (
+	probeEvery = 50 * time.Millisecond
+	probeDial  = 500 * time.Millisecond
+	probeFor   = 2 * time.Minute
+)
 
 // runNft applies an nft script with the nft binary.
 func runNft(ctx context.Context, script string) error {
@@ -168,6 +178,11 @@ func (m *Mesh) syncFastPath(table map[portKey]Port, changed bool) {
 		}
 		rules = append(rules, r)
 		active[k] = true
+	}
+	for id := range fp.ready {
+		if !listedLocal(m.cfg.NodeID, table, id) {
+			delete(fp.ready, id)
+		}
 	}
 	script := nftRuleset(bind, rules)
 	if script == fp.applied || (fp.applied == "" && len(rules) == 0) {
@@ -230,11 +245,89 @@ func (m *Mesh) fastRule(ctx context.Context, p Port) (r fastRule, ok, retry bool
 			return fastRule{}, false, false
 		}
 		ap := netip.AddrPortFrom(addr.Unmap(), uint16(target))
+		// The kernel cannot try another task if this one does not listen
+		// yet: a TCP task gets kernel connections once it accepted one.
+		if p.Protocol == TCP && !m.fast.ready[b.TaskID] {
+			m.probe(b.TaskID, ap)
+			continue
+		}
 		r.Backends = append(r.Backends, ap)
 		r.Local = append(r.Local, ap)
 	}
+	if len(r.Backends) == 0 {
+		return fastRule{}, false, false // a probe syncs again
+	}
 	slices.SortFunc(r.Peers, netip.Addr.Compare)
 	return r, true, false
+}
+
+// probe starts probing a local TCP task, unless it is being probed: once
+// it accepts a connection it is ready and the rules are synced again.
+// Called with m.mu and m.fast.mu held.
+func (m *Mesh) probe(taskID string, to netip.AddrPort) {
+	fp := m.fast
+	if fp.probing[taskID] {
+		return
+	}
+	if fp.probing == nil {
+		fp.probing, fp.ready = map[string]bool{}, map[string]bool{}
+	}
+	fp.probing[taskID] = true
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ok := m.waitListening(to)
+		fp.mu.Lock()
+		delete(fp.probing, taskID)
+		if ok {
+			fp.ready[taskID] = true
+		}
+		fp.mu.Unlock()
+		if !ok {
+			if m.ctx.Err() == nil {
+				m.warnLimited("mesh fast path: a task does not accept connections, it gets none from the kernel", "task.id", taskID, "addr", to)
+			}
+			return
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !m.closed {
+			m.syncFastPath(m.table, true)
+		}
+	}()
+}
+
+// waitListening reports whether to accepts a TCP connection within
+// probeFor, trying every probeEvery; false also once the mesh closes.
+func (m *Mesh) waitListening(to netip.AddrPort) bool {
+	tick := time.NewTicker(probeEvery)
+	defer tick.Stop()
+	stop := time.Now().Add(probeFor)
+	d := net.Dialer{Timeout: probeDial}
+	for {
+		if c, err := d.DialContext(m.ctx, "tcp", to.String()); err == nil {
+			_ = c.Close()
+			return true
+		}
+		if time.Now().After(stop) {
+			return false
+		}
+		select {
+		case <-m.ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// listedLocal reports whether task id of node nodeID backs a port of table.
+func listedLocal(nodeID string, table map[portKey]Port, id string) bool {
+	for _, p := range table {
+		if slices.ContainsFunc(p.Backends, func(b Backend) bool { return b.TaskID == id && b.NodeID == nodeID }) {
+			return true
+		}
+	}
+	return false
 }
 
 // tunnelHost is the IPv4 address of a node's mesh tunnel host:port.
