@@ -126,6 +126,7 @@ type fastPath struct {
 	applied string                                         // last script applied, "" = none
 	active  map[portKey]bool                               // ports the kernel forwards
 	retry   bool                                           // last sync left ports out: try again
+	clean   bool                                           // a script ran: no table of an earlier process is left
 	ready   map[string]bool                                // local TCP tasks seen accepting connections
 	probing map[string]bool                                // local TCP tasks being probed
 }
@@ -155,7 +156,7 @@ func (m *Mesh) syncFastPath(table map[portKey]Port, changed bool) {
 	}
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
-	if !changed && !fp.retry {
+	if !changed && !fp.retry && fp.clean {
 		return
 	}
 	var bind netip.Addr
@@ -185,7 +186,9 @@ func (m *Mesh) syncFastPath(table map[portKey]Port, changed bool) {
 		}
 	}
 	script := nftRuleset(bind, rules)
-	if script == fp.applied || (fp.applied == "" && len(rules) == 0) {
+	// Until a script ran, a table left by an earlier swarmd (killed) may be
+	// there: the first sync replaces or removes it, even with no rules.
+	if fp.clean && (script == fp.applied || (fp.applied == "" && len(rules) == 0)) {
 		fp.retry = retry
 		return
 	}
@@ -206,7 +209,7 @@ func (m *Mesh) syncFastPath(table map[portKey]Port, changed bool) {
 			m.warnLimited("mesh fast path: iptables failed, the host may not forward to containers or nodes", "error", err)
 		}
 	}
-	fp.applied, fp.active, fp.retry = script, active, retry
+	fp.applied, fp.active, fp.retry, fp.clean = script, active, retry, true
 	if len(rules) == 0 {
 		fp.applied = ""
 	}

@@ -417,3 +417,53 @@ func fastPathChild(t *testing.T) {
 		t.Fatalf("table still there after Close:\n%s", out)
 	}
 }
+
+// A table and a chain left by an earlier swarmd (killed) go at the first
+// sync, even when there is nothing to forward; then no-op syncs run
+// nothing.
+func TestFastPathLeftovers(t *testing.T) {
+	t.Run("nft table", func(t *testing.T) {
+		a, _ := twoNodes(t, nodeOpts{})
+		rec := &scriptRecorder{}
+		a.mesh.fast = &fastPath{run: rec.run}
+		for i := range 2 {
+			if err := a.mesh.Update(nil); err != nil {
+				t.Fatal(err)
+			}
+			if s, n := rec.last(); n != 1 || s != nftRuleset(netip.Addr{}, nil) {
+				t.Fatalf("after Update %d: %d scripts, last:\n%s", i+1, n, s)
+			}
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		left bool
+		want []string
+	}{
+		{"iptables chain left", true, []string{
+			"iptables -w -S SWARMD-MESH",
+			"iptables -w -D DOCKER-USER -j SWARMD-MESH",
+			"iptables -w -D FORWARD -j SWARMD-MESH",
+			"iptables -w -F SWARMD-MESH",
+			"iptables -w -X SWARMD-MESH",
+		}},
+		{"no iptables chain", false, []string{"iptables -w -S SWARMD-MESH"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &commandRecorder{fail: map[string]bool{
+				"iptables -w -D DOCKER-USER -j SWARMD-MESH": true,
+				"iptables -w -D FORWARD -j SWARMD-MESH":     true,
+				"iptables -w -S SWARMD-MESH":                !tc.left,
+			}}
+			h := &hostForward{run: rec.run}
+			for range 2 {
+				if err := h.allow(context.Background(), nil, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !slices.Equal(rec.calls, tc.want) {
+				t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(rec.calls, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}

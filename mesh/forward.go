@@ -28,6 +28,7 @@ type hostForward struct {
 	run    func(ctx context.Context, stdin string, name string, args ...string) error
 	ports  map[portKey]bool // ports accepted now
 	hooked string           // chain holding the jump; "" = none yet
+	clean  bool             // no chain of an earlier process can be left
 }
 
 func newHostForward() *hostForward { return &hostForward{run: runCommand} }
@@ -98,10 +99,18 @@ func (h *hostForward) allow(ctx context.Context, rules []fastRule, keep bool) er
 	return nil
 }
 
-// remove deletes the jump and the chain, if this mesh made them.
+// remove deletes the jump and the chain, if this mesh made them or an
+// earlier process left them.
 func (h *hostForward) remove(ctx context.Context) error {
 	if h.ports == nil && h.hooked == "" {
-		return nil
+		if h.clean {
+			return nil
+		}
+		// A chain left by an earlier swarmd (killed): remove it if there.
+		if h.run(ctx, "", "iptables", "-w", "-S", forwardChain) != nil {
+			h.clean = true
+			return nil
+		}
 	}
 	for _, parent := range []string{"DOCKER-USER", "FORWARD"} {
 		// -D removes one jump per call.
@@ -117,6 +126,6 @@ func (h *hostForward) remove(ctx context.Context) error {
 	if err := h.run(ctx, "", "iptables", "-w", "-X", forwardChain); err != nil {
 		return err
 	}
-	h.ports, h.hooked = nil, ""
+	h.ports, h.hooked, h.clean = nil, "", true
 	return nil
 }
