@@ -141,7 +141,8 @@ const (
 
 // runNft applies an nft script with the nft binary.
 func runNft(ctx context.Context, script string) error {
-	return runCommand(ctx, script, "nft", "-f", "-")
+	_, err := runCommand(ctx, script, "nft", "-f", "-")
+	return err
 }
 
 // syncFastPath programs the kernel to forward the ports of table, and

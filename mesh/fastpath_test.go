@@ -202,19 +202,37 @@ func TestFastPathSync(t *testing.T) {
 // commandRecorder stands in for the iptables commands.
 type commandRecorder struct {
 	calls []string
-	fail  map[string]bool // command lines that fail
+	fail  map[string]bool   // command lines that fail
+	out   map[string]string // what command lines print
 }
 
-func (r *commandRecorder) run(_ context.Context, stdin, name string, args ...string) error {
+func (r *commandRecorder) run(_ context.Context, stdin, name string, args ...string) (string, error) {
 	line := strings.Join(append([]string{name}, args...), " ")
 	if stdin != "" {
 		line += "\n" + stdin
 	}
 	r.calls = append(r.calls, line)
 	if r.fail[line] {
-		return errors.New("exit status 1")
+		return "", errors.New("exit status 1")
 	}
-	return nil
+	return r.out[line], nil
+}
+
+func TestJumpPosition(t *testing.T) {
+	for _, tc := range []struct {
+		name, listing string
+		want          int
+	}{
+		{"engine default", "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n", 1},
+		{"host rules first", "-N DOCKER-USER\n-A DOCKER-USER -i eth0 ! -s 10.0.0.0/8 -j DROP\n-A DOCKER-USER -j RETURN\n", 2},
+		{"no final return", "-N DOCKER-USER\n-A DOCKER-USER -i eth0 -j DROP\n", 0},
+		{"empty chain", "-N DOCKER-USER\n", 0},
+		{"a return that is not bare", "-N DOCKER-USER\n-A DOCKER-USER -p udp -j RETURN\n", 0},
+	} {
+		if got := jumpPosition("DOCKER-USER", tc.listing); got != tc.want {
+			t.Errorf("%s: jumpPosition = %d, want %d", tc.name, got, tc.want)
+		}
+	}
 }
 
 func TestHostForward(t *testing.T) {
@@ -228,22 +246,35 @@ func TestHostForward(t *testing.T) {
 		return fmt.Sprintf("-A SWARMD-MESH -p %s -m conntrack --ctstate DNAT --ctorigdstport %d -j ACCEPT\n", p, port)
 	}
 	for _, tc := range []struct {
-		name string
-		fail []string
-		want []string
+		name    string
+		listing string // iptables -S DOCKER-USER
+		fail    []string
+		want    []string
 	}{
-		{"engine chain, jump missing", []string{"iptables -w -C DOCKER-USER -j SWARMD-MESH"}, []string{
+		{"engine chain, jump missing", "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n", []string{"iptables -w -C DOCKER-USER -j SWARMD-MESH"}, []string{
 			restore(accept(TCP, 80), accept(UDP, 80), accept(TCP, 8080)),
 			"iptables -w -S DOCKER-USER",
 			"iptables -w -C DOCKER-USER -j SWARMD-MESH",
 			"iptables -w -I DOCKER-USER 1 -j SWARMD-MESH",
 		}},
-		{"jump already there (a restart)", nil, []string{
+		{"host rules stay first", "-N DOCKER-USER\n-A DOCKER-USER -s 192.0.2.0/24 -j DROP\n-A DOCKER-USER -j RETURN\n", []string{"iptables -w -C DOCKER-USER -j SWARMD-MESH"}, []string{
+			restore(accept(TCP, 80), accept(UDP, 80), accept(TCP, 8080)),
+			"iptables -w -S DOCKER-USER",
+			"iptables -w -C DOCKER-USER -j SWARMD-MESH",
+			"iptables -w -I DOCKER-USER 2 -j SWARMD-MESH",
+		}},
+		{"no final return", "-N DOCKER-USER\n", []string{"iptables -w -C DOCKER-USER -j SWARMD-MESH"}, []string{
+			restore(accept(TCP, 80), accept(UDP, 80), accept(TCP, 8080)),
+			"iptables -w -S DOCKER-USER",
+			"iptables -w -C DOCKER-USER -j SWARMD-MESH",
+			"iptables -w -A DOCKER-USER -j SWARMD-MESH",
+		}},
+		{"jump already there (a restart)", "-N DOCKER-USER\n-A DOCKER-USER -j SWARMD-MESH\n-A DOCKER-USER -j RETURN\n", nil, []string{
 			restore(accept(TCP, 80), accept(UDP, 80), accept(TCP, 8080)),
 			"iptables -w -S DOCKER-USER",
 			"iptables -w -C DOCKER-USER -j SWARMD-MESH",
 		}},
-		{"no engine chain", []string{"iptables -w -S DOCKER-USER", "iptables -w -C FORWARD -j SWARMD-MESH"}, []string{
+		{"no engine chain", "", []string{"iptables -w -S DOCKER-USER", "iptables -w -C FORWARD -j SWARMD-MESH"}, []string{
 			restore(accept(TCP, 80), accept(UDP, 80), accept(TCP, 8080)),
 			"iptables -w -S DOCKER-USER",
 			"iptables -w -C FORWARD -j SWARMD-MESH",
@@ -251,7 +282,7 @@ func TestHostForward(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &commandRecorder{fail: map[string]bool{}}
+			rec := &commandRecorder{fail: map[string]bool{}, out: map[string]string{"iptables -w -S DOCKER-USER": tc.listing}}
 			for _, f := range tc.fail {
 				rec.fail[f] = true
 			}

@@ -20,12 +20,14 @@ const forwardChain = "SWARMD-MESH"
 // what it publishes itself. Chain forwardChain accepts, in both directions,
 // every connection DNATed from a published port of the fast path
 // (conntrack state DNAT and original destination port), and is jumped to
-// from DOCKER-USER, the chain the engine runs before its own rules, or
-// from FORWARD on a host without it. It uses the iptables commands, so
+// from DOCKER-USER, the chain the engine runs before its own rules (after
+// the rules the host put there: a host that restricts forwarding to
+// containers there keeps doing so), or from the top of FORWARD on a host
+// without it. It uses the iptables commands, so
 // the rules land where the engine's are, whichever iptables backend the
 // host uses.
 type hostForward struct {
-	run    func(ctx context.Context, stdin string, name string, args ...string) error
+	run    func(ctx context.Context, stdin string, name string, args ...string) (string, error)
 	ports  map[portKey]bool // ports accepted now
 	hooked string           // chain holding the jump; "" = none yet
 	clean  bool             // no chain of an earlier process can be left
@@ -33,16 +35,34 @@ type hostForward struct {
 
 func newHostForward() *hostForward { return &hostForward{run: runCommand} }
 
-// runCommand runs name with args, stdin as its input.
-func runCommand(ctx context.Context, stdin string, name string, args ...string) error {
+// runCommand runs name with args, stdin as its input, and returns its
+// output.
+func runCommand(ctx context.Context, stdin string, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out.Bytes()))
+		return "", fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out.Bytes()))
 	}
-	return nil
+	return out.String(), nil
+}
+
+// jumpPosition is where the jump to forwardChain goes in chain, given the
+// chain's rules as iptables -S lists them: before a last bare RETURN (the
+// engine's DOCKER-USER ends with one), so the rules before it run first;
+// 0 means at the end.
+func jumpPosition(chain, listing string) int {
+	var rules []string
+	for _, l := range strings.Split(listing, "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "-A "+chain+" ") {
+			rules = append(rules, l)
+		}
+	}
+	if n := len(rules); n > 0 && rules[n-1] == "-A "+chain+" -j RETURN" {
+		return n
+	}
+	return 0
 }
 
 // forwardRestore is the iptables-restore --noflush input that makes
@@ -79,19 +99,21 @@ func (h *hostForward) allow(ctx context.Context, rules []fastRule, keep bool) er
 	if maps.Equal(want, h.ports) && h.hooked != "" {
 		return nil
 	}
-	if err := h.run(ctx, forwardRestore(want), "iptables-restore", "-w", "--noflush"); err != nil {
+	if _, err := h.run(ctx, forwardRestore(want), "iptables-restore", "-w", "--noflush"); err != nil {
 		return err
 	}
 	h.ports = want
 	if h.hooked != "" {
 		return nil
 	}
-	parent := "DOCKER-USER"
-	if err := h.run(ctx, "", "iptables", "-w", "-S", parent); err != nil {
-		parent = "FORWARD"
+	parent, at := "DOCKER-USER", []string{"-A", "DOCKER-USER"}
+	if listing, err := h.run(ctx, "", "iptables", "-w", "-S", parent); err != nil {
+		parent, at = "FORWARD", []string{"-I", "FORWARD", "1"}
+	} else if n := jumpPosition(parent, listing); n > 0 {
+		at = []string{"-I", parent, fmt.Sprint(n)}
 	}
-	if err := h.run(ctx, "", "iptables", "-w", "-C", parent, "-j", forwardChain); err != nil {
-		if err := h.run(ctx, "", "iptables", "-w", "-I", parent, "1", "-j", forwardChain); err != nil {
+	if _, err := h.run(ctx, "", "iptables", "-w", "-C", parent, "-j", forwardChain); err != nil {
+		if _, err := h.run(ctx, "", "iptables", append(append([]string{"-w"}, at...), "-j", forwardChain)...); err != nil {
 			return err
 		}
 	}
@@ -107,7 +129,7 @@ func (h *hostForward) remove(ctx context.Context) error {
 			return nil
 		}
 		// A chain left by an earlier swarmd (killed): remove it if there.
-		if h.run(ctx, "", "iptables", "-w", "-S", forwardChain) != nil {
+		if _, err := h.run(ctx, "", "iptables", "-w", "-S", forwardChain); err != nil {
 			h.clean = true
 			return nil
 		}
@@ -115,15 +137,15 @@ func (h *hostForward) remove(ctx context.Context) error {
 	for _, parent := range []string{"DOCKER-USER", "FORWARD"} {
 		// -D removes one jump per call.
 		for range 3 {
-			if h.run(ctx, "", "iptables", "-w", "-D", parent, "-j", forwardChain) != nil {
+			if _, err := h.run(ctx, "", "iptables", "-w", "-D", parent, "-j", forwardChain); err != nil {
 				break
 			}
 		}
 	}
-	if err := h.run(ctx, "", "iptables", "-w", "-F", forwardChain); err != nil {
+	if _, err := h.run(ctx, "", "iptables", "-w", "-F", forwardChain); err != nil {
 		return err
 	}
-	if err := h.run(ctx, "", "iptables", "-w", "-X", forwardChain); err != nil {
+	if _, err := h.run(ctx, "", "iptables", "-w", "-X", forwardChain); err != nil {
 		return err
 	}
 	h.ports, h.hooked, h.clean = nil, "", true

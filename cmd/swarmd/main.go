@@ -162,6 +162,6 @@ func newRootCommand(stdout, stderr io.Writer, run runFunc) *cobra.Command {
 	fl.StringVar(&f.meshBindAddr, "mesh-bind-addr", "", "IP address that ingress-published ports are bound to (default all)")
 	fl.StringVar(&f.networkPlugin, "network-plugin", defaultNetworkPlugin, "Name of the overlay network and IPAM plugin served to the engine (/run/docker/plugins/NAME.sock; unique per host's plugin directory; empty: no overlay networks)")
 	fl.StringVar(&f.engineNetDriver, "engine-network-driver", "", "Network and IPAM driver of the engine networks of tasks' overlay networks: the managed plugin (hack/plugin) relaying to --network-plugin, by its name in docker plugin ls, e.g. swarmd/overlay:latest (default: --network-plugin itself)")
-	fl.BoolVar(&f.meshFastPath, "mesh-fast-path", false, "Let the kernel (nftables DNAT) forward published ports, to local tasks and to the nodes of remote ones; the userspace mesh stays bound as the fallback")
+	fl.BoolVar(&f.meshFastPath, "mesh-fast-path", true, "Let the kernel (nftables DNAT) forward published ports, to local tasks and to the nodes of remote ones; the userspace mesh stays bound as the fallback (--mesh-fast-path=false: userspace only)")
 	return cmd
 }

@@ -106,9 +106,22 @@ func refused(addr string) bool {
 }
 
 // TestRoutingMesh is the routing mesh as a docker user meets it on three
-// hosts without IPVS.
+// hosts without IPVS, through the kernel path (the default) and through
+// the userspace path alone.
 func TestRoutingMesh(t *testing.T) {
-	s := newSwarm(t, 3)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"kernel", nil},
+		{"userspace", []string{"--mesh-fast-path=false"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { routingMesh(t, tc.args...) })
+	}
+}
+
+func routingMesh(t *testing.T, swarmdArgs ...string) {
+	s := newSwarm(t, 3, swarmdArgs...)
 	m := s.hosts[0]
 	// Two replicas kept off h3, so one node has no task of its own.
 	s.docker(m, "service", "create", "--name", "web", "--replicas", "2", "--publish", "8080:80",
@@ -274,7 +287,7 @@ func TestRoutingMesh(t *testing.T) {
 	})
 }
 
-// TestFastPath: with --mesh-fast-path the kernel forwards every published
+// TestFastPath: with --mesh-fast-path (the default) the kernel forwards every published
 // port, on hosts whose FORWARD policy is DROP (the engine's default when it
 // turns forwarding on itself): on the node with the task straight to its
 // container, keeping the client's address; on a node without it to the
