@@ -61,6 +61,7 @@ func TestDefaults(t *testing.T) {
 		ElectionTick:        10,
 		ListenEngineAPI:     "/run/swarmd/docker.sock",
 		ListenMesh:          "0.0.0.0:7946",
+		MeshFastPath:        true,
 		NetworkPlugin:       "swarmd",
 		EngineNetworkDriver: "swarmd",
 	}
@@ -79,7 +80,7 @@ func TestFlags(t *testing.T) {
 		"--external-ca", "protocol=cfssl,url=https://ca.example:8888",
 		"--external-ca", "protocol=cfssl,url=http://ca2:8888,cacert=/etc/ca.pem",
 		"--engine-addr", "tcp://127.0.0.1:2375", "--listen-engine-api", "unix:///tmp/s1/docker.sock",
-		"--listen-mesh", "10.0.0.1:7000", "--mesh-bind-addr", "10.0.0.1",
+		"--listen-mesh", "10.0.0.1:7000", "--mesh-bind-addr", "10.0.0.1", "--mesh-fast-path=false",
 		"--network-plugin", "swarmd-host1",
 	)
 	if err != nil {
