@@ -156,7 +156,10 @@
 // a task still starting gets none; UDP tasks are taken at once. Unlike the
 // userspace path, the kernel does not fail over from a dead container to
 // the next one: a connection that reaches a container in the moments
-// between its death and its node's report fails. It keeps existing
+// between its death and the rules' change fails. A Resolver that is an
+// ExitWatcher (swarmd's executor, through a pidfd of the container's
+// process) makes those moments short: the task leaves when its process
+// exits, not when the engine has cleaned up and reported it. It keeps existing
 // connections (conntrack) on a removed task. It needs the nft and iptables
 // binaries and CAP_NET_ADMIN; if nft is missing or fails, a warning is
 // logged and the userspace path serves everything. Only one mesh per

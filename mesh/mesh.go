@@ -24,6 +24,15 @@ type Resolver interface {
 	TaskAddr(ctx context.Context, taskID string) (netip.Addr, error)
 }
 
+// ExitWatcher may be implemented by a Resolver that learns at once when
+// the container of a local task exits: the mesh then takes the task out
+// (as TaskStopped does), before the node's worker reports it.
+type ExitWatcher interface {
+	// WatchExit returns a channel closed when the container of the local
+	// task exits; it stays open if ctx ends first.
+	WatchExit(ctx context.Context, taskID string) (<-chan struct{}, error)
+}
+
 // Config configures a Mesh.
 type Config struct {
 	// NodeID is the ID of this node; backends with this NodeID are local.
@@ -120,7 +129,8 @@ type Mesh struct {
 	running bool
 	closed  bool
 
-	stopped map[string]time.Time // local tasks reported stopped, when
+	stopped map[string]time.Time          // local tasks reported stopped, when
+	watched map[string]context.CancelFunc // local tasks whose exit is watched
 
 	allowed atomic.Pointer[map[allowKey]struct{}]
 
@@ -165,6 +175,7 @@ func New(cfg Config) (*Mesh, error) {
 		ports:      make(map[portKey]*portListener),
 		table:      make(map[portKey]Port),
 		stopped:    make(map[string]time.Time),
+		watched:    make(map[string]context.CancelFunc),
 		tunnelSem:  newSem(cfg.MaxTunnelConns),
 		sessionSem: newSem(cfg.MaxTunnelConns),
 		serverTLS:  serverTLSConfig(cfg.ServerTLS),
@@ -422,7 +433,57 @@ func (m *Mesh) apply(ports []Port) error {
 		m.allowed.Store(&allowed)
 	}
 	m.syncFastPath(m.table, changed)
+	if changed {
+		m.watchExits()
+	}
 	return errors.Join(errs...)
+}
+
+// watchExits watches the exit of every local task of the table, if the
+// Resolver can (ExitWatcher), and stops watching the others. A task whose
+// exit cannot be watched leaves when the node's worker reports it. Called
+// with m.mu held.
+func (m *Mesh) watchExits() {
+	w, ok := m.cfg.Resolver.(ExitWatcher)
+	if !ok {
+		return
+	}
+	local := map[string]bool{}
+	for _, p := range m.table {
+		for _, b := range p.Backends {
+			if b.NodeID == m.cfg.NodeID {
+				local[b.TaskID] = true
+			}
+		}
+	}
+	for id, cancel := range m.watched {
+		if !local[id] {
+			cancel()
+			delete(m.watched, id)
+		}
+	}
+	for id := range local {
+		if _, ok := m.watched[id]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(m.ctx)
+		m.watched[id] = cancel
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			exited, err := w.WatchExit(ctx, id)
+			if err != nil {
+				m.log.Debug("mesh: cannot watch a local task's exit", "task.id", id, "error", err)
+				return
+			}
+			select {
+			case <-exited:
+				m.log.Debug("mesh: a local task's container exited", "task.id", id)
+				m.TaskStopped(id)
+			case <-ctx.Done():
+			}
+		}()
+	}
 }
 
 // Ports returns a copy of the current table, sorted by port.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -695,5 +696,74 @@ func TestTaskStopped(t *testing.T) {
 	a.mesh.mu.Unlock()
 	if kept || !keptB {
 		t.Fatalf("stopped set after the table dropped task-a1: a1 kept %v, b1 kept %v", kept, keptB)
+	}
+}
+
+// exitNode is a fakeNode whose Resolver also tells when a task's
+// "container" exits.
+type exitNode struct {
+	*fakeNode
+	mu      sync.Mutex
+	exits   map[string]chan struct{}
+	watched chan string
+}
+
+func (n *exitNode) WatchExit(_ context.Context, taskID string) (<-chan struct{}, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ch, ok := n.exits[taskID]
+	if !ok {
+		return nil, errors.New("unknown task")
+	}
+	n.watched <- taskID
+	return ch, nil
+}
+
+// A Resolver that watches exits takes a local task out of its ports as
+// soon as its container exits; local tasks only are watched.
+func TestWatchExits(t *testing.T) {
+	a := &exitNode{fakeNode: &fakeNode{id: "node-a", tasks: map[string]uint16{}},
+		exits: map[string]chan struct{}{"task-a1": make(chan struct{}), "task-a2": make(chan struct{})}, watched: make(chan string, 8)}
+	m, err := New(Config{NodeID: "node-a", Resolver: a, TargetOverride: a.override, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	a.mesh = m
+	httpTask(t, a.fakeNode, "task-a1")
+	httpTask(t, a.fakeNode, "task-a2")
+	port := Port{Protocol: TCP, Published: freePort(t), Target: 80, Backends: []Backend{
+		a.backend("task-a1"), a.backend("task-a2"), {TaskID: "task-r", NodeID: "node-r", Tunnel: "192.0.2.9:7946"}}}
+	if err := m.Update([]Port{port}); err != nil {
+		t.Fatal(err)
+	}
+	watched := map[string]bool{}
+	for range 2 {
+		select {
+		case id := <-a.watched:
+			watched[id] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("watched %v, want both local tasks", watched)
+		}
+	}
+	if !watched["task-a1"] || !watched["task-a2"] {
+		t.Fatalf("watched %v", watched)
+	}
+	close(a.exits["task-a1"])
+	eventually(t, "task-a1 out of the port", func() bool {
+		for _, b := range m.Ports()[0].Backends {
+			if b.TaskID == "task-a1" {
+				return false
+			}
+		}
+		return true
+	})
+	if got := len(m.Ports()[0].Backends); got != 2 {
+		t.Fatalf("%d backends left, want task-a2 and task-r", got)
+	}
+	select {
+	case id := <-a.watched:
+		t.Fatalf("%s watched again", id)
+	default:
 	}
 }

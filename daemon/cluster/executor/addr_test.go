@@ -2,7 +2,9 @@ package executor
 
 import (
 	"context"
+	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
@@ -75,5 +77,49 @@ func TestTaskAddr(t *testing.T) {
 	}
 	if _, err := e.TaskAddr(ctx, id); err == nil {
 		t.Fatal("a removed task still resolves")
+	}
+}
+
+// WatchExit: the channel closes when the container's process exits (a
+// real child process stands in for it), not before; a stopped container,
+// or one whose PID changed meanwhile, is refused.
+func TestWatchExit(t *testing.T) {
+	eng := &fakeEngine{}
+	e := newExecutor(eng, "node1", nil)
+	ctx := context.Background()
+	if _, err := e.WatchExit(ctx, "task1"); err == nil {
+		t.Fatal("an unknown task is watched")
+	}
+	if _, err := e.Controller(testTask(nil)); err != nil {
+		t.Fatal(err)
+	}
+	id := testTask(nil).GetId()
+	proc := exec.Command("sleep", "60")
+	if err := proc.Start(); err != nil {
+		t.Skipf("no sleep command: %v", err)
+	}
+	t.Cleanup(func() { _ = proc.Process.Kill(); _ = proc.Wait() })
+	eng.ctr = &container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{Name: "/c",
+		State: &container.State{Running: false, Pid: proc.Process.Pid}}}
+	if _, err := e.WatchExit(ctx, id); err == nil {
+		t.Fatal("a stopped container is watched")
+	}
+	eng.ctr.State.Running = true
+	exited, err := e.WatchExit(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+		t.Fatal("exit seen while the process runs")
+	default:
+	}
+	if err := proc.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process exited, the channel did not close")
 	}
 }
