@@ -455,15 +455,14 @@ func (d *Driver) EndpointInfo(req *helpers.InfoRequest) (*helpers.InfoResponse, 
 	if err != nil {
 		return nil, err
 	}
-	hostEnd, _ := overlay.VethNames(req.EndpointID)
 	return &helpers.InfoResponse{Value: map[string]string{
-		"swarmd.ip": ep.IP.String(), "swarmd.mac": ep.MAC, "swarmd.veth": hostEnd,
+		"swarmd.ip": ep.IP.String(), "swarmd.mac": ep.MAC, "swarmd.device": overlay.EndpointName(req.EndpointID),
 		"swarmd.vni": fmt.Sprint(st.Network.VNI),
 	}}, nil
 }
 
-// Join implements helpers.Driver: it creates the endpoint's veth pair on the
-// network's bridge and hands the container end to the engine. No gateway
+// Join implements helpers.Driver: it creates the endpoint's device on the
+// network's VXLAN device and hands it to the engine. No gateway
 // and no static routes: the subnet route comes with the address.
 func (d *Driver) Join(req *helpers.JoinRequest) (*helpers.JoinResponse, error) {
 	ctx, done := d.op()
@@ -504,7 +503,7 @@ func (d *Driver) Join(req *helpers.JoinRequest) (*helpers.JoinResponse, error) {
 	}, nil
 }
 
-// Leave implements helpers.Driver: it removes the endpoint's veth pair.
+// Leave implements helpers.Driver: it removes the endpoint's device.
 func (d *Driver) Leave(req *helpers.LeaveRequest) error {
 	ctx, done := d.op()
 	defer done()

@@ -2,6 +2,7 @@ package network_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -203,6 +204,16 @@ func TestDriverTwoHosts(t *testing.T) {
 	})
 
 	t.Run("leave and delete endpoint remove the interface", func(t *testing.T) {
+		// The engine hands the device back first: down, under its own
+		// name, in the host namespace.
+		dev := overlay.EndpointName(epB)
+		eth0, err := cB.NL.LinkByName("eth0")
+		if err == nil {
+			err = errors.Join(cB.NL.LinkSetDown(eth0), cB.NL.LinkSetName(eth0, dev), cB.NL.LinkSetNsFd(eth0, int(b.ns.Handle)))
+		}
+		if err != nil {
+			t.Fatalf("give eth0 back: %v", err)
+		}
 		if err := b.drv.Leave(&helpers.LeaveRequest{NetworkID: b.engineID, EndpointID: epB}); err != nil {
 			t.Fatal(err)
 		}
@@ -213,6 +224,9 @@ func TestDriverTwoHosts(t *testing.T) {
 		wantEvents(t, b, "up "+swarmID+" 10.97.1.1 "+nsB, "join "+swarmID+" "+epB[:4]+" 10.97.1.3 /var/run/docker/netns/x", "leave "+swarmID+" "+epB[:4])
 		if _, err := cB.NL.LinkByName("eth0"); err == nil {
 			t.Fatal("container B still has eth0 after Leave")
+		}
+		if _, err := b.ns.NL.LinkByName(dev); err == nil {
+			t.Fatalf("device %s still in the host namespace after Leave", dev)
 		}
 		if _, err := b.drv.EndpointInfo(&helpers.InfoRequest{NetworkID: b.engineID, EndpointID: epB}); err == nil {
 			t.Fatal("endpoint still known after DeleteEndpoint")
@@ -238,7 +252,7 @@ func TestDriverTwoHosts(t *testing.T) {
 	t.Run("devices lost (reboot) are recreated on start", func(t *testing.T) {
 		nsName := a.host.NamespaceName(swarmID)
 		ons := nstest.Open(t, nsName)
-		for _, name := range []string{overlay.VXLANName(swarmID), overlay.BridgeName(swarmID)} {
+		for _, name := range []string{overlay.GatewayName(swarmID), overlay.VXLANName(swarmID)} {
 			l, err := ons.NL.LinkByName(name)
 			if err != nil {
 				t.Fatal(err)

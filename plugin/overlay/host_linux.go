@@ -32,7 +32,7 @@ type Config struct {
 	// Port is the VXLAN UDP port; 0 means DefaultPort.
 	Port int
 	// NetNS is the host namespace: where the VXLAN sockets live and where
-	// the engine finds the container ends of veths. 0 (or negative) means
+	// the engine finds the endpoints' devices. 0 (or negative) means
 	// the caller's current namespace. The Host does not close it.
 	NetNS netns.NsHandle
 	// NSPrefix starts the names of the per-network namespaces; empty means
@@ -48,6 +48,8 @@ type Host struct {
 	vtep   netip.Addr
 	port   int
 	prefix string
+	hostNS netns.NsHandle  // host namespace, where endpoint devices go for the engine
+	ownNS  bool            // hostNS was opened here (closed by Close)
 	nl     *netlink.Handle // host namespace
 	log    *slog.Logger
 	mu     sync.Mutex
@@ -86,16 +88,19 @@ func New(cfg Config) (*Host, error) {
 	if filepath.Base(prefix+"x") != prefix+"x" {
 		return nil, fmt.Errorf("overlay: namespace prefix %q is not a file name", prefix)
 	}
-	var (
-		h   *netlink.Handle
-		err error
-	)
-	if cfg.NetNS > 0 {
-		h, err = netlink.NewHandleAt(cfg.NetNS)
-	} else {
-		h, err = netlink.NewHandle()
+	hostNS, own := cfg.NetNS, false
+	if hostNS <= 0 {
+		cur, err := netns.Get()
+		if err != nil {
+			return nil, fmt.Errorf("overlay: host namespace: %w", err)
+		}
+		hostNS, own = cur, true
 	}
+	h, err := netlink.NewHandleAt(hostNS)
 	if err != nil {
+		if own {
+			hostNS.Close()
+		}
 		return nil, fmt.Errorf("overlay: netlink handle: %w", err)
 	}
 	log := cfg.Logger
@@ -103,7 +108,7 @@ func New(cfg Config) (*Host, error) {
 		log = slog.Default()
 	}
 	return &Host{
-		vtep: cfg.VTEP, port: port, prefix: prefix, nl: h,
+		vtep: cfg.VTEP, port: port, prefix: prefix, hostNS: hostNS, ownNS: own, nl: h,
 		log: log.With("component", "overlay"), nets: make(map[string]*netNS),
 	}, nil
 }
@@ -112,7 +117,7 @@ func New(cfg Config) (*Host, error) {
 func (h *Host) VTEP() netip.Addr { return h.vtep }
 
 // NamespaceName is the name (in /var/run/netns) of the namespace holding
-// network id's bridge, VXLAN device and the bridge ends of its veths.
+// network id's VXLAN device and gateway device.
 func (h *Host) NamespaceName(networkID string) string { return h.prefix + nameID(networkID) }
 
 // NamespacePath is the path of network networkID's namespace, for setns.
@@ -131,6 +136,9 @@ func (h *Host) Close() error {
 			delete(h.nets, id)
 		}
 		h.nl.Close()
+		if h.ownNS {
+			h.hostNS.Close()
+		}
 	}
 	return nil
 }
@@ -178,7 +186,7 @@ func (h *Host) RemoveStale(keep []string) error {
 		}
 		if ns, err := netns.GetFromName(e.Name()); err == nil {
 			if nl, err := netlink.NewHandleAt(ns); err == nil {
-				errs = append(errs, delLink(nl, vxlanPrefix+suffix), delLink(nl, bridgePrefix+suffix))
+				errs = append(errs, delLink(nl, vxlanPrefix+suffix), delLink(nl, gatewayPrefix+suffix))
 				nl.Close()
 			}
 			ns.Close()
@@ -230,10 +238,7 @@ func (h *Host) openNS(id string, create bool) (*netNS, error) {
 	if err == nil {
 		nl, herr := netlink.NewHandleAt(ns)
 		if herr == nil {
-			// Adopted (a restart, or a namespace of an older swarmd).
-			if err := inNamespace(ns, bypassBridgeNetfilter); err != nil {
-				h.log.Warn("bridged frames stay in netfilter", "netns", name, "err", err)
-			}
+			// Adopted (a restart).
 			n := &netNS{name: name, ns: ns, nl: nl}
 			h.nets[id] = n
 			return n, nil
@@ -279,9 +284,6 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 	}
 	defer orig.Close()
 	ns, err := netns.NewNamed(name)
-	if err == nil {
-		bypassBridgeNetfilter() // the thread is in the new namespace
-	}
 	if serr := netns.Set(orig); serr != nil {
 		// The thread stays locked so that it ends with its goroutine
 		// instead of serving others in the wrong namespace.
@@ -298,56 +300,8 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 	return ns, nil
 }
 
-// bridgeNetfilter are the sysctls that send bridged frames through the
-// IP, IPv6 and ARP netfilter hooks (br_netfilter), per network namespace.
-var bridgeNetfilter = [...]string{
-	"/proc/sys/net/bridge/bridge-nf-call-iptables",
-	"/proc/sys/net/bridge/bridge-nf-call-ip6tables",
-	"/proc/sys/net/bridge/bridge-nf-call-arptables",
-}
-
-// inNamespace runs fn on a thread inside ns. The thread is discarded
-// when it cannot switch back.
-func inNamespace(ns netns.NsHandle, fn func()) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("restore namespace: %w", err)
-			return // the thread stays locked and ends with this goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	return <-errc
-}
-
-// bypassBridgeNetfilter keeps the frames the overlay bridge forwards out
-// of netfilter in the calling thread's network namespace: nothing filters
-// them there, and the hooks cost every frame (and conntrack, where some
-// table asks for it). Best effort: without br_netfilter the files do not
-// exist and there is nothing to bypass.
-func bypassBridgeNetfilter() {
-	for _, p := range bridgeNetfilter {
-		_ = os.WriteFile(p, []byte("0"), 0o644)
-	}
-}
-
-// EnsureNetwork creates, or adopts, the namespace, bridge and VXLAN device
-// of n.
+// EnsureNetwork creates, or adopts, the namespace, VXLAN device and
+// gateway device of n.
 func (h *Host) EnsureNetwork(ctx context.Context, n Network) error {
 	if err := n.Validate(); err != nil {
 		return err
@@ -362,72 +316,95 @@ func (h *Host) EnsureNetwork(ctx context.Context, n Network) error {
 		return fmt.Errorf("overlay: network %s: %w", n.ID, err)
 	}
 	mtu := mtuFor(n, h.underlayMTU())
-	br, err := h.ensureBridge(o, BridgeName(n.ID), mtu)
+	vx, err := h.ensureVXLAN(o, n, mtu)
 	if err != nil {
 		return fmt.Errorf("overlay: network %s: %w", n.ID, err)
 	}
-	if err := h.ensureVXLAN(o, n, br, mtu); err != nil {
+	if err := h.ensureGatewayDevice(o, n, vx, mtu); err != nil {
 		return fmt.Errorf("overlay: network %s: %w", n.ID, err)
-	}
-	if err := ensureGateway(o.nl, br, n); err != nil {
-		return fmt.Errorf("overlay: network %s: %w", n.ID, err)
-	}
-	if err := o.nl.LinkSetUp(br); err != nil {
-		return fmt.Errorf("overlay: network %s: bridge up: %w", n.ID, err)
 	}
 	return nil
 }
 
-func (h *Host) ensureBridge(o *netNS, name string, mtu int) (netlink.Link, error) {
+// macvlanOf is a macvlan device in bridge mode on parent: endpoints of one
+// network on one host reach each other through it, and everything else
+// through the VXLAN device, without a bridge or veth pair in the way.
+func macvlanOf(name string, parent netlink.Link, mac net.HardwareAddr, mtu int) *netlink.Macvlan {
+	return &netlink.Macvlan{
+		LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu, HardwareAddr: mac, ParentIndex: parent.Attrs().Index},
+		Mode:      netlink.MACVLAN_MODE_BRIDGE,
+	}
+}
+
+// ensureGatewayDevice gives network n's namespace a device on the VXLAN
+// device holding exactly n's gateway address (the network's DNS server
+// listens there), or none when n has no gateway.
+func (h *Host) ensureGatewayDevice(o *netNS, n Network, vx netlink.Link, mtu int) error {
+	name := GatewayName(n.ID)
 	l, err := o.nl.LinkByName(name)
 	switch {
 	case err == nil:
-		if _, ok := l.(*netlink.Bridge); !ok {
-			return nil, fmt.Errorf("device %s exists and is a %s, not a bridge", name, l.Type())
-		}
-		if l.Attrs().MTU != mtu {
-			if err := o.nl.LinkSetMTU(l, mtu); err != nil {
-				return nil, fmt.Errorf("bridge %s mtu: %w", name, err)
+		if _, ok := l.(*netlink.Macvlan); !ok || l.Attrs().ParentIndex != vx.Attrs().Index {
+			if err := o.nl.LinkDel(l); err != nil {
+				return fmt.Errorf("delete stale gateway device %s: %w", name, err)
 			}
+			l = nil
 		}
-		return l, nil
 	case !isNotFound(err):
-		return nil, fmt.Errorf("bridge %s: %w", name, err)
+		return fmt.Errorf("gateway device %s: %w", name, err)
+	default:
+		l = nil
 	}
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu}}
-	if err := o.nl.LinkAdd(br); err != nil {
-		return nil, fmt.Errorf("create bridge %s: %w", name, err)
+	if !n.Gateway.IsValid() {
+		if l != nil {
+			return o.nl.LinkDel(l)
+		}
+		return nil
 	}
-	h.log.Info("bridge created", "device", name, "netns", o.name, "mtu", mtu)
-	return o.nl.LinkByName(name)
+	if l == nil {
+		if err := o.nl.LinkAdd(macvlanOf(name, vx, MACFromIP(n.Gateway), mtu)); err != nil {
+			return fmt.Errorf("create gateway device %s: %w", name, err)
+		}
+		h.log.Info("gateway device created", "device", name, "netns", o.name, "gateway", n.Gateway.String(), "mtu", mtu)
+		if l, err = o.nl.LinkByName(name); err != nil {
+			return fmt.Errorf("gateway device %s: %w", name, err)
+		}
+	} else if l.Attrs().MTU != mtu {
+		if err := o.nl.LinkSetMTU(l, mtu); err != nil {
+			return fmt.Errorf("gateway device %s mtu: %w", name, err)
+		}
+	}
+	if err := ensureGateway(o.nl, l, n); err != nil {
+		return err
+	}
+	if err := o.nl.LinkSetUp(l); err != nil {
+		return fmt.Errorf("gateway device %s up: %w", name, err)
+	}
+	return nil
 }
 
-// ensureGateway gives bridge br exactly the gateway address of n (none
-// when n has no gateway).
-func ensureGateway(nl *netlink.Handle, br netlink.Link, n Network) error {
-	have, err := nl.AddrList(br, netlink.FAMILY_V4)
+// ensureGateway gives device l exactly the gateway address of n.
+func ensureGateway(nl *netlink.Handle, l netlink.Link, n Network) error {
+	have, err := nl.AddrList(l, netlink.FAMILY_V4)
 	if err != nil {
-		return fmt.Errorf("bridge %s addresses: %w", br.Attrs().Name, err)
+		return fmt.Errorf("%s addresses: %w", l.Attrs().Name, err)
 	}
-	var want *netlink.Addr
-	if n.Gateway.IsValid() {
-		want = &netlink.Addr{IPNet: &net.IPNet{IP: n.Gateway.AsSlice(), Mask: net.CIDRMask(n.Subnet.Bits(), 32)}}
-	}
+	want := &netlink.Addr{IPNet: &net.IPNet{IP: n.Gateway.AsSlice(), Mask: net.CIDRMask(n.Subnet.Bits(), 32)}}
 	found := false
 	for _, a := range have {
-		if want != nil && a.IPNet.String() == want.IPNet.String() {
+		if a.IPNet.String() == want.IPNet.String() {
 			found = true
 			continue
 		}
-		if err := nl.AddrDel(br, &a); err != nil {
-			return fmt.Errorf("bridge %s: remove address %s: %w", br.Attrs().Name, a.IPNet, err)
+		if err := nl.AddrDel(l, &a); err != nil {
+			return fmt.Errorf("%s: remove address %s: %w", l.Attrs().Name, a.IPNet, err)
 		}
 	}
-	if want == nil || found {
+	if found {
 		return nil
 	}
-	if err := nl.AddrAdd(br, want); err != nil {
-		return fmt.Errorf("bridge %s: gateway %s: %w", br.Attrs().Name, want.IPNet, err)
+	if err := nl.AddrAdd(l, want); err != nil {
+		return fmt.Errorf("%s: gateway %s: %w", l.Attrs().Name, want.IPNet, err)
 	}
 	return nil
 }
@@ -438,10 +415,10 @@ func (h *Host) vxlanMatches(v *netlink.Vxlan, n Network) bool {
 		!v.Learning && v.Proxy && !v.FlowBased
 }
 
-// ensureVXLAN adopts or creates network n's VXLAN device. It is created in
-// the host namespace, so that its UDP socket lives there, and then moved
-// into the network's namespace.
-func (h *Host) ensureVXLAN(o *netNS, n Network, br netlink.Link, mtu int) error {
+// ensureVXLAN adopts or creates network n's VXLAN device, up. It is
+// created in the host namespace, so that its UDP socket lives there, and
+// then moved into the network's namespace.
+func (h *Host) ensureVXLAN(o *netNS, n Network, mtu int) (netlink.Link, error) {
 	name := VXLANName(n.ID)
 	l, err := o.nl.LinkByName(name)
 	switch {
@@ -450,21 +427,21 @@ func (h *Host) ensureVXLAN(o *netNS, n Network, br netlink.Link, mtu int) error 
 		if ok && h.vxlanMatches(v, n) {
 			if v.MTU != mtu {
 				if err := o.nl.LinkSetMTU(v, mtu); err != nil {
-					return fmt.Errorf("vxlan %s mtu: %w", name, err)
+					return nil, fmt.Errorf("vxlan %s mtu: %w", name, err)
 				}
 			}
-			return attachUp(o.nl, v, br)
+			return v, up(o.nl, v)
 		}
 		h.log.Warn("vxlan device does not match network, recreating", "device", name, "network.id", n.ID, "vni", n.VNI)
 		if err := o.nl.LinkDel(l); err != nil {
-			return fmt.Errorf("delete stale vxlan %s: %w", name, err)
+			return nil, fmt.Errorf("delete stale vxlan %s: %w", name, err)
 		}
 	case !isNotFound(err):
-		return fmt.Errorf("vxlan %s: %w", name, err)
+		return nil, fmt.Errorf("vxlan %s: %w", name, err)
 	}
 	// A device left in the host namespace by an interrupted creation.
 	if err := delLink(h.nl, name); err != nil {
-		return err
+		return nil, err
 	}
 	v := &netlink.Vxlan{
 		LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu},
@@ -475,37 +452,33 @@ func (h *Host) ensureVXLAN(o *netNS, n Network, br netlink.Link, mtu int) error 
 		Proxy:     true,
 	}
 	if err := h.nl.LinkAdd(v); err != nil {
-		return fmt.Errorf("create vxlan %s (vni %d): %w", name, n.VNI, err)
+		return nil, fmt.Errorf("create vxlan %s (vni %d): %w", name, n.VNI, err)
 	}
 	created, err := h.nl.LinkByName(name)
 	if err != nil {
-		return fmt.Errorf("vxlan %s: %w", name, err)
+		return nil, fmt.Errorf("vxlan %s: %w", name, err)
 	}
 	if err := h.nl.LinkSetNsFd(created, int(o.ns)); err != nil {
 		_ = h.nl.LinkDel(created)
-		return fmt.Errorf("move vxlan %s into %s: %w", name, o.name, err)
+		return nil, fmt.Errorf("move vxlan %s into %s: %w", name, o.name, err)
 	}
 	h.log.Info("vxlan created", "device", name, "netns", o.name, "network.id", n.ID, "vni", n.VNI, "port", h.port, "vtep", h.vtep.String())
 	if created, err = o.nl.LinkByName(name); err != nil {
-		return fmt.Errorf("vxlan %s: %w", name, err)
+		return nil, fmt.Errorf("vxlan %s: %w", name, err)
 	}
-	return attachUp(o.nl, created, br)
+	return created, up(o.nl, created)
 }
 
-func attachUp(nl *netlink.Handle, l, br netlink.Link) error {
-	if l.Attrs().MasterIndex != br.Attrs().Index {
-		if err := nl.LinkSetMaster(l, br); err != nil {
-			return fmt.Errorf("attach %s to %s: %w", l.Attrs().Name, br.Attrs().Name, err)
-		}
-	}
+func up(nl *netlink.Handle, l netlink.Link) error {
 	if err := nl.LinkSetUp(l); err != nil {
 		return fmt.Errorf("%s up: %w", l.Attrs().Name, err)
 	}
 	return nil
 }
 
-// DeleteNetwork removes network id: its devices, the veths still attached
-// and its namespace. A missing network is not an error.
+// DeleteNetwork removes network id: its devices (the endpoint devices
+// still on its VXLAN device go with it) and its namespace. A missing
+// network is not an error.
 func (h *Host) DeleteNetwork(ctx context.Context, networkID string) error {
 	unlock, err := h.lockOpen(ctx)
 	if err != nil {
@@ -516,7 +489,7 @@ func (h *Host) DeleteNetwork(ctx context.Context, networkID string) error {
 	if err == nil {
 		// Delete the VXLAN device first and synchronously: namespace
 		// teardown is asynchronous and its VNI must be free at once.
-		for _, name := range []string{VXLANName(networkID), BridgeName(networkID)} {
+		for _, name := range []string{GatewayName(networkID), VXLANName(networkID)} {
 			if err := delLink(o.nl, name); err != nil {
 				return fmt.Errorf("overlay: network %s: %w", networkID, err)
 			}
@@ -550,9 +523,11 @@ func delLink(nl *netlink.Handle, name string) error {
 	return nil
 }
 
-// AddEndpoint creates (or adopts) the veth pair of ep: the bridge end in
-// network id's namespace, the container end, carrying ep's MAC, in the host
-// namespace, down, for the engine to move into the container.
+// AddEndpoint creates (or adopts) the device of ep: a macvlan device on
+// network id's VXLAN device, carrying ep's MAC, created in the network's
+// namespace and moved to the host namespace, down, for the engine to move
+// into the container. An endpoint whose device is already in a container
+// (its MAC is taken on the VXLAN device) is left as it is.
 func (h *Host) AddEndpoint(ctx context.Context, networkID string, ep Endpoint) (EndpointLink, error) {
 	if ep.ID == "" {
 		return EndpointLink{}, errors.New("overlay: endpoint ID is empty")
@@ -564,58 +539,57 @@ func (h *Host) AddEndpoint(ctx context.Context, networkID string, ep Endpoint) (
 	if len(mac) != 6 {
 		return EndpointLink{}, fmt.Errorf("overlay: endpoint %s: no MAC (IP %v)", ep.ID, ep.IP)
 	}
-	bridgeEnd, contName := VethNames(ep.ID)
-	res := EndpointLink{HostName: bridgeEnd, ContainerName: contName, MAC: mac}
+	name := EndpointName(ep.ID)
+	res := EndpointLink{ContainerName: name, MAC: mac}
 	unlock, err := h.lockOpen(ctx)
 	if err != nil {
 		return res, err
 	}
 	defer unlock()
-	o, err := h.openNS(networkID, false)
-	if err != nil {
-		return res, fmt.Errorf("overlay: endpoint %s: network %s: %w", ep.ID, networkID, err)
-	}
-	br, err := o.nl.LinkByName(BridgeName(networkID))
+	o, vx, err := h.vxlanOf(networkID)
 	if err != nil {
 		return res, fmt.Errorf("overlay: endpoint %s: network %s: %w", ep.ID, networkID, err)
 	}
 	if err := h.forgetRemote(o, networkID, ep.IP, mac); err != nil {
 		return res, fmt.Errorf("overlay: endpoint %s: %w", ep.ID, err)
 	}
-	mtu := br.Attrs().MTU
-	bl, err := o.nl.LinkByName(bridgeEnd)
-	if isNotFound(err) {
-		// A container end left without its pair cannot be used.
-		if err := delLink(h.nl, contName); err != nil {
-			return res, fmt.Errorf("overlay: endpoint %s: %w", ep.ID, err)
+	if l, err := h.nl.LinkByName(name); err == nil {
+		if m, ok := l.(*netlink.Macvlan); ok && slices.Equal(m.HardwareAddr, mac) {
+			return res, nil // made before a restart, not joined yet
 		}
-		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: contName, MTU: mtu, HardwareAddr: mac},
-			PeerName:      bridgeEnd,
-			PeerMTU:       uint32(mtu),
-			PeerNamespace: netlink.NsFd(int(o.ns)),
+		if err := h.nl.LinkDel(l); err != nil {
+			return res, fmt.Errorf("overlay: endpoint %s: delete stale %s: %w", ep.ID, name, err)
 		}
-		if err := h.nl.LinkAdd(veth); err != nil {
-			return res, fmt.Errorf("overlay: endpoint %s: create veth %s: %w", ep.ID, contName, err)
-		}
-		h.log.Info("endpoint created", "network.id", networkID, "endpoint.id", ep.ID, "device", contName, "ip", ep.IP.String(), "mac", mac.String())
-		bl, err = o.nl.LinkByName(bridgeEnd)
+	} else if !isNotFound(err) {
+		return res, fmt.Errorf("overlay: endpoint %s: %w", ep.ID, err)
+	}
+	// One left in the network's namespace by an interrupted creation.
+	if err := delLink(o.nl, name); err != nil {
+		return res, fmt.Errorf("overlay: endpoint %s: %w", ep.ID, err)
+	}
+	err = o.nl.LinkAdd(macvlanOf(name, vx, mac, vx.Attrs().MTU))
+	if errors.Is(err, unix.EADDRINUSE) {
+		return res, nil // the endpoint's device is in its container already
 	}
 	if err != nil {
-		return res, fmt.Errorf("overlay: endpoint %s: %w", ep.ID, err)
+		return res, fmt.Errorf("overlay: endpoint %s: create %s: %w", ep.ID, name, err)
 	}
-	if _, ok := bl.(*netlink.Veth); !ok {
-		return res, fmt.Errorf("overlay: endpoint %s: device %s is a %s, not a veth", ep.ID, bridgeEnd, bl.Type())
+	l, err := o.nl.LinkByName(name)
+	if err == nil {
+		err = o.nl.LinkSetNsFd(l, int(h.hostNS))
 	}
-	if err := attachUp(o.nl, bl, br); err != nil {
-		return res, fmt.Errorf("overlay: endpoint %s: %w", ep.ID, err)
+	if err != nil {
+		_ = delLink(o.nl, name)
+		return res, fmt.Errorf("overlay: endpoint %s: move %s to the host namespace: %w", ep.ID, name, err)
 	}
+	h.log.Info("endpoint created", "network.id", networkID, "endpoint.id", ep.ID, "device", name, "ip", ep.IP.String(), "mac", mac.String())
 	return res, nil
 }
 
 // forgetRemote removes peer entries for an address or MAC that is now a
-// local endpoint (it moved here): otherwise the bridge would keep sending
-// its frames into the tunnel until the next Peers call.
+// local endpoint (it moved here): otherwise the VXLAN device would keep
+// answering for it and sending its frames into the tunnel until the next
+// Peers call.
 func (h *Host) forgetRemote(o *netNS, networkID string, ip netip.Addr, mac net.HardwareAddr) error {
 	vx, err := o.nl.LinkByName(VXLANName(networkID))
 	if isNotFound(err) {
@@ -647,21 +621,22 @@ func (h *Host) forgetRemote(o *netNS, networkID string, ip netip.Addr, mac net.H
 	return nil
 }
 
-// DeleteEndpoint removes the veth pair of endpoint id on network networkID;
-// a missing one is not an error.
+// DeleteEndpoint removes the device of endpoint id on network networkID
+// (the engine gives it back to the host namespace when the container
+// leaves); a missing one is not an error.
 func (h *Host) DeleteEndpoint(ctx context.Context, networkID, endpointID string) error {
 	unlock, err := h.lockOpen(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	bridgeEnd, contName := VethNames(endpointID)
+	name := EndpointName(endpointID)
 	if o, err := h.openNS(networkID, false); err == nil {
-		if err := delLink(o.nl, bridgeEnd); err != nil {
+		if err := delLink(o.nl, name); err != nil {
 			return fmt.Errorf("overlay: endpoint %s: %w", endpointID, err)
 		}
 	}
-	if err := delLink(h.nl, contName); err != nil {
+	if err := delLink(h.nl, name); err != nil {
 		return fmt.Errorf("overlay: endpoint %s: %w", endpointID, err)
 	}
 	return nil
@@ -808,13 +783,6 @@ func program(nl *netlink.Handle, idx int, p Peer) error {
 	}); err != nil {
 		return fmt.Errorf("vxlan forwarding entry: %w", err)
 	}
-	// The bridge's table: MAC is behind the VXLAN port (static, no flooding).
-	if err := nl.NeighSet(&netlink.Neigh{
-		LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_NOARP,
-		Flags: netlink.NTF_MASTER, HardwareAddr: p.MAC,
-	}); err != nil {
-		return fmt.Errorf("bridge forwarding entry: %w", err)
-	}
 	// The neighbour entry the VXLAN device answers ARP requests from.
 	if err := nl.NeighSet(&netlink.Neigh{
 		LinkIndex: idx, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT,
@@ -838,19 +806,17 @@ func unprogram(nl *netlink.Handle, idx int, p Peer, fdbToo bool) error {
 	return delFDB(nl, idx, p.MAC, p.VTEP)
 }
 
-// delFDB removes the VXLAN forwarding entry mac -> vtep (when vtep is
-// valid) and the bridge's static entry for mac.
+// delFDB removes the VXLAN forwarding entry mac -> vtep (none when vtep is
+// not valid).
 func delFDB(nl *netlink.Handle, idx int, mac net.HardwareAddr, vtep netip.Addr) error {
-	entries := []*netlink.Neigh{{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_MASTER, HardwareAddr: mac}}
-	if vtep.IsValid() {
-		entries = append(entries, &netlink.Neigh{
-			LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, HardwareAddr: mac, IP: net.IP(vtep.AsSlice()),
-		})
+	if !vtep.IsValid() {
+		return nil
 	}
-	for _, e := range entries {
-		if err := nl.NeighDel(e); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("forwarding entry %s: %w", mac, err)
-		}
+	err := nl.NeighDel(&netlink.Neigh{
+		LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, HardwareAddr: mac, IP: net.IP(vtep.AsSlice()),
+	})
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("forwarding entry %s: %w", mac, err)
 	}
 	return nil
 }

@@ -2,13 +2,11 @@ package overlay_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -143,39 +141,34 @@ func TestOverlayTwoHosts(t *testing.T) {
 	top := t
 	ctx := context.Background()
 
-	// The host namespace holds no overlay device; the bridge holds only
-	// the gateway address, in the network's namespace.
+	// The host namespace holds no overlay device; the gateway device holds
+	// only the gateway address, in the network's namespace, on the VXLAN
+	// device.
 	for _, n := range []overlay.Network{l.net1, l.net2} {
 		ons := l.a.netNS(t, n.ID)
-		br, err := ons.NL.LinkByName(overlay.BridgeName(n.ID))
+		gw, err := ons.NL.LinkByName(overlay.GatewayName(n.ID))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := l.a.ns.NL.LinkByName(overlay.BridgeName(n.ID)); err == nil {
-			t.Errorf("bridge %s is in the host namespace", br.Attrs().Name)
+		vx, err := ons.NL.LinkByName(overlay.VXLANName(n.ID))
+		if err != nil {
+			t.Fatal(err)
 		}
-		addrs, err := ons.NL.AddrList(br, netlink.FAMILY_V4)
+		if _, ok := gw.(*netlink.Macvlan); !ok || gw.Attrs().ParentIndex != vx.Attrs().Index {
+			t.Errorf("gateway device %s is a %s on %d, want a macvlan on the VXLAN device %d", gw.Attrs().Name, gw.Type(), gw.Attrs().ParentIndex, vx.Attrs().Index)
+		}
+		if _, err := l.a.ns.NL.LinkByName(overlay.GatewayName(n.ID)); err == nil {
+			t.Errorf("gateway device %s is in the host namespace", gw.Attrs().Name)
+		}
+		addrs, err := ons.NL.AddrList(gw, netlink.FAMILY_V4)
 		want := netip.PrefixFrom(n.Gateway, n.Subnet.Bits()).String()
 		if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != want {
-			t.Fatalf("bridge %s addresses = %v, %v; want %s", br.Attrs().Name, addrs, err, want)
+			t.Fatalf("gateway device %s addresses = %v, %v; want %s", gw.Attrs().Name, addrs, err, want)
 		}
-		if br.Attrs().MTU != 1450 {
-			t.Errorf("bridge MTU = %d, want 1450 (underlay 1500 - 50)", br.Attrs().MTU)
-		}
-		// Bridged frames bypass netfilter there (where br_netfilter exists).
-		if err := ons.Do(func() error {
-			b, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
-			switch {
-			case errors.Is(err, os.ErrNotExist):
-				return nil
-			case err != nil:
-				return err
-			case strings.TrimSpace(string(b)) != "0":
-				return fmt.Errorf("bridge-nf-call-iptables = %s in the network's namespace, want 0", strings.TrimSpace(string(b)))
+		for _, l := range []netlink.Link{gw, vx} {
+			if l.Attrs().MTU != 1450 {
+				t.Errorf("%s MTU = %d, want 1450 (underlay 1500 - 50)", l.Attrs().Name, l.Attrs().MTU)
 			}
-			return nil
-		}); err != nil {
-			t.Error(err)
 		}
 	}
 

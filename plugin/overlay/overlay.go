@@ -1,17 +1,21 @@
 // Package overlay is the data plane of swarmd's overlay networks on one host.
 //
 // Every overlay network has its own network namespace (NamespaceName, a
-// named namespace in /var/run/netns) holding a Linux bridge and a VXLAN
-// device enslaved to it, both named after the network ID (BridgeName,
-// VXLANName). The VXLAN device is created in the host namespace and moved
-// into the network's, so its UDP socket (port 4789 by default) is the
-// host's. Containers attach through veth pairs named after the endpoint ID
-// (VethNames): the bridge end lives in the network's namespace, the other
-// end is left in the host namespace for the engine to move into the
-// container. Frames between hosts travel in VXLAN from this host's VTEP
-// address to the peer's VTEP address.
+// named namespace in /var/run/netns) holding a VXLAN device named after the
+// network ID (VXLANName), and, when the network has a gateway address, a
+// gateway device holding it (GatewayName; the network's DNS server listens
+// there). The VXLAN device is created in the host namespace and moved into
+// the network's, so its UDP socket (port 4789 by default) is the host's.
+// Containers attach through macvlan devices (bridge mode) on the VXLAN
+// device, named after the endpoint ID (EndpointName): each is created in
+// the network's namespace and moved to the host namespace for the engine to
+// move into the container. Endpoints of one network on one host reach each
+// other through the macvlan switch; frames to other hosts go straight into
+// the VXLAN device, from this host's VTEP address to the peer's VTEP
+// address: no bridge and no veth pair on the way, which costs a frame two
+// device hops and a bridge less at each end.
 //
-// Keeping bridge and VXLAN device out of the host namespace means the host's
+// Keeping the VXLAN device out of the host namespace means the host's
 // firewall (an engine's FORWARD policy, bridge netfilter) never sees overlay
 // traffic, overlay addresses never enter the host's neighbour table, and
 // networks may even use overlapping subnets.
@@ -21,7 +25,6 @@
 // endpoint swarmd programs, on the VXLAN device,
 //
 //   - a forwarding entry MAC -> remote VTEP (the VXLAN device's own table),
-//   - a static bridge forwarding entry for MAC on the VXLAN port,
 //   - a permanent neighbour entry IP -> MAC, which the VXLAN device uses to
 //     answer ARP requests from local containers itself.
 //
@@ -32,24 +35,25 @@
 // (MACFromIP), so a host can program a remote endpoint knowing only its IP
 // and its host's VTEP.
 //
-// Gateway: the bridge holds the subnet's gateway address, in the network's
-// own namespace, so that swarmd's DNS server for the network can listen
-// there (package resolver); containers get no default route through it,
-// only the connected route of the overlay subnet. Every host holds the same
-// gateway address, and no host answers for another's: ARP requests from
-// local containers reach the local bridge, and the VXLAN device never
-// forwards broadcasts. Nothing routes between two overlay networks or
-// between an overlay and the outside (the namespace has no other
-// interface): networks are isolated by construction (different
-// namespaces, bridges and VNIs). External connectivity, when a container
+// Gateway: the gateway device holds the subnet's gateway address, in the
+// network's own namespace, so that swarmd's DNS server for the network can
+// listen there (package resolver); containers get no default route through
+// it, only the connected route of the overlay subnet. Every host holds the
+// same gateway address, and no host answers for another's: ARP requests
+// from local containers reach the local gateway device through the macvlan
+// switch, and the VXLAN device never forwards broadcasts. Nothing routes
+// between two overlay networks or between an overlay and the outside (the
+// namespace has no other interface): networks are isolated by construction
+// (different namespaces, VXLAN devices and VNIs). External connectivity, when a container
 // needs it, comes from the engine's own default gateway network (the engine
 // attaches one when no network of the container provides a gateway).
 //
 // Restart safety: all state lives in the kernel. EnsureNetwork adopts an
-// existing namespace, bridge and VXLAN device when they match the
+// existing namespace, VXLAN device and gateway device when they match the
 // definition (and only recreates a VXLAN device whose VNI, port or VTEP
-// changed); AddEndpoint adopts an existing veth; Peers reads the programmed
-// entries back from the kernel and applies only the difference.
+// changed, which takes the endpoint devices on it along); AddEndpoint
+// adopts an existing endpoint device; Peers reads the programmed entries
+// back from the kernel and applies only the difference.
 package overlay
 
 import (
@@ -75,11 +79,10 @@ const MaxVNI = 1<<24 - 1
 
 // Device name prefixes. Interface names are at most 15 bytes.
 const (
-	bridgePrefix        = "ovb"
-	vxlanPrefix         = "ovx"
-	vethHostPrefix      = "ove"
-	vethContainerPrefix = "ovc"
-	nameIDLen           = 12
+	gatewayPrefix  = "ovg"
+	vxlanPrefix    = "ovx"
+	endpointPrefix = "ovc"
+	nameIDLen      = 12
 )
 
 // Network is the definition of one overlay network on this host.
@@ -93,9 +96,10 @@ type Network struct {
 	// Subnet is the network's IPv4 subnet.
 	Subnet netip.Prefix
 	// Gateway is the subnet's reserved gateway address, held by the
-	// network's bridge; none when invalid.
+	// network's gateway device; none when invalid.
 	Gateway netip.Addr
-	// MTU of the bridge, VXLAN device and veths; 0 means underlay MTU - 50.
+	// MTU of the VXLAN, gateway and endpoint devices; 0 means underlay
+	// MTU - 50.
 	MTU int
 }
 
@@ -118,7 +122,7 @@ func (n Network) Validate() error {
 
 // Endpoint is a local container attachment.
 type Endpoint struct {
-	// ID identifies the endpoint; veth names derive from it.
+	// ID identifies the endpoint; its device's name derives from it.
 	ID string
 	// IP is the endpoint's IPv4 address in the network's subnet.
 	IP netip.Addr
@@ -126,15 +130,12 @@ type Endpoint struct {
 	MAC net.HardwareAddr
 }
 
-// EndpointLink names the two ends of an endpoint's veth pair.
+// EndpointLink is an endpoint's device.
 type EndpointLink struct {
-	// HostName is the end enslaved to the network's bridge, in the
-	// network's namespace.
-	HostName string
-	// ContainerName is the end left in the host namespace for the engine
-	// to move into the container's namespace.
+	// ContainerName is the device left in the host namespace for the
+	// engine to move into the container's namespace.
 	ContainerName string
-	// MAC is the address set on the container end.
+	// MAC is the device's address.
 	MAC net.HardwareAddr
 }
 
@@ -176,17 +177,15 @@ func nameID(id string) string {
 	return hex.EncodeToString(sum[:])[:nameIDLen]
 }
 
-// BridgeName is the name of the bridge of network id.
-func BridgeName(networkID string) string { return bridgePrefix + nameID(networkID) }
+// GatewayName is the name of the gateway device of network id.
+func GatewayName(networkID string) string { return gatewayPrefix + nameID(networkID) }
 
 // VXLANName is the name of the VXLAN device of network id.
 func VXLANName(networkID string) string { return vxlanPrefix + nameID(networkID) }
 
-// VethNames are the names of the host and container ends of endpoint id.
-func VethNames(endpointID string) (host, container string) {
-	n := nameID(endpointID)
-	return vethHostPrefix + n, vethContainerPrefix + n
-}
+// EndpointName is the name of the device of endpoint id (until the engine
+// renames it in the container).
+func EndpointName(endpointID string) string { return endpointPrefix + nameID(endpointID) }
 
 // DiffPeers compares the programmed peers with the desired ones and returns
 // the peers to remove and the peers to add, both keyed by IP. A peer whose

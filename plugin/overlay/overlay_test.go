@@ -46,9 +46,7 @@ func TestDeviceNames(t *testing.T) {
 		{"", ""},
 	}
 	for _, tt := range tests {
-		names := []string{BridgeName(tt.id), VXLANName(tt.id)}
-		h, c := VethNames(tt.id)
-		names = append(names, h, c)
+		names := []string{GatewayName(tt.id), VXLANName(tt.id), EndpointName(tt.id)}
 		for _, n := range names {
 			if len(n) != 15 {
 				t.Errorf("id %q: name %q has length %d, want 15", tt.id, n, len(n))
@@ -57,11 +55,11 @@ func TestDeviceNames(t *testing.T) {
 				t.Errorf("id %q: name %q does not end in %q", tt.id, n, tt.wantPart)
 			}
 		}
-		if uniq := slices.Compact(slices.Sorted(slices.Values(names))); len(uniq) != 4 {
+		if uniq := slices.Compact(slices.Sorted(slices.Values(names))); len(uniq) != 3 {
 			t.Errorf("id %q: names collide: %v", tt.id, names)
 		}
 	}
-	if BridgeName("Upper-Case-ID-Value") == BridgeName("Upper-Case-ID-Valuf") {
+	if GatewayName("Upper-Case-ID-Value") == GatewayName("Upper-Case-ID-Valuf") {
 		t.Error("hashed names of different IDs collide")
 	}
 }
