@@ -55,18 +55,33 @@ func RunState(s *api.Service) api.TaskState {
 // and jobs; slot 0 otherwise) or for nodeID (global services and jobs; ""
 // otherwise). Its desired state is RunState(s); its status is NEW, or
 // PENDING (ready for the scheduler) when it needs nothing of the
-// allocator (NeedsAllocation).
+// allocator (NeedsAllocation). The task owns all it points to.
 func NewTask(s *api.Service, slot uint64, nodeID string, now time.Time) *api.Task {
+	t := NewSharedTask(s, slot, nodeID, now)
+	t.Spec = proto.CloneOf(t.Spec)
+	t.SpecVersion = proto.CloneOf(t.SpecVersion)
+	t.ServiceAnnotations = proto.CloneOf(t.ServiceAnnotations)
+	t.Endpoint = proto.CloneOf(t.Endpoint)
+	t.JobIteration = proto.CloneOf(t.JobIteration)
+	return t
+}
+
+// NewSharedTask is NewTask without the copies: the task's Spec,
+// SpecVersion, ServiceAnnotations, Endpoint and JobIteration are s's own
+// messages (s may be a stored object). Set the task's fields as needed,
+// never modify those messages; hand it to Tx.CreateOwned, which takes it
+// as it is, when nothing else is to change.
+func NewSharedTask(s *api.Service, slot uint64, nodeID string, now time.Time) *api.Task {
 	name := s.GetSpec().GetAnnotations().GetName()
 	t := &api.Task{
 		Id:                 ca.NewID(),
 		ServiceId:          s.GetId(),
 		Slot:               slot,
 		NodeId:             nodeID,
-		Spec:               proto.CloneOf(s.GetSpec().GetTask()),
-		SpecVersion:        proto.CloneOf(s.GetSpecVersion()),
-		ServiceAnnotations: proto.CloneOf(s.GetSpec().GetAnnotations()),
-		Endpoint:           proto.CloneOf(s.GetEndpoint()),
+		Spec:               s.GetSpec().GetTask(),
+		SpecVersion:        s.GetSpecVersion(),
+		ServiceAnnotations: s.GetSpec().GetAnnotations(),
+		Endpoint:           s.GetEndpoint(),
 		DesiredState:       RunState(s),
 		Status: &api.TaskStatus{
 			State:     api.TaskState_TASK_STATE_NEW,
@@ -83,7 +98,7 @@ func NewTask(s *api.Service, slot uint64, nodeID string, now time.Time) *api.Tas
 		t.Annotations = &api.Annotations{Name: fmt.Sprintf("%s.%d", name, slot)}
 	}
 	if js := s.GetJobStatus(); js != nil {
-		t.JobIteration = proto.CloneOf(js.GetJobIteration())
+		t.JobIteration = js.GetJobIteration()
 	}
 	return t
 }

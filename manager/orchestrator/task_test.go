@@ -70,6 +70,14 @@ func TestNewTask(t *testing.T) {
 			if IsTaskDirty(s, task) {
 				t.Errorf("a new task is dirty")
 			}
+			shared := NewSharedTask(s, tt.slot, tt.node, now)
+			if shared.GetSpec() != s.GetSpec().GetTask() || shared.GetServiceAnnotations() != s.GetSpec().GetAnnotations() {
+				t.Errorf("NewSharedTask copied the service's messages")
+			}
+			shared.Id, shared.Spec, shared.ServiceAnnotations = task.GetId(), task.GetSpec(), task.GetServiceAnnotations()
+			if !proto.Equal(shared, task) {
+				t.Errorf("NewSharedTask = %v, NewTask = %v", shared, task)
+			}
 		})
 	}
 }

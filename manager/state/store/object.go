@@ -8,6 +8,7 @@ import (
 
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Errors returned by transactions and by Apply. They are wrapped with
@@ -157,6 +158,24 @@ func TaskName(t *api.Task) string {
 }
 
 func lowerName(obj api.StoreObject) string { return strings.ToLower(nameOf(obj)) }
+
+// Shallow returns a new object whose fields are obj's: its messages,
+// lists and maps are obj's own, shared, not copied. It is the cheap way to
+// derive an update from a stored (read-only) object for Tx.UpdateOwned:
+// set or replace the copy's fields, never modify what they point to (clone
+// a message before changing it).
+func Shallow[T api.StoreObject](obj T) T {
+	src := obj.ProtoReflect()
+	dst := src.New()
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		dst.Set(fd, v)
+		return true
+	})
+	if u := src.GetUnknown(); len(u) > 0 {
+		dst.SetUnknown(u)
+	}
+	return dst.Interface().(T)
+}
 
 // clone returns a deep copy of obj.
 func clone(obj api.StoreObject) api.StoreObject {

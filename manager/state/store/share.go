@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/protobuf/proto"
 )
@@ -9,46 +11,96 @@ import (
 // starts again empty.
 const maxSpecCache = 4096
 
-// specCache lets the tasks of a service share one TaskSpec in memory.
-// Every task carries its service's task spec (about 900 bytes decoded of
-// a task's 1.6 KB), identical for all tasks of one spec version. Stored
-// objects are never modified, so tasks being stored may point at an equal
-// spec already stored instead of their own copy. It is used under
+// specCache lets the tasks of a service share one copy in memory of what
+// they all carry from it: the task spec (about 900 bytes decoded of a
+// task's 1.6 KB), the spec version and the service's annotations, which
+// are identical for all tasks of one spec version. Stored objects are
+// never modified, so a task being stored may point at an equal message
+// already stored instead of its own copy. Messages are compared by their
+// deterministic encoding: equal encodings mean equal content, and
+// encoding is several times cheaper than proto.Equal. It is used under
 // applyMu.
 type specCache struct {
-	last map[string]*api.TaskSpec // by service ID: a spec stored lately
+	last map[string]*taskParts // by service ID: messages stored lately
+	buf  []byte                // encoding scratch
 }
 
-// share makes t, about to be stored, use an equal spec already stored: its
-// previous version's (old, nil for a create) or the one last stored for
-// its service. Content is unchanged, only shared.
+// taskParts are the shared messages remembered for one service.
+type taskParts struct {
+	spec        part[*api.TaskSpec]
+	version     part[*api.Version]
+	annotations part[*api.Annotations]
+}
+
+// part is a stored message and its deterministic encoding.
+type part[M proto.Message] struct {
+	msg M
+	enc []byte
+}
+
+// share makes t, about to be stored, use equal messages already stored:
+// its previous version's (old, nil for a create) or those last stored
+// for its service. Content is unchanged, only shared.
 func (c *specCache) share(t, old *api.Task) {
-	spec := t.GetSpec()
-	if spec == nil {
-		return
+	var p *taskParts
+	if sid := t.GetServiceId(); sid != "" {
+		p = c.last[sid]
+		if p == nil {
+			if c.last == nil || len(c.last) >= maxSpecCache {
+				c.last = make(map[string]*taskParts)
+			}
+			p = new(taskParts)
+			c.last[sid] = p
+		}
 	}
-	if o := old.GetSpec(); o != nil && o != spec && proto.Equal(o, spec) {
-		t.Spec = o
-		c.remember(t.GetServiceId(), o)
-		return
+	var spec *part[*api.TaskSpec]
+	var version *part[*api.Version]
+	var annotations *part[*api.Annotations]
+	if p != nil {
+		spec, version, annotations = &p.spec, &p.version, &p.annotations
 	}
-	sid := t.GetServiceId()
-	if sid == "" {
-		return
-	}
-	if o := c.last[sid]; o != nil && o != spec && proto.Equal(o, spec) {
-		t.Spec = o
-		return
-	}
-	c.remember(sid, spec)
+	t.Spec = shareMessage(c, t.GetSpec(), old.GetSpec(), spec)
+	t.SpecVersion = shareMessage(c, t.GetSpecVersion(), old.GetSpecVersion(), version)
+	t.ServiceAnnotations = shareMessage(c, t.GetServiceAnnotations(), old.GetServiceAnnotations(), annotations)
 }
 
-func (c *specCache) remember(sid string, spec *api.TaskSpec) {
-	if sid == "" || c.last[sid] == spec {
-		return
+var deterministicEncoding = proto.MarshalOptions{Deterministic: true}
+
+// shareMessage returns the message to store in m's place: prev (the
+// previous version's) if it encodes as m does, else the one remembered
+// in p if it does, else m, which p then remembers. p may be nil.
+func shareMessage[M interface {
+	*T
+	proto.Message
+}, T any](c *specCache, m, prev M, p *part[M]) M {
+	if m == nil {
+		return m
 	}
-	if c.last == nil || len(c.last) >= maxSpecCache {
-		c.last = make(map[string]*api.TaskSpec)
+	enc, err := deterministicEncoding.MarshalAppend(c.buf[:0], m)
+	if err != nil {
+		return m
 	}
-	c.last[sid] = spec
+	c.buf = enc
+	if prev != nil && prev != m {
+		var penc []byte
+		if p != nil && p.msg == prev {
+			penc = p.enc
+		} else if penc, err = deterministicEncoding.Marshal(prev); err != nil {
+			penc = nil
+		}
+		if penc != nil && bytes.Equal(enc, penc) {
+			if p != nil {
+				p.msg, p.enc = prev, penc
+			}
+			return prev
+		}
+	}
+	if p == nil {
+		return m
+	}
+	if p.msg != nil && p.msg != m && bytes.Equal(p.enc, enc) {
+		return p.msg
+	}
+	p.msg, p.enc = m, bytes.Clone(enc)
+	return m
 }

@@ -15,19 +15,23 @@ func TestTasksShareSpecs(t *testing.T) {
 		return &api.TaskSpec{Container: &api.ContainerSpec{Image: image}}
 	}
 	task := func(id, service, image string) *api.Task {
-		return &api.Task{Id: id, ServiceId: service, Slot: 1, Spec: spec(image)}
+		return &api.Task{Id: id, ServiceId: service, Slot: 1, Spec: spec(image),
+			SpecVersion: &api.Version{Index: 7}, ServiceAnnotations: &api.Annotations{Name: "web", Labels: map[string]string{"a": "b"}}}
 	}
 	tests := []struct {
 		name   string
 		a, b   *api.Task
 		update bool // b is an update of a (same ID)
 		shared bool
+		// sharedService: the spec version and service annotations are
+		// shared.
+		sharedService bool
 	}{
-		{name: "same service, same spec", a: task("t1", "s1", "nginx"), b: task("t2", "s1", "nginx"), shared: true},
-		{name: "same service, other spec", a: task("t1", "s1", "nginx"), b: task("t2", "s1", "redis")},
+		{name: "same service, same spec", a: task("t1", "s1", "nginx"), b: task("t2", "s1", "nginx"), shared: true, sharedService: true},
+		{name: "same service, other spec", a: task("t1", "s1", "nginx"), b: task("t2", "s1", "redis"), sharedService: true},
 		{name: "other service, same spec", a: task("t1", "s1", "nginx"), b: task("t2", "s2", "nginx")},
-		{name: "update keeps the spec", a: task("t1", "", "nginx"), b: task("t1", "", "nginx"), update: true, shared: true},
-		{name: "update changes the spec", a: task("t1", "s1", "nginx"), b: task("t1", "s1", "redis"), update: true},
+		{name: "update keeps the spec", a: task("t1", "", "nginx"), b: task("t1", "", "nginx"), update: true, shared: true, sharedService: true},
+		{name: "update changes the spec", a: task("t1", "s1", "nginx"), b: task("t1", "s1", "redis"), update: true, sharedService: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -54,6 +58,9 @@ func TestTasksShareSpecs(t *testing.T) {
 			}
 			if got := a.GetSpec() == b.GetSpec(); got != tc.shared {
 				t.Fatalf("specs shared = %v, want %v", got, tc.shared)
+			}
+			if got := a.GetSpecVersion() == b.GetSpecVersion() && a.GetServiceAnnotations() == b.GetServiceAnnotations(); got != tc.sharedService {
+				t.Fatalf("spec version and service annotations shared = %v, want %v", got, tc.sharedService)
 			}
 			if !proto.Equal(b.GetSpec(), tc.b.GetSpec()) {
 				t.Fatalf("stored spec %v, want %v", b.GetSpec(), tc.b.GetSpec())

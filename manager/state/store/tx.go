@@ -40,6 +40,15 @@ type Tx interface {
 	// ErrNotExist if there is no such object; ErrNameConflict if renamed
 	// onto a taken name. CreatedAt is kept, UpdatedAt stamped (on obj too).
 	Update(obj api.StoreObject) error
+	// CreateOwned is Create without the copy: the transaction takes obj
+	// itself, which the caller must not use afterwards, whatever the
+	// result. obj may share messages, lists and maps with stored objects
+	// (see Shallow): the store never modifies those, only obj's own
+	// fields (its Meta is replaced, not modified).
+	CreateOwned(obj api.StoreObject) error
+	// UpdateOwned is Update without the copy, with CreateOwned's rules:
+	// obj is the transaction's afterwards.
+	UpdateOwned(obj api.StoreObject) error
 	// Delete removes the object of kind k with that ID (ErrNotExist).
 	Delete(k Kind, id string) error
 }
@@ -253,7 +262,16 @@ func (t *tx) setPending(k Kind, id string, obj api.StoreObject) {
 	}
 }
 
-func (t *tx) Create(obj api.StoreObject) error {
+func (t *tx) Create(obj api.StoreObject) error { return t.create(obj, false) }
+
+func (t *tx) CreateOwned(obj api.StoreObject) error { return t.create(obj, true) }
+
+func (t *tx) Update(obj api.StoreObject) error { return t.update(obj, false) }
+
+func (t *tx) UpdateOwned(obj api.StoreObject) error { return t.update(obj, true) }
+
+// create records the creation of obj, or of a copy of it unless own.
+func (t *tx) create(obj api.StoreObject, own bool) error {
 	if t.done {
 		return errTxDone
 	}
@@ -261,7 +279,10 @@ func (t *tx) Create(obj api.StoreObject) error {
 	if err != nil {
 		return err
 	}
-	c := clone(obj)
+	c := obj
+	if !own {
+		c = clone(obj)
+	}
 	c.SetMeta(&api.Meta{Version: &api.Version{}, CreatedAt: t.now, UpdatedAt: t.now})
 	a, err := api.NewStoreAction(api.StoreAction_CREATE, c)
 	if err != nil {
@@ -271,15 +292,18 @@ func (t *tx) Create(obj api.StoreObject) error {
 		return err
 	}
 	t.actions = append(t.actions, a)
-	obj.SetMeta(&api.Meta{
-		Version:   &api.Version{},
-		CreatedAt: timestamppb.New(t.now.AsTime()),
-		UpdatedAt: timestamppb.New(t.now.AsTime()),
-	})
+	if !own {
+		obj.SetMeta(&api.Meta{
+			Version:   &api.Version{},
+			CreatedAt: timestamppb.New(t.now.AsTime()),
+			UpdatedAt: timestamppb.New(t.now.AsTime()),
+		})
+	}
 	return nil
 }
 
-func (t *tx) Update(obj api.StoreObject) error {
+// update records the update to obj, or to a copy of it unless own.
+func (t *tx) update(obj api.StoreObject, own bool) error {
 	if t.done {
 		return errTxDone
 	}
@@ -292,7 +316,10 @@ func (t *tx) Update(obj api.StoreObject) error {
 		return fmt.Errorf("update %s %s: %w", k, obj.GetId(), ErrNotExist)
 	}
 	createdAt := cur.GetMeta().GetCreatedAt()
-	c := clone(obj)
+	c := obj
+	if !own {
+		c = clone(obj)
+	}
 	c.SetMeta(&api.Meta{
 		Version:   &api.Version{Index: obj.GetMeta().GetVersion().GetIndex()},
 		CreatedAt: createdAt,
@@ -306,6 +333,9 @@ func (t *tx) Update(obj api.StoreObject) error {
 		return err
 	}
 	t.actions = append(t.actions, a)
+	if own {
+		return nil
+	}
 	m := obj.GetMeta()
 	if m == nil {
 		m = &api.Meta{Version: &api.Version{}}
