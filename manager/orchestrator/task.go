@@ -131,6 +131,28 @@ func IsTaskDirty(s *api.Service, t *api.Task) bool {
 	return t.GetEndpoint() != nil && !proto.Equal(s.GetSpec().GetEndpoint(), t.GetEndpoint().GetSpec())
 }
 
+// DirtyCheck returns IsTaskDirty for s as a function that remembers its
+// answer for each task spec and endpoint it has seen, by identity: the
+// tasks of a service share those messages in the store, so one
+// comparison serves them all. The messages it sees must not change while
+// it is in use (stored objects never do).
+func DirtyCheck(s *api.Service) func(t *api.Task) bool {
+	type key struct {
+		spec     *api.TaskSpec
+		endpoint *api.Endpoint
+	}
+	seen := make(map[key]bool)
+	return func(t *api.Task) bool {
+		k := key{t.GetSpec(), t.GetEndpoint()}
+		dirty, ok := seen[k]
+		if !ok {
+			dirty = IsTaskDirty(s, t)
+			seen[k] = dirty
+		}
+		return dirty
+	}
+}
+
 // IsRunnable reports whether t is still meant to run: its desired state
 // is not past COMPLETE.
 func IsRunnable(t *api.Task) bool {

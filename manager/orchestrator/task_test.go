@@ -109,6 +109,21 @@ func TestIsTaskDirty(t *testing.T) {
 			if got := IsTaskDirty(s2, task); got != tt.want {
 				t.Errorf("IsTaskDirty = %v, want %v", got, tt.want)
 			}
+			// DirtyCheck gives the same answer, also to a task sharing
+			// the first one's messages, and to a new task among them.
+			isDirty := DirtyCheck(s2)
+			sharing := proto.CloneOf(task)
+			sharing.Spec, sharing.Endpoint = task.Spec, task.Endpoint
+			fresh := NewTask(s2, 2, "", time.Now())
+			for i, tk := range []*api.Task{task, sharing, fresh, task} {
+				want := tt.want
+				if tk == fresh {
+					want = IsTaskDirty(s2, fresh)
+				}
+				if got := isDirty(tk); got != want {
+					t.Errorf("DirtyCheck, task %d: %v, want %v", i, got, want)
+				}
+			}
 		})
 	}
 }
