@@ -5,6 +5,7 @@ import (
 
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // maxSpecCache bounds the services specCache remembers; past it, it
@@ -20,13 +21,28 @@ const maxSpecCache = 4096
 // deterministic encoding: equal encodings mean equal content, and
 // encoding is several times cheaper than proto.Equal. It is used under
 // applyMu.
+//
+// It also shares what many tasks hold equal beyond their service's
+// messages: identical strings (service and node IDs, status messages)
+// point at one copy, which also makes comparing them in the indexes
+// cheap, and equal timestamps (the tasks written by one transaction
+// carry the same) are one message.
 type specCache struct {
 	last map[string]*taskParts // by service ID: messages stored lately
-	buf  []byte                // encoding scratch
+	strs map[string]string     // node IDs and status messages seen lately
+	// The timestamps last seen: of Meta, and of task status.
+	metaStamp, statusStamp *timestamppb.Timestamp
+	buf                    []byte // encoding scratch
+	// ownsMessages: the objects stored own all their messages (they
+	// were decoded from the log), which may then be modified in place.
+	// A local store's objects may share messages with stored ones
+	// (Tx.CreateOwned): only their own fields are set.
+	ownsMessages bool
 }
 
 // taskParts are the shared messages remembered for one service.
 type taskParts struct {
+	serviceID   string
 	spec        part[*api.TaskSpec]
 	version     part[*api.Version]
 	annotations part[*api.Annotations]
@@ -49,10 +65,12 @@ func (c *specCache) share(t, old *api.Task) {
 			if c.last == nil || len(c.last) >= maxSpecCache {
 				c.last = make(map[string]*taskParts)
 			}
-			p = new(taskParts)
+			p = &taskParts{serviceID: sid}
 			c.last[sid] = p
 		}
+		t.ServiceId = p.serviceID
 	}
+	c.shareTaskFields(t, old)
 	var spec *part[*api.TaskSpec]
 	var version *part[*api.Version]
 	var annotations *part[*api.Annotations]
@@ -103,4 +121,64 @@ func shareMessage[M interface {
 	}
 	p.msg, p.enc = m, bytes.Clone(enc)
 	return m
+}
+
+// maxSharedStrings bounds the strings specCache remembers; past it, it
+// starts again empty.
+const maxSharedStrings = 1 << 16
+
+// shareTaskFields shares t's node ID, status message, timestamps and
+// annotations with equal ones stored before.
+func (c *specCache) shareTaskFields(t, old *api.Task) {
+	t.NodeId = c.str(t.GetNodeId())
+	if st := t.GetStatus(); st != nil && c.ownsMessages {
+		st.Message = c.str(st.GetMessage())
+		st.Timestamp = shareTime(&c.statusStamp, st.GetTimestamp())
+	}
+	if m := t.GetMeta(); m != nil {
+		if oc := old.GetMeta().GetCreatedAt(); oc != nil && sameTime(oc, m.GetCreatedAt()) {
+			m.CreatedAt = oc
+		} else {
+			m.CreatedAt = shareTime(&c.metaStamp, m.GetCreatedAt())
+		}
+		m.UpdatedAt = shareTime(&c.metaStamp, m.GetUpdatedAt())
+	}
+	if a, oa := t.GetAnnotations(), old.GetAnnotations(); a != nil && oa != nil && a != oa &&
+		len(a.GetLabels()) == 0 && len(oa.GetLabels()) == 0 && a.GetName() == oa.GetName() &&
+		len(a.ProtoReflect().GetUnknown()) == 0 && len(oa.ProtoReflect().GetUnknown()) == 0 {
+		t.Annotations = oa
+	}
+}
+
+// str returns the copy of s remembered, remembering s if none.
+func (c *specCache) str(s string) string {
+	if s == "" {
+		return s
+	}
+	if v, ok := c.strs[s]; ok {
+		return v
+	}
+	if c.strs == nil || len(c.strs) >= maxSharedStrings {
+		c.strs = make(map[string]string)
+	}
+	c.strs[s] = s
+	return s
+}
+
+// shareTime returns *last if it equals ts, else ts, which becomes *last.
+func shareTime(last **timestamppb.Timestamp, ts *timestamppb.Timestamp) *timestamppb.Timestamp {
+	if ts == nil {
+		return nil
+	}
+	if *last != nil && sameTime(*last, ts) {
+		return *last
+	}
+	*last = ts
+	return ts
+}
+
+// sameTime reports whether a and b (not nil) are equal timestamps.
+func sameTime(a, b *timestamppb.Timestamp) bool {
+	return a.GetSeconds() == b.GetSeconds() && a.GetNanos() == b.GetNanos() &&
+		len(a.ProtoReflect().GetUnknown()) == 0 && len(b.ProtoReflect().GetUnknown()) == 0
 }

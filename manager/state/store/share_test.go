@@ -2,9 +2,12 @@ package store
 
 import (
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // TestTasksShareSpecs: tasks stored with equal specs of one service share
@@ -64,6 +67,62 @@ func TestTasksShareSpecs(t *testing.T) {
 			}
 			if !proto.Equal(b.GetSpec(), tc.b.GetSpec()) {
 				t.Fatalf("stored spec %v, want %v", b.GetSpec(), tc.b.GetSpec())
+			}
+			if err := s.CheckUnmodified(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestTasksShareFields: tasks decoded from the log share equal node IDs,
+// service IDs, status messages and timestamps, and an update keeps its
+// previous version's annotations and creation time; a local store,
+// whose objects may share messages with stored ones, never modifies a
+// task's status in place.
+func TestTasksShareFields(t *testing.T) {
+	task := func(id string) *api.Task {
+		return &api.Task{Id: id, ServiceId: "svc", Slot: 1, NodeId: "node-1", Annotations: &api.Annotations{Name: "web.1"},
+			Status: &api.TaskStatus{State: api.TaskState_TASK_STATE_ASSIGNED, Message: "assigned", Timestamp: timestamppb.New(time.Unix(5, 0))}}
+	}
+	sameString := func(a, b string) bool { return unsafe.StringData(a) == unsafe.StringData(b) }
+	for _, tc := range []struct {
+		name   string
+		store  func(t *testing.T) *MemoryStore
+		shared bool // status messages and timestamps are shared
+	}{
+		{"proposed", func(t *testing.T) *MemoryStore { s, _ := newLogStore(t, WithMutationCheck()); return s }, true},
+		{"local", func(t *testing.T) *MemoryStore {
+			s := NewMemoryStore(nil, WithMutationCheck())
+			t.Cleanup(s.Close)
+			return s
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.store(t)
+			create(t, s, task("t1"), task("t2"))
+			var a, b *api.Task
+			s.View(func(tx ReadTx) { a, b = Lookup[*api.Task](tx, "t1"), Lookup[*api.Task](tx, "t2") })
+			if !sameString(a.GetNodeId(), b.GetNodeId()) || !sameString(a.GetServiceId(), b.GetServiceId()) {
+				t.Error("node or service IDs not shared")
+			}
+			if a.GetMeta().GetCreatedAt() != b.GetMeta().GetCreatedAt() {
+				t.Error("creation times not shared")
+			}
+			if got := sameString(a.GetStatus().GetMessage(), b.GetStatus().GetMessage()) &&
+				a.GetStatus().GetTimestamp() == b.GetStatus().GetTimestamp(); got != tc.shared {
+				t.Errorf("status message and timestamp shared = %v, want %v", got, tc.shared)
+			}
+			upd := Shallow(a)
+			upd.DesiredState = api.TaskState_TASK_STATE_SHUTDOWN
+			upd.Annotations = &api.Annotations{Name: "web.1"}
+			if err := s.Update(ctx, func(tx Tx) error { return tx.UpdateOwned(upd) }); err != nil {
+				t.Fatal(err)
+			}
+			var now *api.Task
+			s.View(func(tx ReadTx) { now = Lookup[*api.Task](tx, "t1") })
+			if now.GetAnnotations() != a.GetAnnotations() || now.GetMeta().GetCreatedAt() != a.GetMeta().GetCreatedAt() {
+				t.Error("an update did not keep its previous version's annotations and creation time")
 			}
 			if err := s.CheckUnmodified(); err != nil {
 				t.Fatal(err)
