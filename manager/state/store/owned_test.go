@@ -82,3 +82,51 @@ func TestOwnedWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestTxReadsAfterWrites: within a transaction, a read after a write of the
+// object just read (update, delete, then an index scan) sees the write.
+func TestTxReadsAfterWrites(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write func(tx Tx, cur *api.Task) error
+		want  string // node ID read back; "-" for no task
+	}{
+		{"update", func(tx Tx, cur *api.Task) error { u := Shallow(cur); u.NodeId = "n2"; return tx.UpdateOwned(u) }, "n2"},
+		{"delete", func(tx Tx, cur *api.Task) error { return tx.Delete(KindTask, cur.GetId()) }, "-"},
+		{"update then scan", func(tx Tx, cur *api.Task) error {
+			u := Shallow(cur)
+			u.NodeId = "n3"
+			if err := tx.UpdateOwned(u); err != nil {
+				return err
+			}
+			_, err := FindTasks(tx, ByNodeID("n3"))
+			return err
+		}, "n3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewMemoryStore(nil, WithMutationCheck())
+			defer s.Close()
+			create(t, s, &api.Task{Id: "t1", ServiceId: "svc", Slot: 1, NodeId: "n1"})
+			err := s.Update(ctx, func(tx Tx) error {
+				cur := Lookup[*api.Task](tx, "t1")
+				if err := tc.write(tx, cur); err != nil {
+					return err
+				}
+				got := "-"
+				if now := Lookup[*api.Task](tx, "t1"); now != nil {
+					got = now.GetNodeId()
+				}
+				if got != tc.want {
+					t.Errorf("read back %q, want %q", got, tc.want)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.CheckUnmodified(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

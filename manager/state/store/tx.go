@@ -118,6 +118,14 @@ type tx struct {
 	now     *timestamppb.Timestamp
 	actions []*api.StoreAction
 	done    bool
+	// last is the object last looked up below the overlay (nil: none
+	// there), so that a read-modify-write (read, Update, the writer's
+	// check) descends the ID tree once.
+	last struct {
+		ok  bool
+		key objKey
+		obj api.StoreObject
+	}
 }
 
 var errTxDone = errors.New("store: transaction used after its callback returned")
@@ -144,10 +152,16 @@ func (t *tx) lookup(k Kind, id string) api.StoreObject {
 	if t.done || id == "" {
 		return nil
 	}
-	if o, ok := t.pending.get(objKey{k, id}); ok {
+	key := objKey{k, id}
+	if o, ok := t.pending.get(key); ok {
 		return o
 	}
-	return readTx{t.state()}.lookup(k, id)
+	if t.last.ok && t.last.key == key {
+		return t.last.obj
+	}
+	o := readTx{t.state()}.lookup(k, id)
+	t.last.ok, t.last.key, t.last.obj = true, key, o
+	return o
 }
 
 func (t *tx) Get(k Kind, id string) api.StoreObject {
@@ -195,6 +209,7 @@ func (t *tx) materialize(k Kind) {
 	if t.wt == nil {
 		t.wt = newDBTxn(t.snap)
 	}
+	t.last.ok, t.last.obj = false, nil
 	t.pending.each(func(key objKey, o api.StoreObject) {
 		switch {
 		case key.kind != k:
@@ -257,6 +272,9 @@ func (t *tx) store(k Kind, obj api.StoreObject) { t.setPending(k, obj.GetId(), o
 func (t *tx) delete(k Kind, id string) { t.setPending(k, id, nil) }
 
 func (t *tx) setPending(k Kind, id string, obj api.StoreObject) {
+	if t.last.key == (objKey{k, id}) {
+		t.last.ok, t.last.obj = false, nil
+	}
 	if t.pending.set(objKey{k, id}, obj) {
 		t.kindN[kindPos(k)]++
 	}
@@ -375,6 +393,7 @@ func (t *tx) abort() {
 	t.done = true
 	t.wt = nil
 	t.pending = keyedList[api.StoreObject]{}
+	t.last.ok, t.last.obj = false, nil
 }
 
 func checkObject(obj api.StoreObject) (Kind, error) {
