@@ -1,10 +1,12 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // TestOwnedWrites checks that CreateOwned and UpdateOwned store what they
@@ -129,4 +131,91 @@ func TestTxReadsAfterWrites(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestShallow: Shallow copies every field of every kind (each field of the
+// sample set to a non-default value), sharing messages, lists and maps.
+func TestShallow(t *testing.T) {
+	for _, k := range Kinds() {
+		t.Run(string(k), func(t *testing.T) {
+			obj := newObject(k, "id1")
+			fillFields(obj.ProtoReflect())
+			got := Shallow(obj)
+			if got == obj || !proto.Equal(got, obj) {
+				t.Fatalf("Shallow = %v, want a new %v", got, obj)
+			}
+			obj.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+				if fd.Message() != nil && !fd.IsList() && !fd.IsMap() &&
+					got.ProtoReflect().Get(fd).Message().Interface() != v.Message().Interface() {
+					t.Errorf("field %s copied, not shared", fd.Name())
+				}
+				return true
+			})
+		})
+	}
+}
+
+// fillFields sets every field of m, recursively for messages up to a
+// small depth, to a non-default value.
+func fillFields(m protoreflect.Message) { fillDepth(m, 3) }
+
+func fillDepth(m protoreflect.Message, depth int) {
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if fd.ContainingOneof() != nil && m.WhichOneof(fd.ContainingOneof()) != nil {
+			continue
+		}
+		switch {
+		case fd.IsMap():
+			mp := m.Mutable(fd).Map()
+			mp.Set(scalar(fd.MapKey()).MapKey(), elem(m, fd.MapValue(), mp.NewValue, depth))
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			l.Append(elem(m, fd, l.NewElement, depth))
+		case fd.Message() != nil:
+			if depth > 0 {
+				fillDepth(m.Mutable(fd).Message(), depth-1)
+			}
+		default:
+			m.Set(fd, scalar(fd))
+		}
+	}
+}
+
+func elem(m protoreflect.Message, fd protoreflect.FieldDescriptor, newValue func() protoreflect.Value, depth int) protoreflect.Value {
+	if fd.Message() == nil {
+		return scalar(fd)
+	}
+	v := newValue()
+	if depth > 0 {
+		fillDepth(v.Message(), depth-1)
+	}
+	return v
+}
+
+func scalar(fd protoreflect.FieldDescriptor) protoreflect.Value {
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		return protoreflect.ValueOfBool(true)
+	case protoreflect.EnumKind:
+		return protoreflect.ValueOfEnum(1)
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return protoreflect.ValueOfInt32(7)
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return protoreflect.ValueOfInt64(7)
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return protoreflect.ValueOfUint32(7)
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return protoreflect.ValueOfUint64(7)
+	case protoreflect.FloatKind:
+		return protoreflect.ValueOfFloat32(7)
+	case protoreflect.DoubleKind:
+		return protoreflect.ValueOfFloat64(7)
+	case protoreflect.StringKind:
+		return protoreflect.ValueOfString("x")
+	case protoreflect.BytesKind:
+		return protoreflect.ValueOfBytes([]byte("x"))
+	}
+	panic(fmt.Sprintf("kind %v", fd.Kind()))
 }
