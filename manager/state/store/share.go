@@ -14,8 +14,8 @@ const maxSpecCache = 4096
 
 // specCache lets the tasks of a service share one copy in memory of what
 // they all carry from it: the task spec (about 900 bytes decoded of a
-// task's 1.6 KB), the spec version and the service's annotations, which
-// are identical for all tasks of one spec version. Stored objects are
+// task's 1.6 KB), the spec version, the service's annotations and
+// endpoint, which are identical for all tasks of one spec version. Stored objects are
 // never modified, so a task being stored may point at an equal message
 // already stored instead of its own copy. Messages are compared by their
 // deterministic encoding: equal encodings mean equal content, and
@@ -46,6 +46,7 @@ type taskParts struct {
 	spec        part[*api.TaskSpec]
 	version     part[*api.Version]
 	annotations part[*api.Annotations]
+	endpoint    part[*api.Endpoint]
 }
 
 // part is a stored message and its deterministic encoding.
@@ -74,12 +75,14 @@ func (c *specCache) share(t, old *api.Task) {
 	var spec *part[*api.TaskSpec]
 	var version *part[*api.Version]
 	var annotations *part[*api.Annotations]
+	var endpoint *part[*api.Endpoint]
 	if p != nil {
-		spec, version, annotations = &p.spec, &p.version, &p.annotations
+		spec, version, annotations, endpoint = &p.spec, &p.version, &p.annotations, &p.endpoint
 	}
 	t.Spec = shareMessage(c, t.GetSpec(), old.GetSpec(), spec)
 	t.SpecVersion = shareMessage(c, t.GetSpecVersion(), old.GetSpecVersion(), version)
 	t.ServiceAnnotations = shareMessage(c, t.GetServiceAnnotations(), old.GetServiceAnnotations(), annotations)
+	t.Endpoint = shareMessage(c, t.GetEndpoint(), old.GetEndpoint(), endpoint)
 }
 
 var deterministicEncoding = proto.MarshalOptions{Deterministic: true}

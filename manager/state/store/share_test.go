@@ -19,15 +19,16 @@ func TestTasksShareSpecs(t *testing.T) {
 	}
 	task := func(id, service, image string) *api.Task {
 		return &api.Task{Id: id, ServiceId: service, Slot: 1, Spec: spec(image),
-			SpecVersion: &api.Version{Index: 7}, ServiceAnnotations: &api.Annotations{Name: "web", Labels: map[string]string{"a": "b"}}}
+			SpecVersion: &api.Version{Index: 7}, ServiceAnnotations: &api.Annotations{Name: "web", Labels: map[string]string{"a": "b"}},
+			Endpoint: &api.Endpoint{Spec: &api.EndpointSpec{Mode: api.EndpointSpec_DNSRR}}}
 	}
 	tests := []struct {
 		name   string
 		a, b   *api.Task
 		update bool // b is an update of a (same ID)
 		shared bool
-		// sharedService: the spec version and service annotations are
-		// shared.
+		// sharedService: the spec version, service annotations and
+		// endpoint are shared.
 		sharedService bool
 	}{
 		{name: "same service, same spec", a: task("t1", "s1", "nginx"), b: task("t2", "s1", "nginx"), shared: true, sharedService: true},
@@ -62,8 +63,9 @@ func TestTasksShareSpecs(t *testing.T) {
 			if got := a.GetSpec() == b.GetSpec(); got != tc.shared {
 				t.Fatalf("specs shared = %v, want %v", got, tc.shared)
 			}
-			if got := a.GetSpecVersion() == b.GetSpecVersion() && a.GetServiceAnnotations() == b.GetServiceAnnotations(); got != tc.sharedService {
-				t.Fatalf("spec version and service annotations shared = %v, want %v", got, tc.sharedService)
+			if got := a.GetSpecVersion() == b.GetSpecVersion() && a.GetServiceAnnotations() == b.GetServiceAnnotations() &&
+				a.GetEndpoint() == b.GetEndpoint(); got != tc.sharedService {
+				t.Fatalf("spec version, service annotations and endpoint shared = %v, want %v", got, tc.sharedService)
 			}
 			if !proto.Equal(b.GetSpec(), tc.b.GetSpec()) {
 				t.Fatalf("stored spec %v, want %v", b.GetSpec(), tc.b.GetSpec())
