@@ -32,7 +32,11 @@ type specCache struct {
 	strs map[string]string     // node IDs and status messages seen lately
 	// The timestamps last seen: of Meta, and of task status.
 	metaStamp, statusStamp *timestamppb.Timestamp
-	buf                    []byte // encoding scratch
+	// The task status and version last stored: the tasks a transaction
+	// creates or assigns mostly have the same.
+	status  part[*api.TaskStatus]
+	version *api.Version
+	buf     []byte // encoding scratch
 	// ownsMessages: the objects stored own all their messages (they
 	// were decoded from the log), which may then be modified in place.
 	// A local store's objects may share messages with stored ones
@@ -138,7 +142,14 @@ func (c *specCache) shareTaskFields(t, old *api.Task) {
 		st.Message = c.str(st.GetMessage())
 		st.Timestamp = shareTime(&c.statusStamp, st.GetTimestamp())
 	}
+	t.Status = shareMessage(c, t.GetStatus(), old.GetStatus(), &c.status)
 	if m := t.GetMeta(); m != nil {
+		if v := m.GetVersion(); v != nil && c.version != nil && v != c.version && v.GetIndex() == c.version.GetIndex() &&
+			len(v.ProtoReflect().GetUnknown()) == 0 && len(c.version.ProtoReflect().GetUnknown()) == 0 {
+			m.Version = c.version // the tasks of one request
+		} else {
+			c.version = v
+		}
 		if oc := old.GetMeta().GetCreatedAt(); oc != nil && sameTime(oc, m.GetCreatedAt()) {
 			m.CreatedAt = oc
 		} else {
