@@ -34,6 +34,9 @@ func newRootCommand() *cobra.Command {
 		services int
 		replicas int
 		window   time.Duration
+		// Each command has its own node count and default: both
+		// bound to o.Nodes, the last registered default would win.
+		scheduleNodes, heartbeatNodes int
 	)
 	root := &cobra.Command{
 		Use:           "swarm-bench",
@@ -87,6 +90,7 @@ func newRootCommand() *cobra.Command {
 			if services < 1 || replicas < 1 {
 				return fmt.Errorf("--services and --replicas must be at least 1")
 			}
+			o.Nodes = scheduleNodes
 			ctx, cancel, cleanup, err := prepare(cmd)
 			if err != nil {
 				return err
@@ -97,7 +101,7 @@ func newRootCommand() *cobra.Command {
 			return err
 		},
 	}
-	schedule.Flags().IntVar(&o.Nodes, "nodes", 1000, "simulated nodes")
+	schedule.Flags().IntVar(&scheduleNodes, "nodes", 1000, "simulated nodes")
 	schedule.Flags().IntVar(&services, "services", 100, "services to create")
 	schedule.Flags().IntVar(&replicas, "replicas", 1000, "replicas per service")
 
@@ -109,6 +113,7 @@ func newRootCommand() *cobra.Command {
 			if window <= 0 {
 				return fmt.Errorf("--window must be positive, got %s", window)
 			}
+			o.Nodes = heartbeatNodes
 			ctx, cancel, cleanup, err := prepare(cmd)
 			if err != nil {
 				return err
@@ -119,7 +124,7 @@ func newRootCommand() *cobra.Command {
 			return err
 		},
 	}
-	heartbeat.Flags().IntVar(&o.Nodes, "nodes", 10000, "simulated nodes")
+	heartbeat.Flags().IntVar(&heartbeatNodes, "nodes", 10000, "simulated nodes")
 	heartbeat.Flags().DurationVar(&window, "window", 30*time.Second, "how long to measure the leader's CPU")
 
 	root.AddCommand(schedule, heartbeat)

@@ -55,18 +55,33 @@ func RunState(s *api.Service) api.TaskState {
 // and jobs; slot 0 otherwise) or for nodeID (global services and jobs; ""
 // otherwise). Its desired state is RunState(s); its status is NEW, or
 // PENDING (ready for the scheduler) when it needs nothing of the
-// allocator (NeedsAllocation).
+// allocator (NeedsAllocation). The task owns all it points to.
 func NewTask(s *api.Service, slot uint64, nodeID string, now time.Time) *api.Task {
+	t := NewSharedTask(s, slot, nodeID, now)
+	t.Spec = proto.CloneOf(t.Spec)
+	t.SpecVersion = proto.CloneOf(t.SpecVersion)
+	t.ServiceAnnotations = proto.CloneOf(t.ServiceAnnotations)
+	t.Endpoint = proto.CloneOf(t.Endpoint)
+	t.JobIteration = proto.CloneOf(t.JobIteration)
+	return t
+}
+
+// NewSharedTask is NewTask without the copies: the task's Spec,
+// SpecVersion, ServiceAnnotations, Endpoint and JobIteration are s's own
+// messages (s may be a stored object). Set the task's fields as needed,
+// never modify those messages; hand it to Tx.CreateOwned, which takes it
+// as it is, when nothing else is to change.
+func NewSharedTask(s *api.Service, slot uint64, nodeID string, now time.Time) *api.Task {
 	name := s.GetSpec().GetAnnotations().GetName()
 	t := &api.Task{
 		Id:                 ca.NewID(),
 		ServiceId:          s.GetId(),
 		Slot:               slot,
 		NodeId:             nodeID,
-		Spec:               proto.CloneOf(s.GetSpec().GetTask()),
-		SpecVersion:        proto.CloneOf(s.GetSpecVersion()),
-		ServiceAnnotations: proto.CloneOf(s.GetSpec().GetAnnotations()),
-		Endpoint:           proto.CloneOf(s.GetEndpoint()),
+		Spec:               s.GetSpec().GetTask(),
+		SpecVersion:        s.GetSpecVersion(),
+		ServiceAnnotations: s.GetSpec().GetAnnotations(),
+		Endpoint:           s.GetEndpoint(),
 		DesiredState:       RunState(s),
 		Status: &api.TaskStatus{
 			State:     api.TaskState_TASK_STATE_NEW,
@@ -83,7 +98,7 @@ func NewTask(s *api.Service, slot uint64, nodeID string, now time.Time) *api.Tas
 		t.Annotations = &api.Annotations{Name: fmt.Sprintf("%s.%d", name, slot)}
 	}
 	if js := s.GetJobStatus(); js != nil {
-		t.JobIteration = proto.CloneOf(js.GetJobIteration())
+		t.JobIteration = js.GetJobIteration()
 	}
 	return t
 }
@@ -114,6 +129,28 @@ func IsTaskDirty(s *api.Service, t *api.Task) bool {
 		return true
 	}
 	return t.GetEndpoint() != nil && !proto.Equal(s.GetSpec().GetEndpoint(), t.GetEndpoint().GetSpec())
+}
+
+// DirtyCheck returns IsTaskDirty for s as a function that remembers its
+// answer for each task spec and endpoint it has seen, by identity: the
+// tasks of a service share those messages in the store, so one
+// comparison serves them all. The messages it sees must not change while
+// it is in use (stored objects never do).
+func DirtyCheck(s *api.Service) func(t *api.Task) bool {
+	type key struct {
+		spec     *api.TaskSpec
+		endpoint *api.Endpoint
+	}
+	seen := make(map[key]bool)
+	return func(t *api.Task) bool {
+		k := key{t.GetSpec(), t.GetEndpoint()}
+		dirty, ok := seen[k]
+		if !ok {
+			dirty = IsTaskDirty(s, t)
+			seen[k] = dirty
+		}
+		return dirty
+	}
 }
 
 // IsRunnable reports whether t is still meant to run: its desired state

@@ -70,6 +70,14 @@ func TestNewTask(t *testing.T) {
 			if IsTaskDirty(s, task) {
 				t.Errorf("a new task is dirty")
 			}
+			shared := NewSharedTask(s, tt.slot, tt.node, now)
+			if shared.GetSpec() != s.GetSpec().GetTask() || shared.GetServiceAnnotations() != s.GetSpec().GetAnnotations() {
+				t.Errorf("NewSharedTask copied the service's messages")
+			}
+			shared.Id, shared.Spec, shared.ServiceAnnotations = task.GetId(), task.GetSpec(), task.GetServiceAnnotations()
+			if !proto.Equal(shared, task) {
+				t.Errorf("NewSharedTask = %v, NewTask = %v", shared, task)
+			}
 		})
 	}
 }
@@ -100,6 +108,21 @@ func TestIsTaskDirty(t *testing.T) {
 			tt.change(s2, task)
 			if got := IsTaskDirty(s2, task); got != tt.want {
 				t.Errorf("IsTaskDirty = %v, want %v", got, tt.want)
+			}
+			// DirtyCheck gives the same answer, also to a task sharing
+			// the first one's messages, and to a new task among them.
+			isDirty := DirtyCheck(s2)
+			sharing := proto.CloneOf(task)
+			sharing.Spec, sharing.Endpoint = task.Spec, task.Endpoint
+			fresh := NewTask(s2, 2, "", time.Now())
+			for i, tk := range []*api.Task{task, sharing, fresh, task} {
+				want := tt.want
+				if tk == fresh {
+					want = IsTaskDirty(s2, fresh)
+				}
+				if got := isDirty(tk); got != want {
+					t.Errorf("DirtyCheck, task %d: %v, want %v", i, got, want)
+				}
 			}
 		})
 	}

@@ -312,9 +312,9 @@ func (s *Scheduler) write(ctx context.Context, ds []decision) (writeResult, erro
 					res.fresh = append(res.fresh, stored)
 					return nil
 				}
-				cur := proto.CloneOf(stored)
+				cur := store.Shallow(stored) // shares stored's messages
 				d.apply(cur, now)
-				if err := tx.Update(cur); err != nil {
+				if err := tx.UpdateOwned(cur); err != nil {
 					return err
 				}
 				s.logDecision(ctx, d)
@@ -329,7 +329,8 @@ func (s *Scheduler) write(ctx context.Context, ds []decision) (writeResult, erro
 	return res, err
 }
 
-// apply writes the decision into t, a copy of the stored task.
+// apply writes the decision into t, a shallow copy of the stored task:
+// it replaces t's fields, never modifies the messages they point to.
 func (d decision) apply(t *api.Task, now *timestamppb.Timestamp) {
 	if d.node != "" {
 		t.NodeId = d.node
@@ -340,11 +341,13 @@ func (d decision) apply(t *api.Task, now *timestamppb.Timestamp) {
 		}
 		return
 	}
-	if t.Status == nil {
-		t.Status = &api.TaskStatus{State: api.TaskState_TASK_STATE_PENDING}
+	st := &api.TaskStatus{State: api.TaskState_TASK_STATE_PENDING}
+	if t.Status != nil {
+		st = proto.CloneOf(t.Status)
 	}
-	t.Status.Err = d.err
-	t.Status.Timestamp = now
+	st.Err = d.err
+	st.Timestamp = now
+	t.Status = st
 }
 
 func (s *Scheduler) logDecision(ctx context.Context, d decision) {

@@ -175,7 +175,7 @@ func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Clus
 	}
 	now := o.clock.Now()
 	for _, n := range p.create {
-		if err := tx.Create(orchestrator.NewTask(s, 0, n, now)); err != nil {
+		if err := tx.CreateOwned(orchestrator.NewSharedTask(s, 0, n, now)); err != nil {
 			return fmt.Errorf("create task for node %s: %w", n, err)
 		}
 	}

@@ -42,6 +42,7 @@ func reconcile(s *api.Service, tasks []*api.Task, nodes []*api.Node) (plan, erro
 	if err != nil {
 		return plan{}, fmt.Errorf("constraints of service %s: %w", s.GetId(), err)
 	}
+	isDirty := orchestrator.DirtyCheck(s)
 	all := make(map[string][]*api.Task)
 	for _, t := range tasks {
 		all[t.GetNodeId()] = append(all[t.GetNodeId()], t)
@@ -69,7 +70,7 @@ func reconcile(s *api.Service, tasks []*api.Task, nodes []*api.Node) (plan, erro
 					continue
 				}
 				stays = append(stays, t)
-				dirty = dirty || orchestrator.IsTaskDirty(s, t)
+				dirty = dirty || isDirty(t)
 			}
 			if dirty {
 				p.dirty = append(p.dirty, stays)

@@ -145,12 +145,12 @@ func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Clus
 	}
 	now := o.clock.Now()
 	for _, n := range p.createSlots {
-		if err := tx.Create(orchestrator.NewTask(s, n, "", now)); err != nil {
+		if err := tx.CreateOwned(orchestrator.NewSharedTask(s, n, "", now)); err != nil {
 			return fmt.Errorf("create task for slot %d: %w", n, err)
 		}
 	}
 	for _, n := range p.createNodes {
-		if err := tx.Create(orchestrator.NewTask(s, 0, n, now)); err != nil {
+		if err := tx.CreateOwned(orchestrator.NewSharedTask(s, 0, n, now)); err != nil {
 			return fmt.Errorf("create task for node %s: %w", n, err)
 		}
 	}

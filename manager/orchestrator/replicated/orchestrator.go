@@ -191,7 +191,7 @@ func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Clus
 	}
 	now := o.clock.Now()
 	for _, slot := range p.create {
-		if err := tx.Create(orchestrator.NewTask(s, slot, "", now)); err != nil {
+		if err := tx.CreateOwned(orchestrator.NewSharedTask(s, slot, "", now)); err != nil {
 			return fmt.Errorf("create task for slot %d: %w", slot, err)
 		}
 	}

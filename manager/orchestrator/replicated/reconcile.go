@@ -58,6 +58,7 @@ func reconcile(s *api.Service, tasks []*api.Task, nodes map[string]*api.Node) pl
 		return plan{remove: runnable(tasks)}
 	}
 	var p plan
+	isDirty := orchestrator.DirtyCheck(s)
 	replicas := int(s.GetSpec().GetReplicated().GetReplicas())
 	slots := orchestrator.SlotsByNumber(tasks)
 	givenUp := givenUpSlots(s, tasks, slots)
@@ -89,7 +90,7 @@ func reconcile(s *api.Service, tasks []*api.Task, nodes map[string]*api.Node) pl
 				continue
 			}
 			stays = append(stays, t)
-			dirty = dirty || orchestrator.IsTaskDirty(s, t)
+			dirty = dirty || isDirty(t)
 		}
 		if dirty {
 			p.dirty = append(p.dirty, stays)

@@ -207,8 +207,11 @@ func (rs *runState) note(ev store.Event) {
 	}
 	switch o := ev.Object.(type) {
 	case *api.Task:
+		// Only a task no longer meant to run is ever deleted (see
+		// reap), and only such tasks count as history: a new task
+		// still meant to run changes nothing in its group.
 		old, _ := ev.Old.(*api.Task)
-		if ev.Action == store.EventCreate || ev.Action == store.EventUpdate &&
+		if ev.Action == store.EventCreate && !orchestrator.IsRunnable(o) || ev.Action == store.EventUpdate &&
 			(old.GetDesiredState() != o.GetDesiredState() || orchestrator.HasStopped(old) != orchestrator.HasStopped(o)) {
 			rs.groups[keyOf(o)] = true
 		}

@@ -89,6 +89,7 @@ func (s *MemoryStore) applyLocked(indexes []uint64, requests [][]*api.StoreActio
 	keep := watching || s.guard != nil // the changes outlive their request
 	a.txn = dbTxn{st: *s.state.Load(), own: new(owner)}
 	a.w.v = &a.txn
+	a.specs.ownsMessages = s.proposer != nil
 	wrote := false
 	for ri, actions := range requests {
 		index := indexes[ri]

@@ -326,7 +326,8 @@ func checkIndexes(t *testing.T, s *MemoryStore) {
 			}
 			for _, v := range []string{"", "se1", "se2"} {
 				sels = append(sels, sel{ByServiceID(v), func(o api.StoreObject) (string, bool) {
-					return o.GetId(), v != "" && o.(*api.Task).GetServiceId() == v
+					task := o.(*api.Task)
+					return fmt.Sprintf("%020d/%s", task.GetSlot(), o.GetId()), v != "" && task.GetServiceId() == v
 				}, KindTask})
 				for slot := range uint64(3) {
 					sels = append(sels, sel{BySlot(v, slot), func(o api.StoreObject) (string, bool) {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"testing"
@@ -244,6 +245,73 @@ func BenchmarkSave(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.Save(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBurst is the orchestration burst of a cluster at scale, at the
+// store: 100 services of 1000 tasks created (one transaction per
+// service, random IDs as the orchestrators give), then every task
+// assigned to one of 1000 nodes (transactions of one task, batched), all
+// through a proposer that encodes and decodes every proposal as raft
+// does.
+func BenchmarkBurst(b *testing.B) {
+	const services, perService, nodes = 100, 1000, 1000
+	rng := rand.New(rand.NewPCG(1, 2))
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	newID := func() string {
+		var id [25]byte
+		for i := range id {
+			id[i] = digits[rng.IntN(len(digits))]
+		}
+		return string(id[:])
+	}
+	nodeIDs := make([]string, nodes)
+	for i := range nodeIDs {
+		nodeIDs[i] = newID()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		s, _ := newLogStore(b)
+		b.StartTimer()
+		var ids []string
+		for i := range services {
+			sid := newID()
+			spec := &api.TaskSpec{Container: &api.ContainerSpec{Image: "bench:latest"}}
+			err := s.Update(context.Background(), func(tx Tx) error {
+				for slot := range perService {
+					t := &api.Task{Id: newID(), ServiceId: sid, Slot: uint64(slot + 1), Spec: spec,
+						Annotations:  &api.Annotations{Name: fmt.Sprintf("bench-%03d.%d", i, slot+1)},
+						DesiredState: api.TaskState_TASK_STATE_RUNNING,
+						Status:       &api.TaskStatus{State: api.TaskState_TASK_STATE_PENDING, Message: "pending task scheduling"}}
+					ids = append(ids, t.GetId())
+					if err := tx.CreateOwned(t); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		err := s.Batch(context.Background(), func(bt *Batch) error {
+			for i, id := range ids {
+				err := bt.Update(func(tx Tx) error {
+					t := Shallow(Lookup[*api.Task](tx, id))
+					t.NodeId = nodeIDs[i%nodes]
+					t.Status = &api.TaskStatus{State: api.TaskState_TASK_STATE_ASSIGNED, Message: "scheduler assigned task to node"}
+					return tx.UpdateOwned(t)
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
 			b.Fatal(err)
 		}
 	}

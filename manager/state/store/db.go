@@ -108,7 +108,7 @@ func (st *dbState) visit(kp int, k Kind, by By, resolve bool, fn func(id string,
 				if !strings.HasPrefix(it.s, b.s) {
 					return false
 				}
-			} else if it.s != b.s || it.n != b.n {
+			} else if it.s != b.s || !b.anyN && it.n != b.n {
 				return false
 			}
 			var obj api.StoreObject

@@ -64,7 +64,11 @@
 //
 // Stored objects are never modified in place. Get and Find results and Save
 // output are copies the receiver may modify; Create and Update store copies
-// of their arguments. Apply, ApplyBatch and Restore take ownership of the
+// of their arguments. CreateOwned and UpdateOwned take their argument
+// itself, for callers that build a fresh object only to store it (the
+// orchestrators' new tasks, the scheduler's assignments): such an object
+// may share messages with stored objects (Shallow derives one from a
+// stored object) as long as nobody modifies them. Apply, ApplyBatch and Restore take ownership of the
 // objects in their arguments (raft decodes a fresh copy for each call),
 // including their Meta and Version, which Apply sets in place: callers must
 // not use them afterwards.

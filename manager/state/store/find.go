@@ -19,13 +19,14 @@ type byAll struct{}
 func (byAll) isBy() {}
 
 // byIndex selects by exact value (or prefix) of an index: s and n are the
-// value as the index stores it (see schema). The ID "index" is the table's
-// primary index, for ID prefixes.
+// value as the index stores it (see schema); with anyN, n is not
+// compared. The ID "index" is the table's primary index, for ID prefixes.
 type byIndex struct {
 	index  string
 	s      string
 	n      uint64
 	prefix bool
+	anyN   bool
 }
 
 func (byIndex) isBy() {}
@@ -68,16 +69,20 @@ func ByIDPrefix(prefix string) By {
 	return byIndex{index: indexID, s: prefix, prefix: true}
 }
 
-// ByServiceID selects tasks of a service.
+// ByServiceID selects tasks of a service, by slot then ID.
 func ByServiceID(serviceID string) By {
-	return byIndex{index: indexServiceID, s: serviceID}
+	return byIndex{index: indexSlot, s: serviceID, anyN: true}
 }
 
 // ByNodeID selects tasks assigned to a node.
 func ByNodeID(nodeID string) By { return byIndex{index: indexNodeID, s: nodeID} }
 
-// BySlot selects the tasks of a service's slot (slots start at 1).
+// BySlot selects the tasks of a service's slot (slots start at 1: slot 0
+// selects nothing).
 func BySlot(serviceID string, slot uint64) By {
+	if slot == 0 {
+		serviceID = "" // not indexed
+	}
 	return byIndex{index: indexSlot, s: serviceID, n: slot}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/openswarm/swarmd/api"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Errors returned by transactions and by Apply. They are wrapped with
@@ -157,6 +158,49 @@ func TaskName(t *api.Task) string {
 }
 
 func lowerName(obj api.StoreObject) string { return strings.ToLower(nameOf(obj)) }
+
+// Shallow returns a new object whose fields are obj's: its messages,
+// lists and maps are obj's own, shared, not copied. It is the cheap way to
+// derive an update from a stored (read-only) object for Tx.UpdateOwned:
+// set or replace the copy's fields, never modify what they point to (clone
+// a message before changing it).
+func Shallow[T api.StoreObject](obj T) T {
+	if t, ok := any(obj).(*api.Task); ok && t != nil && len(t.ProtoReflect().GetUnknown()) == 0 {
+		return any(shallowTask(t)).(T) // the scheduler's hot path
+	}
+	src := obj.ProtoReflect()
+	dst := src.New()
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		dst.Set(fd, v)
+		return true
+	})
+	if u := src.GetUnknown(); len(u) > 0 {
+		dst.SetUnknown(u)
+	}
+	return dst.Interface().(T)
+}
+
+// shallowTask is Shallow for tasks, field by field (TestShallow checks
+// that it copies every field).
+func shallowTask(t *api.Task) *api.Task {
+	return &api.Task{
+		Id:                 t.Id,
+		Meta:               t.Meta,
+		Spec:               t.Spec,
+		SpecVersion:        t.SpecVersion,
+		ServiceId:          t.ServiceId,
+		Slot:               t.Slot,
+		NodeId:             t.NodeId,
+		Annotations:        t.Annotations,
+		ServiceAnnotations: t.ServiceAnnotations,
+		Status:             t.Status,
+		DesiredState:       t.DesiredState,
+		Networks:           t.Networks,
+		Endpoint:           t.Endpoint,
+		JobIteration:       t.JobIteration,
+		RestartHistory:     t.RestartHistory,
+	}
+}
 
 // clone returns a deep copy of obj.
 func clone(obj api.StoreObject) api.StoreObject {

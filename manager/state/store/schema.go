@@ -9,7 +9,6 @@ import (
 // Index names (the names By selectors refer to).
 const (
 	indexName         = "name"
-	indexServiceID    = "service_id"
 	indexNodeID       = "node_id"
 	indexSlot         = "slot"
 	indexDesiredState = "desired_state"
@@ -106,19 +105,16 @@ var schema = func() (s [numKinds][]indexDef) {
 		case KindTask:
 			s[i] = []indexDef{
 				taskName,
-				{name: indexServiceID, key: func(o api.StoreObject) (string, uint64, bool) {
-					v := o.(*api.Task).GetServiceId()
-					return v, 0, v != ""
+				// Tasks by service, then slot (0 for global tasks): a
+				// service's tasks are one range (ByServiceID), a slot's
+				// tasks a range within it (BySlot).
+				{name: indexSlot, key: func(o api.StoreObject) (string, uint64, bool) {
+					t := o.(*api.Task)
+					return t.GetServiceId(), t.GetSlot(), t.GetServiceId() != ""
 				}},
 				{name: indexNodeID, key: func(o api.StoreObject) (string, uint64, bool) {
 					v := o.(*api.Task).GetNodeId()
 					return v, 0, v != ""
-				}},
-				// Tasks by service and slot; global tasks (slot 0) are not
-				// indexed.
-				{name: indexSlot, key: func(o api.StoreObject) (string, uint64, bool) {
-					t := o.(*api.Task)
-					return t.GetServiceId(), t.GetSlot(), t.GetServiceId() != "" && t.GetSlot() != 0
 				}},
 				{name: indexDesiredState, key: func(o api.StoreObject) (string, uint64, bool) {
 					return "", enumKey(int32(o.(*api.Task).GetDesiredState())), true

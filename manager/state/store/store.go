@@ -26,7 +26,9 @@ const requestOverhead = 32
 // Proposer sends a transaction's actions through consensus and returns the
 // result of applying them: the error Apply returned for them, or a
 // consensus error. It must not modify the actions; the objects handed to
-// Apply must be its own copies (decoded from the log).
+// Apply must be its own copies (decoded from the log), down to every
+// message they hold: Apply modifies them in place to share what they
+// hold equal with stored objects.
 type Proposer interface {
 	ProposeValue(ctx context.Context, actions []*api.StoreAction) error
 }

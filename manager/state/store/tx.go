@@ -40,6 +40,15 @@ type Tx interface {
 	// ErrNotExist if there is no such object; ErrNameConflict if renamed
 	// onto a taken name. CreatedAt is kept, UpdatedAt stamped (on obj too).
 	Update(obj api.StoreObject) error
+	// CreateOwned is Create without the copy: the transaction takes obj
+	// itself, which the caller must not use afterwards, whatever the
+	// result. obj may share messages, lists and maps with stored objects
+	// (see Shallow): the store never modifies those, only obj's own
+	// fields (its Meta is replaced, not modified).
+	CreateOwned(obj api.StoreObject) error
+	// UpdateOwned is Update without the copy, with CreateOwned's rules:
+	// obj is the transaction's afterwards.
+	UpdateOwned(obj api.StoreObject) error
 	// Delete removes the object of kind k with that ID (ErrNotExist).
 	Delete(k Kind, id string) error
 }
@@ -109,6 +118,14 @@ type tx struct {
 	now     *timestamppb.Timestamp
 	actions []*api.StoreAction
 	done    bool
+	// last is the object last looked up below the overlay (nil: none
+	// there), so that a read-modify-write (read, Update, the writer's
+	// check) descends the ID tree once.
+	last struct {
+		ok  bool
+		key objKey
+		obj api.StoreObject
+	}
 }
 
 var errTxDone = errors.New("store: transaction used after its callback returned")
@@ -135,10 +152,16 @@ func (t *tx) lookup(k Kind, id string) api.StoreObject {
 	if t.done || id == "" {
 		return nil
 	}
-	if o, ok := t.pending.get(objKey{k, id}); ok {
+	key := objKey{k, id}
+	if o, ok := t.pending.get(key); ok {
 		return o
 	}
-	return readTx{t.state()}.lookup(k, id)
+	if t.last.ok && t.last.key == key {
+		return t.last.obj
+	}
+	o := readTx{t.state()}.lookup(k, id)
+	t.last.ok, t.last.key, t.last.obj = true, key, o
+	return o
 }
 
 func (t *tx) Get(k Kind, id string) api.StoreObject {
@@ -186,6 +209,7 @@ func (t *tx) materialize(k Kind) {
 	if t.wt == nil {
 		t.wt = newDBTxn(t.snap)
 	}
+	t.last.ok, t.last.obj = false, nil
 	t.pending.each(func(key objKey, o api.StoreObject) {
 		switch {
 		case key.kind != k:
@@ -248,12 +272,24 @@ func (t *tx) store(k Kind, obj api.StoreObject) { t.setPending(k, obj.GetId(), o
 func (t *tx) delete(k Kind, id string) { t.setPending(k, id, nil) }
 
 func (t *tx) setPending(k Kind, id string, obj api.StoreObject) {
+	if t.last.key == (objKey{k, id}) {
+		t.last.ok, t.last.obj = false, nil
+	}
 	if t.pending.set(objKey{k, id}, obj) {
 		t.kindN[kindPos(k)]++
 	}
 }
 
-func (t *tx) Create(obj api.StoreObject) error {
+func (t *tx) Create(obj api.StoreObject) error { return t.create(obj, false) }
+
+func (t *tx) CreateOwned(obj api.StoreObject) error { return t.create(obj, true) }
+
+func (t *tx) Update(obj api.StoreObject) error { return t.update(obj, false) }
+
+func (t *tx) UpdateOwned(obj api.StoreObject) error { return t.update(obj, true) }
+
+// create records the creation of obj, or of a copy of it unless own.
+func (t *tx) create(obj api.StoreObject, own bool) error {
 	if t.done {
 		return errTxDone
 	}
@@ -261,7 +297,10 @@ func (t *tx) Create(obj api.StoreObject) error {
 	if err != nil {
 		return err
 	}
-	c := clone(obj)
+	c := obj
+	if !own {
+		c = clone(obj)
+	}
 	c.SetMeta(&api.Meta{Version: &api.Version{}, CreatedAt: t.now, UpdatedAt: t.now})
 	a, err := api.NewStoreAction(api.StoreAction_CREATE, c)
 	if err != nil {
@@ -271,15 +310,18 @@ func (t *tx) Create(obj api.StoreObject) error {
 		return err
 	}
 	t.actions = append(t.actions, a)
-	obj.SetMeta(&api.Meta{
-		Version:   &api.Version{},
-		CreatedAt: timestamppb.New(t.now.AsTime()),
-		UpdatedAt: timestamppb.New(t.now.AsTime()),
-	})
+	if !own {
+		obj.SetMeta(&api.Meta{
+			Version:   &api.Version{},
+			CreatedAt: timestamppb.New(t.now.AsTime()),
+			UpdatedAt: timestamppb.New(t.now.AsTime()),
+		})
+	}
 	return nil
 }
 
-func (t *tx) Update(obj api.StoreObject) error {
+// update records the update to obj, or to a copy of it unless own.
+func (t *tx) update(obj api.StoreObject, own bool) error {
 	if t.done {
 		return errTxDone
 	}
@@ -292,7 +334,10 @@ func (t *tx) Update(obj api.StoreObject) error {
 		return fmt.Errorf("update %s %s: %w", k, obj.GetId(), ErrNotExist)
 	}
 	createdAt := cur.GetMeta().GetCreatedAt()
-	c := clone(obj)
+	c := obj
+	if !own {
+		c = clone(obj)
+	}
 	c.SetMeta(&api.Meta{
 		Version:   &api.Version{Index: obj.GetMeta().GetVersion().GetIndex()},
 		CreatedAt: createdAt,
@@ -306,6 +351,9 @@ func (t *tx) Update(obj api.StoreObject) error {
 		return err
 	}
 	t.actions = append(t.actions, a)
+	if own {
+		return nil
+	}
 	m := obj.GetMeta()
 	if m == nil {
 		m = &api.Meta{Version: &api.Version{}}
@@ -345,6 +393,7 @@ func (t *tx) abort() {
 	t.done = true
 	t.wt = nil
 	t.pending = keyedList[api.StoreObject]{}
+	t.last.ok, t.last.obj = false, nil
 }
 
 func checkObject(obj api.StoreObject) (Kind, error) {

@@ -111,6 +111,9 @@ func (q *Queue[T]) Close() {
 	}
 }
 
+// maxSpare bounds the buffer a subscriber keeps for reuse, in values.
+const maxSpare = 8192
+
 type subscriber[T any] struct {
 	filter func(T) bool
 	limit  int
@@ -188,8 +191,11 @@ func (s *subscriber[T]) run() {
 				return
 			}
 		}
-		// Reuse the batch's array unless it grew large during a burst.
-		if cap(batch) <= 1024 {
+		// Reuse the batch's array unless it grew very large: the store
+		// publishes thousands of events at once in a burst, and
+		// growing a new array each time was a tenth of the manager's
+		// allocations then.
+		if cap(batch) <= maxSpare {
 			spare = batch[:0]
 		} else {
 			spare = nil
