@@ -79,3 +79,19 @@ func grpcHTTPStatus(c codes.Code) int {
 	}
 	return http.StatusInternalServerError
 }
+
+// lookupError words an error of a lookup by ID, name or prefix as docker
+// does: the description alone ("secret x not found", "secret x is
+// ambiguous (2 matches found)") with the status of its code. Other errors
+// pass as they are.
+func lookupError(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.NotFound, codes.InvalidArgument:
+		return &httpError{code: grpcHTTPStatus(st.Code()), msg: st.Message()}
+	}
+	return err
+}

@@ -6,8 +6,6 @@ import (
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/daemon/cluster/convert"
@@ -158,22 +156,6 @@ func removeData[D, S, P any](control controlFunc, k dataKind[D, S, P]) handlerFu
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-}
-
-// lookupError words an error of a lookup by ID, name or prefix as docker
-// does: the description alone ("secret x not found", "secret x is
-// ambiguous (2 matches found)") with the status of its code. Other errors
-// pass as they are.
-func lookupError(err error) error {
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	switch st.Code() {
-	case codes.NotFound, codes.InvalidArgument:
-		return &httpError{code: grpcHTTPStatus(st.Code()), msg: st.Message()}
-	}
-	return err
 }
 
 // secretKind is the secrets of /secrets; their data is never shown.
