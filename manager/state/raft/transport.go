@@ -27,6 +27,9 @@ const (
 	// gRPC's 4 MiB default limit, whatever the snapshot's size.
 	snapshotChunkBytes = 1 << 20
 	peerQueueLen       = 4096
+	// minReconnectWait is the first wait before opening a broken stream
+	// again; it doubles, up to a second, while the peer stays unreachable.
+	minReconnectWait = 10 * time.Millisecond
 	// emptyAppendHold bounds how long an empty append (a commit index
 	// update) waits for the next append to the same peer to carry it.
 	emptyAppendHold = time.Millisecond
@@ -189,8 +192,9 @@ func (p *peer) stop() {
 // run keeps a stream open to the peer and drains the queue into it.
 func (p *peer) run() {
 	defer close(p.done)
-	backoff := 10 * time.Millisecond
+	backoff := minReconnectWait
 	for p.ctx.Err() == nil {
+		sent := p.lastOK.Load()
 		err := p.stream()
 		if p.ctx.Err() != nil {
 			return
@@ -202,6 +206,11 @@ func (p *peer) run() {
 		}
 		p.t.raft.ReportUnreachable(p.id)
 		p.t.log.Debug("raft stream to peer broke", "raft.peer", fmt.Sprintf("%x", p.id), "addr", p.addr, "error", err)
+		if p.lastOK.Load() != sent {
+			// The stream carried messages: the peer was up until now,
+			// so waiting starts over from the shortest time.
+			backoff = minReconnectWait
+		}
 		select {
 		case <-time.After(backoff):
 		case <-p.ctx.Done():
