@@ -239,10 +239,12 @@ func listenUnix(path string) (net.Listener, error) {
 // holds one connection per node of the swarm (thousands): each connection
 // keeps an 8 KiB read buffer instead of 32 KiB (gRPC already lends write
 // buffers only while a connection writes). Large messages (raft batches,
-// snapshot chunks) are read past the buffer.
+// snapshot chunks) are read past the buffer. Flow-control windows are
+// static (raft.ServerOptions): no window-probing ping answers each message
+// a peer or an agent sends.
 func remoteServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
-	return []grpc.ServerOption{
+	return append([]grpc.ServerOption{
 		grpc.Creds(creds),
 		grpc.ReadBufferSize(8 << 10),
-	}
+	}, raft.ServerOptions()...)
 }

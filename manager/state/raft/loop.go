@@ -58,6 +58,9 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.cfg.Metrics.setTerm(rd.HardState.GetTerm())
 	}
 	leader := n.IsLeader()
+	if leader && len(rd.Entries) == 0 && raft.IsEmptySnap(rd.Snapshot) {
+		return n.handleLeaderCommit(rd)
+	}
 	if leader && len(rd.Messages) > 0 {
 		n.tr.send(rd.Messages)
 		// Let the peer senders put the messages on the wire before this
@@ -93,6 +96,28 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		return err
 	}
 	n.cfg.Metrics.setApplied(n.applied.Load())
+	if err := n.maybeSnapshot(); err != nil {
+		return err
+	}
+	n.raft.Advance()
+	n.campaignIfAlone()
+	return nil
+}
+
+// handleLeaderCommit handles a leader's Ready that brings no entries to
+// persist, typically the commit of entries the followers acknowledged: the
+// committed entries are applied (waking their proposers) before the
+// messages, mostly commit index updates for the followers, are sent.
+func (n *Node) handleLeaderCommit(rd raft.Ready) error {
+	err := n.applyEntries(rd.CommittedEntries)
+	n.tr.send(rd.Messages)
+	if err != nil {
+		return err
+	}
+	n.cfg.Metrics.setApplied(n.applied.Load())
+	if err := n.disk.save(rd.HardState, nil); err != nil {
+		return err
+	}
 	if err := n.maybeSnapshot(); err != nil {
 		return err
 	}

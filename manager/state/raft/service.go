@@ -65,6 +65,11 @@ func (s *service) Stream(stream api.Raft_StreamServer) error {
 		}
 		from = m.GetFrom()
 		if err := s.step(stream.Context(), &m); err != nil {
+			if stream.Context().Err() != nil {
+				// The stream broke while its last message was being
+				// stepped: the same loss as a failed Recv.
+				s.n.peerStreamLost(from)
+			}
 			return err
 		}
 	}

@@ -27,6 +27,12 @@ const (
 	// gRPC's 4 MiB default limit, whatever the snapshot's size.
 	snapshotChunkBytes = 1 << 20
 	peerQueueLen       = 4096
+	// minReconnectWait is the first wait before opening a broken stream
+	// again; it doubles, up to a second, while the peer stays unreachable.
+	minReconnectWait = 10 * time.Millisecond
+	// emptyAppendHold bounds how long an empty append (a commit index
+	// update) waits for the next append to the same peer to carry it.
+	emptyAppendHold = time.Millisecond
 )
 
 // reporter is the part of raft the transport tells about delivery failures.
@@ -76,6 +82,8 @@ func (t *transport) dial(addr string) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr,
 		grpc.WithTransportCredentials(t.creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.WithStaticStreamWindowSize(streamWindow),
+		grpc.WithStaticConnWindowSize(connWindow),
 	)
 }
 
@@ -184,8 +192,9 @@ func (p *peer) stop() {
 // run keeps a stream open to the peer and drains the queue into it.
 func (p *peer) run() {
 	defer close(p.done)
-	backoff := 10 * time.Millisecond
+	backoff := minReconnectWait
 	for p.ctx.Err() == nil {
+		sent := p.lastOK.Load()
 		err := p.stream()
 		if p.ctx.Err() != nil {
 			return
@@ -197,6 +206,11 @@ func (p *peer) run() {
 		}
 		p.t.raft.ReportUnreachable(p.id)
 		p.t.log.Debug("raft stream to peer broke", "raft.peer", fmt.Sprintf("%x", p.id), "addr", p.addr, "error", err)
+		if p.lastOK.Load() != sent {
+			// The stream carried messages: the peer was up until now,
+			// so waiting starts over from the shortest time.
+			backoff = minReconnectWait
+		}
 		select {
 		case <-time.After(backoff):
 		case <-p.ctx.Done():
@@ -211,17 +225,11 @@ func (p *peer) stream() error {
 	if err != nil {
 		return err
 	}
-	for {
-		var m *raftpb.Message
-		select {
-		case m = <-p.queue:
-		case <-p.ctx.Done():
-			return p.ctx.Err()
-		}
+	send := func(m *raftpb.Message) error {
 		b, err := proto.Marshal(m)
 		if err != nil {
 			p.t.log.Error("encode raft message", "error", err)
-			continue
+			return nil
 		}
 		if err := stream.Send(&api.RaftMessage{Message: b}); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -230,7 +238,70 @@ func (p *peer) stream() error {
 			return err
 		}
 		p.lastOK.Store(time.Now().UnixNano())
+		return nil
 	}
+	// held is an empty append (it only tells the peer a new commit index),
+	// kept back for up to emptyAppendHold: when the next append to the peer
+	// comes first, it carries that commit index and the held one is
+	// dropped. Under a stream of writes this halves the messages between
+	// members (and the acknowledgements and raft Readies they cause).
+	var held *raftpb.Message
+	hold := time.NewTimer(emptyAppendHold)
+	hold.Stop()
+	defer hold.Stop()
+	for {
+		var expired <-chan time.Time
+		if held != nil {
+			expired = hold.C
+		}
+		var m *raftpb.Message
+		select {
+		case m = <-p.queue:
+		case <-expired:
+			m, held = held, nil
+			if err := send(m); err != nil {
+				return err
+			}
+			continue
+		case <-p.ctx.Done():
+			return p.ctx.Err()
+		}
+		if held != nil {
+			switch {
+			case replaces(m, held) && isEmptyAppend(m):
+				held = m // the first deadline stays
+				continue
+			case !replaces(m, held):
+				if err := send(held); err != nil {
+					return err
+				}
+			}
+			held = nil
+			hold.Stop()
+		}
+		if isEmptyAppend(m) {
+			held = m
+			hold.Reset(emptyAppendHold)
+			continue
+		}
+		if err := send(m); err != nil {
+			return err
+		}
+	}
+}
+
+// isEmptyAppend reports whether m is an append without entries: the leader
+// sends one to each follower every time the commit index moves.
+func isEmptyAppend(m *raftpb.Message) bool {
+	return m.GetType() == raftpb.MessageType_MsgApp && len(m.GetEntries()) == 0
+}
+
+// replaces reports whether sending m makes the held empty append useless:
+// m is an append from the same leader and term telling at least the same
+// commit index.
+func replaces(m, held *raftpb.Message) bool {
+	return m.GetType() == raftpb.MessageType_MsgApp && m.GetTerm() == held.GetTerm() &&
+		m.GetFrom() == held.GetFrom() && m.GetCommit() >= held.GetCommit()
 }
 
 // sendSnapshot streams a snapshot message in chunks and tells raft how it

@@ -139,7 +139,7 @@ func (c *Cluster) start(m *Member, listen, joinAddr string, force bool) error {
 		return err
 	}
 	st := store.NewMemoryStore(n)
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(raft.ServerOptions()...)
 	n.Register(srv)
 	go func() { _ = srv.Serve(lis) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
