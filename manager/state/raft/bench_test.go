@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,6 +102,9 @@ func BenchmarkThroughput(b *testing.B) {
 // BenchmarkFailover: with production timings (100 ms tick, election after 10
 // ticks), the time from the leader stopping to a write succeeding on the new
 // leader.
+// failoverDeadline bounds one failover of BenchmarkFailover.
+const failoverDeadline = 30 * time.Second
+
 func BenchmarkFailover(b *testing.B) {
 	c := raftest.New(b, 3, raftest.Options{TickInterval: raft.DefaultTickInterval})
 	var total time.Duration
@@ -109,6 +114,13 @@ func BenchmarkFailover(b *testing.B) {
 		start := time.Now()
 		c.Stop(old)
 		for {
+			// A failover that never ends reports itself, with where every
+			// goroutine waits, instead of hanging the run.
+			if time.Since(start) > failoverDeadline {
+				var dump strings.Builder
+				_ = pprof.Lookup("goroutine").WriteTo(&dump, 1)
+				b.Fatalf("failover %d: no write succeeded within %s of stopping the leader\n%s", i, failoverDeadline, dump.String())
+			}
 			l := c.Leader()
 			if l == nil {
 				time.Sleep(time.Millisecond)
