@@ -181,8 +181,9 @@ func (m *Mesh) syncFastPath(table map[portKey]Port, changed bool) {
 		rules = append(rules, r)
 		active[k] = true
 	}
+	local := localTasks(m.cfg.NodeID, table)
 	for id := range fp.ready {
-		if !listedLocal(m.cfg.NodeID, table, id) {
+		if !local[id] {
 			delete(fp.ready, id)
 		}
 	}
@@ -322,16 +323,6 @@ func (m *Mesh) waitListening(to netip.AddrPort) bool {
 		case <-tick.C:
 		}
 	}
-}
-
-// listedLocal reports whether task id of node nodeID backs a port of table.
-func listedLocal(nodeID string, table map[portKey]Port, id string) bool {
-	for _, p := range table {
-		if slices.ContainsFunc(p.Backends, func(b Backend) bool { return b.TaskID == id && b.NodeID == nodeID }) {
-			return true
-		}
-	}
-	return false
 }
 
 // tunnelHost is the IPv4 address of a node's mesh tunnel host:port.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -338,15 +339,10 @@ func (m *Mesh) TaskStopped(taskID string) {
 	}
 	now := time.Now()
 	m.stopped[taskID] = now
-	ports := make([]Port, 0, len(m.table))
-	listed := false
-	for _, p := range m.table {
-		listed = listed || slices.ContainsFunc(p.Backends, func(b Backend) bool { return b.TaskID == taskID && b.NodeID == m.cfg.NodeID })
-		ports = append(ports, p)
-	}
-	if !listed {
+	if !localTasks(m.cfg.NodeID, m.table)[taskID] {
 		return
 	}
+	ports := slices.Collect(maps.Values(m.table))
 	m.log.Debug("mesh: a local task stopped, it leaves its ports", "task.id", taskID)
 	if err := m.apply(m.withoutStopped(ports, now)); err != nil {
 		m.log.Warn("mesh: updating the ports of a stopped task", "task.id", taskID, "error", err)
@@ -361,25 +357,18 @@ func (m *Mesh) withoutStopped(ports []Port, now time.Time) []Port {
 		return ports
 	}
 	listed := map[string]bool{}
-	out := make([]Port, len(ports))
-	for i, p := range ports {
-		out[i] = p
-		var keep []Backend
-		for j, b := range p.Backends {
-			_, stopped := m.stopped[b.TaskID]
-			if !stopped || b.NodeID != m.cfg.NodeID {
-				if keep != nil {
-					keep = append(keep, b)
-				}
-				continue
-			}
+	stopped := func(b Backend) bool {
+		_, ok := m.stopped[b.TaskID]
+		ok = ok && b.NodeID == m.cfg.NodeID
+		if ok {
 			listed[b.TaskID] = true
-			if keep == nil {
-				keep = append(make([]Backend, 0, len(p.Backends)-1), p.Backends[:j]...)
-			}
 		}
-		if keep != nil {
-			out[i].Backends = keep
+		return ok
+	}
+	out := slices.Clone(ports)
+	for i, p := range out {
+		if slices.ContainsFunc(p.Backends, stopped) {
+			out[i].Backends = slices.DeleteFunc(slices.Clone(p.Backends), stopped)
 		}
 	}
 	for id, at := range m.stopped {
@@ -388,6 +377,20 @@ func (m *Mesh) withoutStopped(ports []Port, now time.Time) []Port {
 		}
 	}
 	return out
+}
+
+// localTasks is the set of the tasks of node nodeID that back a port of
+// table.
+func localTasks(nodeID string, table map[portKey]Port) map[string]bool {
+	local := map[string]bool{}
+	for _, p := range table {
+		for _, b := range p.Backends {
+			if b.NodeID == nodeID {
+				local[b.TaskID] = true
+			}
+		}
+	}
+	return local
 }
 
 // apply makes ports the table. Called with m.mu held.
@@ -448,14 +451,7 @@ func (m *Mesh) watchExits() {
 	if !ok {
 		return
 	}
-	local := map[string]bool{}
-	for _, p := range m.table {
-		for _, b := range p.Backends {
-			if b.NodeID == m.cfg.NodeID {
-				local[b.TaskID] = true
-			}
-		}
-	}
+	local := localTasks(m.cfg.NodeID, m.table)
 	for id, cancel := range m.watched {
 		if !local[id] {
 			cancel()
