@@ -246,3 +246,19 @@ func TestReporterRunsOnce(t *testing.T) {
 		t.Fatalf("second Run = %v", err)
 	}
 }
+
+// OnReport sees every report as it is queued, before any call sends it,
+// including one that coalescing will drop.
+func TestReporterOnReport(t *testing.T) {
+	var seen []string
+	r := NewReporter(ReporterConfig{Clock: clockwork.NewFakeClock(), OnReport: func(id string, s *api.TaskStatus) {
+		seen = append(seen, id+":"+s.GetState().String())
+	}})
+	r.Report("a", st(stRunning))
+	r.Report("a", st(api.TaskState_TASK_STATE_STARTING)) // behind: not queued
+	r.Report("b", st(api.TaskState_TASK_STATE_FAILED))
+	want := []string{"a:TASK_STATE_RUNNING", "a:TASK_STATE_STARTING", "b:TASK_STATE_FAILED"}
+	if !slices.Equal(seen, want) {
+		t.Fatalf("OnReport saw %v, want %v", seen, want)
+	}
+}
