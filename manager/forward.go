@@ -27,7 +27,7 @@ type leaderForwarder struct {
 }
 
 func (f *leaderForwarder) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if f.m.raft.IsLeader() {
+	if f.serveHere(ctx) {
 		return handler(ctx, req)
 	}
 	if err := f.m.raft.WaitForLeader(ctx); err != nil {
@@ -37,7 +37,7 @@ func (f *leaderForwarder) unary(ctx context.Context, req any, info *grpc.UnarySe
 	// a call forwarded to a leader that lost its place (cut off from the
 	// others, it steps down) would otherwise hang until the client gives up.
 	changed := f.m.raft.LeaderChanged()
-	if f.m.raft.IsLeader() {
+	if f.serveHere(ctx) {
 		return handler(ctx, req)
 	}
 	reply, err := replyFor(info.FullMethod)
@@ -64,6 +64,13 @@ func (f *leaderForwarder) unary(ctx context.Context, req any, info *grpc.UnarySe
 		return nil, err
 	}
 	return reply, nil
+}
+
+// serveHere reports whether this manager answers the call itself: it is
+// the leader and has applied everything committed before it led (a new
+// leader waits for that; one that steps down meanwhile forwards).
+func (f *leaderForwarder) serveHere(ctx context.Context) bool {
+	return f.m.raft.IsLeader() && f.m.raft.WaitLeaderReady(ctx) == nil
 }
 
 func (f *leaderForwarder) leaderConn() (*grpc.ClientConn, error) {

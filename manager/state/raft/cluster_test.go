@@ -293,3 +293,33 @@ func TestVersionConflictAcrossMembers(t *testing.T) {
 		t.Fatalf("stale update: %v", err)
 	}
 }
+
+// A new leader is ready for reads only once it has applied an entry of its
+// own term: then its store holds every write the old leader acknowledged.
+// Followers are never ready.
+func TestWaitLeaderReady(t *testing.T) {
+	c := raftest.New(t, 3, raftest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for round := range 3 {
+		old := c.WaitLeader()
+		createServices(t, old, fmt.Sprintf("r%d-", round), 5)
+		c.Stop(old)
+		l := c.WaitLeader()
+		if err := l.Node.WaitLeaderReady(ctx); err != nil {
+			t.Fatalf("round %d: WaitLeaderReady on the new leader: %v", round, err)
+		}
+		if got, want := countServices(l), 5*(round+1); got != want {
+			t.Fatalf("round %d: a ready leader holds %d services, want %d", round, got, want)
+		}
+		for _, f := range c.Followers() {
+			if err := f.Node.WaitLeaderReady(ctx); !errors.Is(err, raft.ErrNotLeader) {
+				t.Fatalf("round %d: WaitLeaderReady on follower %s = %v, want ErrNotLeader", round, f.Name, err)
+			}
+		}
+		if err := c.Restart(old); err != nil {
+			t.Fatal(err)
+		}
+		c.WaitConverged()
+	}
+}

@@ -202,6 +202,15 @@ func (n *Node) applyEntries(ents []*raftpb.Entry) error {
 		n.applied.Store(e.GetIndex())
 	}
 	n.flushApply(&pending)
+	if len(ents) > 0 {
+		if last := ents[len(ents)-1]; last.GetIndex() <= n.applied.Load() {
+			n.appliedTerm.Store(last.GetTerm())
+		}
+		n.leadMu.Lock()
+		close(n.applyCh)
+		n.applyCh = make(chan struct{})
+		n.leadMu.Unlock()
+	}
 	return nil
 }
 

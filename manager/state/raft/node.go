@@ -51,6 +51,8 @@ type Node struct {
 	lead    atomic.Uint64
 	term    atomic.Uint64
 	applied atomic.Uint64
+	// appliedTerm is the term of the last entry applied.
+	appliedTerm atomic.Uint64
 	// snapsReceived counts snapshots installed from the leader.
 	snapsReceived atomic.Uint64
 	// snapInterval and keepEntries are Config.SnapshotInterval and
@@ -60,6 +62,7 @@ type Node struct {
 	keepEntries  atomic.Uint64
 	leadMu       sync.Mutex
 	leadCh       chan struct{}
+	applyCh      chan struct{} // closed (and replaced) after each applied batch; under leadMu
 
 	// Owned by the run loop.
 	confState     *raftpb.ConfState
@@ -98,6 +101,7 @@ func NewNode(cfg Config) (*Node, error) {
 		waits:     newWaits(),
 		proposals: make(chan *proposal, 4096),
 		leadCh:    make(chan struct{}),
+		applyCh:   make(chan struct{}),
 		promoting: map[uint64]bool{},
 		stopCh:    make(chan struct{}),
 		doneCh:    make(chan struct{}),
@@ -489,6 +493,32 @@ func (n *Node) Term() uint64 { return n.term.Load() }
 
 // AppliedIndex is the last log index applied to the store.
 func (n *Node) AppliedIndex() uint64 { return n.applied.Load() }
+
+// WaitLeaderReady returns once this member, the leader, has applied an
+// entry of its own term: only then has it applied every entry committed
+// before it led, so that its store answers reads as the cluster does (a
+// new leader learns that older entries are committed only when one of its
+// own term commits). It returns ErrNotLeader when the member is not, or
+// stops being, the leader first, or ctx's error.
+func (n *Node) WaitLeaderReady(ctx context.Context) error {
+	for {
+		n.leadMu.Lock()
+		applied, changed := n.applyCh, n.leadCh
+		n.leadMu.Unlock()
+		if !n.IsLeader() {
+			return ErrNotLeader
+		}
+		if n.appliedTerm.Load() >= n.term.Load() {
+			return nil
+		}
+		select {
+		case <-applied:
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
 
 // LeaderChanged returns a channel closed at the next leadership change.
 func (n *Node) LeaderChanged() <-chan struct{} {
