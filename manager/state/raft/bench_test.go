@@ -3,6 +3,8 @@ package raft_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -16,6 +18,8 @@ import (
 	"github.com/openswarm/swarmd/manager/state/raft"
 	"github.com/openswarm/swarmd/manager/state/raft/raftest"
 	"github.com/openswarm/swarmd/manager/state/store"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // fsyncLatency measures small write+fdatasync round trips in dir: the floor
@@ -75,6 +79,15 @@ func BenchmarkCommitLatency(b *testing.B) {
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
 	b.ReportMetric(float64(percentile(fs, 0.5).Microseconds()), "fsync-p50-µs")
 	b.ReportMetric(float64(percentile(lat, 0.5))/float64(percentile(fs, 0.5)), "p50/fsync")
+	// A commit needs a follower's durable acknowledgement: an append's
+	// way to a follower, its fsync and the answer's way back. Its floor is
+	// a round trip plus an fsync; the probes measure the round trip on
+	// loopback TCP and on the members' gRPC streams, in the same run.
+	tcp := percentile(tcpRoundTrips(b, 2000), 0.5)
+	rpc := percentile(grpcRoundTrips(b, 2000), 0.5)
+	b.ReportMetric(float64(tcp.Microseconds()), "tcp-rtt-p50-µs")
+	b.ReportMetric(float64(rpc.Microseconds()), "grpc-rtt-p50-µs")
+	b.ReportMetric(float64(percentile(lat, 0.5))/float64(rpc+percentile(fs, 0.5)), "p50/(grpc-rtt+fsync)")
 }
 
 // BenchmarkThroughput: many clients writing small objects at once on 3
@@ -139,4 +152,134 @@ func BenchmarkFailover(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-writable")
+}
+
+// rttProbeSize is the size of the message the round-trip probes send: about
+// an append of one small write.
+const rttProbeSize = 256
+
+// tcpRoundTrips measures n round trips of a small message over one loopback
+// TCP connection: the floor under any message a follower must answer.
+func tcpRoundTrips(b *testing.B, n int) []time.Duration {
+	b.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		c, err := lis.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, rttProbeSize)
+		for {
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return
+			}
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, rttProbeSize)
+	out := make([]time.Duration, 0, n)
+	for range n {
+		start := time.Now()
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, time.Since(start))
+	}
+	return out
+}
+
+// relayRaft serves the raft service's message stream by handing every
+// message it receives to fn.
+type relayRaft struct {
+	api.UnimplementedRaftServer
+	fn func(*api.RaftMessage) error
+}
+
+func (r relayRaft) Stream(s grpc.ClientStreamingServer[api.RaftMessage, api.StreamAck]) error {
+	for {
+		m, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		if err := r.fn(m); err != nil {
+			return err
+		}
+	}
+}
+
+// serveRelay starts a gRPC server with the raft server options, serving
+// relayRaft{fn}, and returns its address.
+func serveRelay(b *testing.B, fn func(*api.RaftMessage) error) string {
+	b.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer(raft.ServerOptions()...)
+	api.RegisterRaftServer(srv, relayRaft{fn: fn})
+	go func() { _ = srv.Serve(lis) }()
+	b.Cleanup(srv.Stop)
+	return lis.Addr().String()
+}
+
+// openStream opens a raft message stream to addr with the options members
+// use between them.
+func openStream(b *testing.B, ctx context.Context, addr string) grpc.ClientStreamingClient[api.RaftMessage, api.StreamAck] {
+	b.Helper()
+	conn, err := grpc.NewClient(addr, raft.DialOptions(insecure.NewCredentials())...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	s, err := api.NewRaftClient(conn).Stream(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// grpcRoundTrips measures n round trips of a small message between two
+// members' raft message streams, the way an append and its acknowledgement
+// travel: A's stream to B carries the message, B's handler sends it back on
+// B's stream to A, A's handler receives it.
+func grpcRoundTrips(b *testing.B, n int) []time.Duration {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan struct{}, 1)
+	addrA := serveRelay(b, func(*api.RaftMessage) error { got <- struct{}{}; return nil })
+	back := make(chan grpc.ClientStreamingClient[api.RaftMessage, api.StreamAck], 1)
+	addrB := serveRelay(b, func(m *api.RaftMessage) error {
+		s := <-back
+		back <- s
+		return s.Send(m)
+	})
+	back <- openStream(b, ctx, addrA)
+	toB := openStream(b, ctx, addrB)
+	msg := &api.RaftMessage{Message: make([]byte, rttProbeSize)}
+	out := make([]time.Duration, 0, n)
+	for range n {
+		start := time.Now()
+		if err := toB.Send(msg); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+		out = append(out, time.Since(start))
+	}
+	return out
 }
