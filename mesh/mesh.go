@@ -123,6 +123,7 @@ type Mesh struct {
 	sessionSem chan struct{} // tunnel connections served
 	pool       *tunnelPool   // client sessions to remote tunnels
 	fast       *fastPath     // nil without fast path
+	bufs       *sync.Pool    // copy buffers of splice
 
 	mu      sync.Mutex // guards the fields below
 	ports   map[portKey]*portListener
@@ -180,6 +181,7 @@ func New(cfg Config) (*Mesh, error) {
 		tunnelSem:  newSem(cfg.MaxTunnelConns),
 		sessionSem: newSem(cfg.MaxTunnelConns),
 		serverTLS:  serverTLSConfig(cfg.ServerTLS),
+		bufs:       newCopyBufs(),
 	}
 	m.pool = newTunnelPool(m)
 	if cfg.FastPath {

@@ -63,7 +63,7 @@ func (m *Mesh) handleTCP(pl *portListener, c *net.TCPConn) {
 		_ = c.Close()
 		_ = bc.Close()
 	})
-	splice(c, bc)
+	splice(m.bufs, c, bc)
 	stop()
 }
 
@@ -128,30 +128,55 @@ func (m *Mesh) dialAny(ctx context.Context, pl *portListener, commit func(Backen
 type closeWriter interface{ CloseWrite() error }
 
 // splice copies both ways between a and b until both directions ended,
-// propagating half-closes, then closes both. io.Copy between two
-// *net.TCPConn uses splice(2).
-func splice(a, b net.Conn) {
+// propagating half-closes, then closes both. Between two *net.TCPConn the
+// copy uses splice(2); other pairs (tunnel streams) copy through buffers
+// from bufs, so a connection allocates none.
+func splice(bufs *sync.Pool, a, b net.Conn) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		pipe(a, b)
+		pipe(bufs, a, b)
 	}()
-	pipe(b, a)
+	pipe(bufs, b, a)
 	wg.Wait()
 	_ = a.Close()
 	_ = b.Close()
 }
 
+// copyBufSize is the size of the buffers splice copies through.
+const copyBufSize = 32 << 10
+
+// newCopyBufs returns the buffer pool of splice.
+func newCopyBufs() *sync.Pool {
+	return &sync.Pool{New: func() any { return new([copyBufSize]byte) }}
+}
+
 // pipe copies src to dst. At EOF it half-closes dst; on an error, or if dst
 // cannot half-close, it closes both so the other direction ends too.
-func pipe(dst, src net.Conn) {
-	_, err := io.Copy(dst, src)
-	if err == nil {
+func pipe(bufs *sync.Pool, dst, src net.Conn) {
+	if err := copyConn(bufs, dst, src); err == nil {
 		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
 			return
 		}
 	}
 	_ = dst.Close()
 	_ = src.Close()
+}
+
+// copyConn copies src to dst: with splice(2) between TCP sockets, else
+// through a pooled buffer (io.Copy would allocate one per call).
+func copyConn(bufs *sync.Pool, dst, src net.Conn) error {
+	_, srcTCP := src.(*net.TCPConn)
+	_, dstTCP := dst.(*net.TCPConn)
+	if srcTCP && dstTCP {
+		_, err := io.Copy(dst, src)
+		return err
+	}
+	buf := bufs.Get().(*[copyBufSize]byte)
+	defer bufs.Put(buf)
+	// Hide ReadFrom/WriteTo: they would take the copy over with a buffer
+	// of their own.
+	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf[:])
+	return err
 }

@@ -177,7 +177,7 @@ func (m *Mesh) handleStream(c tunnelStream, peer, addr string) {
 	defer stop()
 	switch h.Protocol {
 	case TCP:
-		splice(c, local)
+		splice(m.bufs, c, local)
 	case UDP:
 		m.serveTunnelUDP(c, local.(*net.UDPConn))
 	}
