@@ -3,8 +3,10 @@
 package mesh
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,15 +23,25 @@ import (
 // against the same requests sent straight to the container, in one run on
 // the testbed. One task runs on h1:
 //
-//	direct  client in h1's namespace -> the container's address:80
-//	local   client in h1's namespace -> 10.99.0.11:8080 (h1's mesh, local task)
-//	remote  client in h2's namespace -> 10.99.0.12:8080 (h2's mesh, tunnel to h1)
+//	direct     client in h1's namespace -> the container's address:80
+//	local      client in h1's namespace -> 10.99.0.11:8080 (h1's mesh, local task)
+//	direct-h2  client in h2's namespace -> the container's address:80, routed
+//	           by h1 (the testbed gives each engine a docker0 subnet of its
+//	           own for this; real hosts cannot reach another's containers)
+//	remote     client in h2's namespace -> 10.99.0.12:8080 (h2's mesh, to h1)
+//	proxy      client in h1's namespace -> 10.99.0.11:9090, a minimal
+//	           userspace proxy of the benchmark's own (accept, dial the
+//	           container, copy both ways): the anchor of the userspace path
 //
 // The paths take turns in 20 rounds of b.N/20 requests each; per path it
 // reports requests per second, the ratio to direct over the whole run (-x)
 // and the median of the 20 rounds' ratios (-x-med: a round's paths run one
 // right after the other, so load from elsewhere that falls on a single
-// round moves it less), and the latency percentiles. Run with a bounded count: -bench MeshRequests -benchtime
+// round moves it less), and the latency percentiles. The remote path is
+// also compared with direct-h2, the same client on the same node without
+// the mesh (-xs, -xs-med): what the mesh itself costs, apart from the hop
+// between the nodes; the local path is compared with the minimal proxy
+// (-xp, -xp-med). Run with a bounded count: -bench MeshRequests -benchtime
 // 3000x. It runs the mesh on its userspace path alone
 // (--mesh-fast-path=false).
 func BenchmarkMeshRequests(b *testing.B) { benchMeshRequests(b, "--mesh-fast-path=false") }
@@ -40,7 +52,7 @@ func BenchmarkMeshRequests(b *testing.B) { benchMeshRequests(b, "--mesh-fast-pat
 func BenchmarkMeshRequestsFastPath(b *testing.B) { benchMeshRequests(b) }
 
 func benchMeshRequests(b *testing.B, swarmdArgs ...string) {
-	s := newSwarm(b, 2, swarmdArgs...)
+	s := newSwarmCfg(b, testbed.Config{Hosts: 2, RoutedBridges: true}, swarmdArgs...)
 	m := s.hosts[0]
 	s.docker(m, "service", "create", "--name", "bench", "--replicas", "1", "--publish", "8080:80",
 		"--constraint", "node.hostname==h1", "--detach", "--no-resolve-image", image)
@@ -57,14 +69,26 @@ func benchMeshRequests(b *testing.B, swarmdArgs ...string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if err := s.hosts[1].RouteBridge(s.ctx, s.hosts[0]); err != nil {
+		b.Fatal(err)
+	}
+	proxyAddr, err := bareProxy(b, s.hosts[0], containerIP+":80")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// same is the index of the case sending the same requests from the
+	// same node without the mesh.
 	cases := []struct {
 		name string
 		from *testbed.Host
 		addr string
+		same int
 	}{
-		{"direct", s.hosts[0], containerIP + ":80"},
-		{"local", s.hosts[0], s.hosts[0].IP + ":8080"},
-		{"remote", s.hosts[1], s.hosts[1].IP + ":8080"},
+		{"direct", s.hosts[0], containerIP + ":80", 0},
+		{"local", s.hosts[0], s.hosts[0].IP + ":8080", 0},
+		{"direct-h2", s.hosts[1], containerIP + ":80", 2},
+		{"remote", s.hosts[1], s.hosts[1].IP + ":8080", 2},
+		{"proxy", s.hosts[0], proxyAddr, 0},
 	}
 	clients := make([]*http.Client, len(cases))
 	for i, tc := range cases {
@@ -103,18 +127,28 @@ func benchMeshRequests(b *testing.B, swarmdArgs ...string) {
 		}
 	}
 	b.StopTimer()
-	direct := float64(rounds*per) / took[0].Seconds()
+	// ratio reports case i against case base over the whole run and as
+	// the median of the rounds' ratios.
+	ratio := func(i, base int, unit string) {
+		b.ReportMetric(took[base].Seconds()/took[i].Seconds(), cases[i].name+"-"+unit)
+		ratios := make([]float64, rounds)
+		for r := range rounds {
+			ratios[r] = round[base][r].Seconds() / round[i][r].Seconds()
+		}
+		slices.Sort(ratios)
+		b.ReportMetric((ratios[rounds/2-1]+ratios[rounds/2])/2, cases[i].name+"-"+unit+"-med")
+	}
 	for i, tc := range cases {
 		rate := float64(rounds*per) / took[i].Seconds()
 		slices.Sort(lat[i])
 		b.ReportMetric(rate, tc.name+"-req/s")
-		b.ReportMetric(rate/direct, tc.name+"-x")
-		ratios := make([]float64, rounds)
-		for r := range rounds {
-			ratios[r] = round[0][r].Seconds() / round[i][r].Seconds()
+		ratio(i, 0, "x")
+		if tc.same != 0 && tc.same != i {
+			ratio(i, tc.same, "xs")
 		}
-		slices.Sort(ratios)
-		b.ReportMetric((ratios[rounds/2-1]+ratios[rounds/2])/2, tc.name+"-x-med")
+		if tc.name == "local" {
+			ratio(i, len(cases)-1, "xp")
+		}
 		b.ReportMetric(float64(lat[i][len(lat[i])/2].Microseconds())/1000, tc.name+"-p50-ms")
 		b.ReportMetric(float64(lat[i][len(lat[i])*99/100].Microseconds())/1000, tc.name+"-p99-ms")
 	}
@@ -327,4 +361,41 @@ func BenchmarkServiceCreate3Hosts(b *testing.B) {
 			b.ReportMetric(total.Seconds()/float64(b.N), "s-to-6/6")
 		})
 	}
+}
+
+// bareProxy serves, in h's namespace on h's address, a minimal TCP proxy to
+// target: per connection a dial and a copy each way (splice(2) between the
+// two sockets), nothing else. It stops with the benchmark.
+func bareProxy(b *testing.B, h *testbed.Host, target string) (string, error) {
+	lis, err := h.Listen("tcp", h.IP+":9090")
+	if err != nil {
+		return "", err
+	}
+	b.Cleanup(func() { _ = lis.Close() })
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				bc, err := h.DialContext(context.Background(), "tcp", target)
+				if err != nil {
+					return
+				}
+				defer bc.Close()
+				done := make(chan struct{})
+				go func() {
+					_, _ = io.Copy(bc, c)
+					_ = bc.(*net.TCPConn).CloseWrite()
+					close(done)
+				}()
+				_, _ = io.Copy(c, bc)
+				_ = c.(*net.TCPConn).CloseWrite()
+				<-done
+			}()
+		}
+	}()
+	return lis.Addr().String(), nil
 }

@@ -36,6 +36,13 @@ type swarm struct {
 // one swarm of them, h1 its manager.
 func newSwarm(t testing.TB, n int, extra ...string) *swarm {
 	t.Helper()
+	return newSwarmCfg(t, testbed.Config{Hosts: n}, extra...)
+}
+
+// newSwarmCfg is newSwarm on a testbed made with cfg (its binaries,
+// images and logger filled in).
+func newSwarmCfg(t testing.TB, cfg testbed.Config, extra ...string) *swarm {
+	t.Helper()
 	testbed.RequireEngine(t)
 	bin, err := swarmdBin()
 	if err != nil {
@@ -43,7 +50,8 @@ func newSwarm(t testing.TB, n int, extra ...string) *swarm {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	tb := testbed.NewSwarm(ctx, t, testbed.Config{Hosts: n, SwarmdBin: bin, Images: []string{image}, Logf: t.Logf}, extra...)
+	cfg.SwarmdBin, cfg.Images, cfg.Logf = bin, []string{image}, t.Logf
+	tb := testbed.NewSwarm(ctx, t, cfg, extra...)
 	s := &swarm{t: t, ctx: ctx, tb: tb, hosts: tb.Hosts()}
 	return s
 }

@@ -38,6 +38,9 @@ type Host struct {
 	StateDir string
 	// DataRoot and ExecRoot are the engine's --data-root and --exec-root.
 	DataRoot, ExecRoot string
+	// BridgeSubnet is the engine's docker0 subnet (10.98.(10+N).0/24)
+	// with Config.RoutedBridges, else "" (the engine's default).
+	BridgeSubnet string
 
 	pidFile string
 
@@ -121,6 +124,9 @@ func newHost(tb *Testbed, n int) (*Host, error) {
 		ExecRoot:   "/var/run/" + ns,
 		pidFile:    "/var/run/" + ns + ".pid",
 	}
+	if tb.cfg.RoutedBridges {
+		h.BridgeSubnet = fmt.Sprintf("10.98.%d.0/24", 10+n)
+	}
 	h.SwarmdSock = filepath.Join(h.Dir, "docker.sock")
 	h.ControlSock = filepath.Join(h.Dir, "control.sock")
 	h.StateDir = filepath.Join(h.Dir, "swarmd")
@@ -182,8 +188,13 @@ func (h *Host) engineScript() (string, error) {
 	b.WriteString("mkdir -p /run/docker/plugins\n")
 	fmt.Fprintf(&b, "mount --bind %s /run/docker/plugins\n", filepath.Join(h.Dir, "plugins"))
 	fmt.Fprintf(&b, "hostname %s\n", h.Name)
-	fmt.Fprintf(&b, "exec dockerd --data-root %s --exec-root %s -H unix://%s --pidfile %s\n",
-		h.DataRoot, h.ExecRoot, h.EngineSock, h.pidFile)
+	bip := ""
+	if h.BridgeSubnet != "" {
+		// docker0 takes the subnet's first address.
+		bip = " --bip " + strings.Replace(h.BridgeSubnet, ".0/", ".1/", 1)
+	}
+	fmt.Fprintf(&b, "exec dockerd --data-root %s --exec-root %s -H unix://%s --pidfile %s%s\n",
+		h.DataRoot, h.ExecRoot, h.EngineSock, h.pidFile, bip)
 	return b.String(), nil
 }
 
@@ -465,6 +476,18 @@ func (h *Host) Exec(ctx context.Context, name string, args ...string) (string, e
 		return out, fmt.Errorf("%s: %w", h.Name, err)
 	}
 	return out, nil
+}
+
+// RouteBridge routes, in h's namespace, the containers of other's engine
+// (its BridgeSubnet, Config.RoutedBridges) through other's address.
+func (h *Host) RouteBridge(ctx context.Context, other *Host) error {
+	if other.BridgeSubnet == "" {
+		return fmt.Errorf("testbed: %s: route to %s's containers: Config.RoutedBridges is off", h.Name, other.Name)
+	}
+	if out, err := h.Exec(ctx, "ip", "route", "replace", other.BridgeSubnet, "via", other.IP); err != nil {
+		return fmt.Errorf("testbed: route to %s's containers: %w: %s", other.Name, err, out)
+	}
+	return nil
 }
 
 // Netem shapes the host's egress on eth0 (towards every other host and the

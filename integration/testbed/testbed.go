@@ -84,6 +84,10 @@ type Config struct {
 	Images []string
 	// Logf, if set, receives progress messages (e.g. t.Logf).
 	Logf func(string, ...any)
+	// RoutedBridges gives each host's engine a docker0 subnet of its own
+	// (Host.BridgeSubnet) instead of the engines' common default, so that
+	// another host can reach its containers through it (RouteBridge).
+	RoutedBridges bool
 }
 
 // Testbed is a set of hosts on one bridge. Close it.
