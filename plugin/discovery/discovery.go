@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/plugin/overlay"
 	"github.com/openswarm/swarmd/plugin/resolver"
@@ -57,6 +58,8 @@ type Config struct {
 	NSIdentity func(path string) (uint64, bool)
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Clock paces the looks at young namespaces; nil means the real one.
+	Clock clockwork.Clock
 }
 
 // Discovery serves the names and virtual IPs of the overlay networks of
@@ -69,6 +72,7 @@ type Discovery struct {
 	vips   Applier
 	listen ListenFunc
 	nsID   func(string) (uint64, bool)
+	clock  clockwork.Clock
 	kick   chan struct{}
 
 	// program serialises the programming of container namespaces.
@@ -114,7 +118,7 @@ type sandbox struct {
 // New returns a Discovery; Run serves it.
 func New(cfg Config) (*Discovery, error) {
 	d := &Discovery{
-		log: cfg.Logger, vips: cfg.VIPs, listen: cfg.Listen, nsID: cfg.NSIdentity,
+		log: cfg.Logger, vips: cfg.VIPs, listen: cfg.Listen, nsID: cfg.NSIdentity, clock: cfg.Clock,
 		kick:    make(chan struct{}, 1),
 		servers: map[string]*server{}, tabs: map[string]table{},
 		endpoints: map[string]endpoint{}, byAddr: map[addrKey]string{}, sandboxes: map[string]*sandbox{},
@@ -127,6 +131,9 @@ func New(cfg Config) (*Discovery, error) {
 	}
 	if d.nsID == nil {
 		d.nsID = namespaceIdentity
+	}
+	if d.clock == nil {
+		d.clock = clockwork.NewRealClock()
 	}
 	rc := cfg.Resolver
 	rc.Scope = d.scope
@@ -153,7 +160,7 @@ func (d *Discovery) Run(ctx context.Context) {
 	d.mu.Unlock()
 	defer d.stopAll()
 
-	tick := time.NewTicker(recheckEvery)
+	tick := d.clock.NewTicker(recheckEvery)
 	defer tick.Stop()
 	for {
 		if d.programAll(ctx) {
@@ -162,7 +169,7 @@ func (d *Discovery) Run(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-d.kick:
-			case <-tick.C:
+			case <-tick.Chan():
 			}
 			continue
 		}
@@ -295,7 +302,7 @@ func (d *Discovery) EndpointUp(networkID, endpointID string, ip netip.Addr, sand
 		d.sandboxes[sandboxKey] = sb
 	}
 	sb.eps[endpointID] = true
-	sb.joined = time.Now()
+	sb.joined = d.clock.Now()
 	d.mu.Unlock()
 	d.wake()
 }
@@ -382,7 +389,7 @@ func (d *Discovery) programAll(ctx context.Context) (again bool) {
 		d.programOne(actx, sb)
 		cancel()
 		d.mu.Lock()
-		young := time.Since(sb.joined) < recheckFor
+		young := d.clock.Since(sb.joined) < recheckFor
 		d.mu.Unlock()
 		again = again || young
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/plugin/overlay"
@@ -354,4 +355,100 @@ func TestDiscovery(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestYoungSandboxes: a container's namespace is looked at again while it
+// joined less than recheckFor ago, and no longer after.
+func TestYoungSandboxes(t *testing.T) {
+	tests := []struct {
+		name  string
+		age   time.Duration
+		again bool
+	}{
+		{"just joined", 0, true},
+		{"nearly old", recheckFor - time.Nanosecond, true},
+		{"old", recheckFor, false},
+		{"older", recheckFor + time.Minute, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := clockwork.NewFakeClock()
+			d, err := New(Config{
+				VIPs:       newFakeApplier(),
+				NSIdentity: func(string) (uint64, bool) { return 0, false }, // not there yet
+				Clock:      clock,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.EndpointUp("netA", "ep1", a("10.0.1.5"), "/ns/c1")
+			clock.Advance(tc.age)
+			if got := d.programAll(context.Background()); got != tc.again {
+				t.Fatalf("programAll after %s: again = %v, want %v", tc.age, got, tc.again)
+			}
+		})
+	}
+}
+
+// TestLateNamespace: a container whose namespace appears only after its
+// endpoint joined gets its virtual IPs on the next look, which the
+// discovery's clock paces.
+func TestLateNamespace(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	vips := newFakeApplier()
+	var mu sync.Mutex
+	present := false
+	missed := make(chan struct{}, 100) // a look that found no namespace
+	d, err := New(Config{
+		VIPs: vips,
+		NSIdentity: func(string) (uint64, bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			if !present {
+				missed <- struct{}{}
+			}
+			return 1, present
+		},
+		Clock: clock,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Update([]*api.NetworkPeers{{NetworkId: "netA", Peers: []*api.NetworkPeer{peer("10.0.1.5", "web", "web.1.x", true)},
+		Services: []*api.NetworkService{{ServiceId: "web", Name: "web", Vip: "10.0.1.2"}}}})
+	d.EndpointUp("netA", "ep1", a("10.0.1.5"), "/ns/c1")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// Run looks once as it starts and once for the wake-up the calls above
+	// left; every later look comes from its ticker.
+	for range 2 {
+		select {
+		case <-missed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the endpoint's namespace was not looked at")
+		}
+	}
+	mu.Lock()
+	present = true
+	mu.Unlock()
+	// Nothing tells the discovery that the namespace came: only its
+	// ticker does, one look per Advance.
+	want := vip.Rules{a("10.0.1.2"): {a("10.0.1.5")}}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if got, ok := vips.get("/ns/c1"); ok && equalRules(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			got, _ := vips.get("/ns/c1")
+			t.Fatalf("rules in /ns/c1: %v, want %v", got, want)
+		}
+		clock.Advance(recheckEvery)
+		select {
+		case <-vips.changed:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
