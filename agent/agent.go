@@ -167,6 +167,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer stop()
 	}
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	cs := newConns(append([]grpc.DialOption{grpc.WithTransportCredentials(a.cfg.Credentials)}, a.cfg.DialOptions...))
+	defer cs.closeAll()
 	backoff := time.Duration(0)
 	var last, redirect string
 	for ctx.Err() == nil {
@@ -175,7 +177,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			addr, redirect = redirect, ""
 		}
 		started := a.cfg.Clock.Now()
-		err := a.runSession(ctx, addr)
+		err := a.runSession(ctx, cs, addr)
 		if ctx.Err() != nil {
 			break
 		}
@@ -187,6 +189,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		established := errors.Is(err, errSessionEnded)
+		if established {
+			// A session that was up ended: the manager went away or
+			// broke it off; the next attempt to it starts afresh.
+			cs.drop(addr)
+		} else {
+			cs.failed(addr)
+		}
 		a.cfg.Remotes.Observe(addr, established)
 		last = addr
 		if established && a.cfg.Clock.Since(started) > a.cfg.MaxBackoff {
@@ -251,13 +260,11 @@ func nextBackoff(cur, maxWait time.Duration) time.Duration {
 // runSession opens a session with one manager and serves it until it breaks.
 // It returns an error wrapping errSessionEnded if the session was
 // established first.
-func (a *Agent) runSession(ctx context.Context, addr string) error {
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(a.cfg.Credentials)}, a.cfg.DialOptions...)
-	conn, err := grpc.NewClient(addr, opts...)
+func (a *Agent) runSession(ctx context.Context, cs *conns, addr string) error {
+	conn, err := cs.get(addr, a.cfg.Remotes.Addrs())
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", addr, err)
+		return err
 	}
-	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	client := api.NewDispatcherClient(conn)
