@@ -294,16 +294,30 @@ func Heartbeat(ctx context.Context, o Options, window time.Duration) (HeartbeatR
 	leader.Kill()
 	rest := ms[1:]
 	var next *Manager
+	// The way back, as it goes: when the new leader is known, then how
+	// many nodes are in session with it each second.
+	report := killed.Add(time.Second)
 	err = poll(ctx, 10*time.Millisecond, func() (bool, error) {
 		if next == nil {
 			for _, m := range rest {
-				if m.IsLeader(ctx) {
+				// A manager may hold a control call while it has no
+				// leader: ask each briefly.
+				cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				leads := m.IsLeader(cctx)
+				cancel()
+				if leads {
 					next = m
+					fmt.Fprintf(o.Out, "  %s: %s leads\n", time.Since(killed).Round(time.Millisecond), m.Name)
 				}
 			}
 			return false, nil
 		}
-		return agents.Connected(next.Addr) == agents.Len(), nil
+		connected := agents.Connected(next.Addr)
+		if time.Now().After(report) {
+			fmt.Fprintf(o.Out, "  %s: %d nodes in session with %s\n", time.Since(killed).Round(time.Second), connected, next.Name)
+			report = report.Add(time.Second)
+		}
+		return connected == agents.Len(), nil
 	})
 	if err != nil {
 		return res, err
