@@ -32,6 +32,16 @@ type BatchStateMachine interface {
 	ApplyBatch(indexes []uint64, requests [][]*api.StoreAction) []error
 }
 
+// ProposedStateMachine is a BatchStateMachine that also applies this
+// member's own proposals from memory: where proposed[i] is set,
+// requests[i] is the very slice of actions given to ProposeValue (not a
+// copy decoded from the log), which the state machine takes over; the
+// result must be what applying the decoded copy would give. The member
+// still decodes every other request, and all of them after a restart.
+type ProposedStateMachine interface {
+	ApplyBatchProposed(indexes []uint64, requests [][]*api.StoreAction, proposed []bool) []error
+}
+
 // Node is one raft member.
 type Node struct {
 	cfg     Config

@@ -25,10 +25,13 @@ const requestOverhead = 32
 
 // Proposer sends a transaction's actions through consensus and returns the
 // result of applying them: the error Apply returned for them, or a
-// consensus error. It must not modify the actions; the objects handed to
-// Apply must be its own copies (decoded from the log), down to every
-// message they hold: Apply modifies them in place to share what they
-// hold equal with stored objects.
+// consensus error. It must not modify the actions. The objects handed to
+// Apply and ApplyBatch must be its own copies (decoded from the log), down
+// to every message they hold: Apply modifies them in place to share what
+// they hold equal with stored objects. ApplyBatchProposed may instead be
+// handed the very actions given to ProposeValue, once each: the store does
+// not touch them once they are proposed, whether ProposeValue has returned
+// or not.
 type Proposer interface {
 	ProposeValue(ctx context.Context, actions []*api.StoreAction) error
 }
