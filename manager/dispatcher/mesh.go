@@ -30,7 +30,7 @@ func newMeshFeed() *feed[*api.MeshMessage] {
 // runMesh keeps r.mesh up to date with the store: it recomputes the table
 // after changes to services, to the tasks of services that publish
 // ingress ports, and to nodes (their state and tunnel addresses).
-func (r *run) runMesh(events <-chan store.Event, cancel func()) {
+func (r *run) runMesh(events <-chan []store.Event, cancel func()) {
 	var ingress map[string]bool
 	r.followStore(events, cancel,
 		func(ev store.Event) bool { return meshRelevant(ev, ingress) },

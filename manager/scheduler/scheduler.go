@@ -87,7 +87,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // the watch closes or the store is restored.
 func (s *Scheduler) runWatch(ctx context.Context) error {
 	v := newView()
-	events, cancel, err := s.store.ViewAndWatch(v.load, watchFilter)
+	events, cancel, err := s.store.ViewAndWatchBatches(v.load, watchFilter)
 	if err != nil {
 		return fmt.Errorf("scheduler: load nodes and tasks: %w", err)
 	}
@@ -140,7 +140,7 @@ func (v *view) load(tx store.ReadTx) error {
 type run struct {
 	s      *Scheduler
 	v      *view
-	events <-chan store.Event
+	events <-chan []store.Event
 
 	timer clockwork.Timer // armed until a pass is due; nil if not
 	// due: a pass is to run at the next commit boundary.
@@ -163,14 +163,16 @@ func (r *run) loop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-r.events:
+		case evs, ok := <-r.events:
 			if !ok {
 				return errWatchClosed
 			}
-			if ev.Action == store.EventRestore {
-				return errRestore
+			for _, ev := range evs {
+				if ev.Action == store.EventRestore {
+					return errRestore
+				}
+				r.handle(ev)
 			}
-			r.handle(ev)
 		case <-r.timerC():
 			r.timer = nil
 			r.due = true

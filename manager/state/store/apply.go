@@ -80,6 +80,7 @@ type applier struct {
 	w       writer
 	specs   specCache
 	changes []change     // the batch's changes, when watching; the request's, else
+	events  []Event      // the batch's events, being published
 	commits []commitMark // the batch's successful requests, when watching
 }
 
@@ -192,6 +193,7 @@ func (a *applier) undo(changes []change) {
 // themselves (never modified once stored), shared by the event's
 // subscribers, which must treat them as read-only.
 func (s *MemoryStore) publish(changes []change, commits []commitMark) {
+	evs := s.applier.events[:0]
 	start := 0
 	for _, m := range commits {
 		for _, c := range changes[start:m.end] {
@@ -204,9 +206,15 @@ func (s *MemoryStore) publish(changes []change, commits []commitMark) {
 			case api.StoreAction_REMOVE:
 				ev.Action, ev.Object = EventRemove, c.old
 			}
-			s.queue.Publish(ev)
+			evs = append(evs, ev)
 		}
-		s.queue.Publish(Event{Action: EventCommit, Index: m.index})
+		evs = append(evs, Event{Action: EventCommit, Index: m.index})
 		start = m.end
 	}
+	s.queue.PublishAll(evs)
+	clear(evs)
+	if cap(evs) > maxKeptChanges {
+		evs = nil
+	}
+	s.applier.events = evs[:0]
 }

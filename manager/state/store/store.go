@@ -279,6 +279,31 @@ func (s *MemoryStore) ViewAndWatch(cb func(ReadTx) error, filters ...func(Event)
 	return ch, cancel, nil
 }
 
+// WatchBatches is Watch delivering the events in batches, as
+// ViewAndWatchBatches does.
+func (s *MemoryStore) WatchBatches(filters ...func(Event) bool) (<-chan []Event, func()) {
+	ch, cancel, _ := s.ViewAndWatchBatches(nil, filters...)
+	return ch, cancel
+}
+
+// ViewAndWatchBatches is ViewAndWatch delivering the events in batches:
+// each receive hands over, in order, the events published since the
+// previous one (the receiver owns the slice). A burst of writes then costs
+// the watcher one channel receive per batch rather than per event.
+func (s *MemoryStore) ViewAndWatchBatches(cb func(ReadTx) error, filters ...func(Event) bool) (<-chan []Event, func(), error) {
+	s.applyMu.Lock()
+	ch, cancel := s.queue.SubscribeBatches(anyFilter(filters), s.opts.watchBacklog)
+	st := s.state.Load()
+	s.applyMu.Unlock()
+	if cb != nil {
+		if err := cb(readTx{st}); err != nil {
+			cancel()
+			return nil, nil, err
+		}
+	}
+	return ch, cancel, nil
+}
+
 // Close closes every watch channel. The store stays readable and writable.
 func (s *MemoryStore) Close() {
 	s.queue.Close()
