@@ -80,6 +80,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		if err := n.storage.ApplySnapshot(rd.Snapshot); err != nil {
 			return fmt.Errorf("raft: apply snapshot: %w", err)
 		}
+		n.logBytes = 0
 		if err := n.restoreSnapshot(rd.Snapshot); err != nil {
 			return err
 		}
@@ -87,7 +88,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.snapsReceived.Add(1)
 		n.log.Info("raft: restored from a snapshot sent by the leader", "index", n.snapshotIndex)
 	}
-	if err := n.storage.Append(rd.Entries); err != nil {
+	if err := n.appendLog(rd.Entries); err != nil {
 		return fmt.Errorf("raft: append to log: %w", err)
 	}
 	if !leader {
@@ -435,13 +436,14 @@ func (n *Node) applyConfChange(e *raftpb.Entry) error {
 }
 
 // maybeSnapshot snapshots the store and compacts the log every
-// SnapshotInterval applied entries.
+// SnapshotInterval applied entries, or when raft needs a snapshot newer
+// than the log in memory; else it compacts the log if it grew too large.
 func (n *Node) maybeSnapshot() error {
 	applied := n.applied.Load()
-	if applied-n.snapshotIndex < n.snapInterval.Load() {
-		return nil
+	if applied-n.snapshotIndex >= n.snapInterval.Load() || applied > n.snapshotIndex && n.wantSnapshot.Swap(false) {
+		return n.snapshot(applied)
 	}
-	return n.snapshot(applied)
+	return n.compactBySize(applied)
 }
 
 func (n *Node) snapshot(applied uint64) error {
@@ -469,6 +471,7 @@ func (n *Node) snapshot(applied uint64) error {
 			if err := n.storage.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
 				return fmt.Errorf("raft: compact log: %w", err)
 			}
+			n.countLogBytes()
 		}
 	}
 	if err := n.disk.purge(); err != nil {
