@@ -288,8 +288,10 @@ func (s *MemoryStore) WatchBatches(filters ...func(Event) bool) (<-chan []Event,
 
 // ViewAndWatchBatches is ViewAndWatch delivering the events in batches:
 // each receive hands over, in order, the events published since the
-// previous one (the receiver owns the slice). A burst of writes then costs
-// the watcher one channel receive per batch rather than per event.
+// previous one. A batch may be read until the next receive from the
+// channel, which reuses its array: the receiver must not keep the slice.
+// A burst of writes then costs the watcher one channel receive per batch
+// rather than per event.
 func (s *MemoryStore) ViewAndWatchBatches(cb func(ReadTx) error, filters ...func(Event) bool) (<-chan []Event, func(), error) {
 	s.applyMu.Lock()
 	ch, cancel := s.queue.SubscribeBatches(anyFilter(filters), s.opts.watchBacklog)

@@ -104,8 +104,10 @@ func (q *Queue[T]) SubscribeLimit(filter func(T) bool, limit int) (<-chan T, fun
 
 // SubscribeBatches is SubscribeLimit delivering values in batches: each
 // receive hands over, in publish order, all the values accepted since the
-// previous receive (never an empty batch). The receiver owns the slice.
-// It costs one channel operation per batch instead of one per value.
+// previous receive (never an empty batch). A batch is the receiver's until
+// its next receive from the channel, after which its array is reused: the
+// receiver must not keep the slice (the values in it are its own). It
+// costs one channel operation per batch instead of one per value.
 func (q *Queue[T]) SubscribeBatches(filter func(T) bool, limit int) (<-chan []T, func()) {
 	s := &subscriber[T]{
 		filter:  filter,
@@ -280,10 +282,14 @@ func (s *subscriber[T]) run() {
 	}
 }
 
-// runBatches hands each buffer over to batches, whole, until stop.
+// runBatches hands each buffer over to batches, whole, until stop. A
+// receiver is done with a batch once it receives the next one (see
+// SubscribeBatches): the array of the batch before is then reused, so a
+// burst of events does not allocate a buffer per batch.
 func (s *subscriber[T]) runBatches() {
 	defer close(s.exited)
 	defer close(s.batches)
+	var spare, held []T // held: the batch the receiver may still read
 	for {
 		s.mu.Lock()
 		for len(s.buf) == 0 {
@@ -296,14 +302,19 @@ func (s *subscriber[T]) runBatches() {
 			s.mu.Lock()
 		}
 		batch := s.buf
-		// The next batch is likely the size of this one: growing to it
-		// by appends would allocate about twice as much.
-		s.buf = make([]T, 0, min(len(batch), maxSpare))
+		s.buf = spare[:0]
+		spare = nil
 		s.mu.Unlock()
 		select {
 		case s.batches <- batch:
 		case <-s.done:
 			return
 		}
+		// The receiver took batch: it is done with held.
+		clear(held)
+		if cap(held) <= maxSpare {
+			spare = held[:0]
+		}
+		held = batch
 	}
 }
