@@ -302,6 +302,13 @@ type writeResult struct {
 func (s *Scheduler) write(ctx context.Context, ds []decision) (writeResult, error) {
 	var res writeResult
 	now := timestamppb.New(s.clock.Now())
+	// The tasks assigned by one write share one status: stored messages
+	// are never modified, and the store then compares it once.
+	assigned := &api.TaskStatus{
+		State:     api.TaskState_TASK_STATE_ASSIGNED,
+		Message:   AssignedMessage,
+		Timestamp: now,
+	}
 	err := s.store.Batch(ctx, func(b *store.Batch) error {
 		for _, d := range ds {
 			err := b.Update(func(tx store.Tx) error {
@@ -315,7 +322,7 @@ func (s *Scheduler) write(ctx context.Context, ds []decision) (writeResult, erro
 					return nil
 				}
 				cur := store.Shallow(stored) // shares stored's messages
-				d.apply(cur, now)
+				d.apply(cur, now, assigned)
 				if err := tx.UpdateOwned(cur); err != nil {
 					return err
 				}
@@ -332,15 +339,12 @@ func (s *Scheduler) write(ctx context.Context, ds []decision) (writeResult, erro
 }
 
 // apply writes the decision into t, a shallow copy of the stored task:
-// it replaces t's fields, never modifies the messages they point to.
-func (d decision) apply(t *api.Task, now *timestamppb.Timestamp) {
+// it replaces t's fields, never modifies the messages they point to. An
+// assigned task gets the status assigned (shared, not to be modified).
+func (d decision) apply(t *api.Task, now *timestamppb.Timestamp, assigned *api.TaskStatus) {
 	if d.node != "" {
 		t.NodeId = d.node
-		t.Status = &api.TaskStatus{
-			State:     api.TaskState_TASK_STATE_ASSIGNED,
-			Message:   AssignedMessage,
-			Timestamp: now,
-		}
+		t.Status = assigned
 		return
 	}
 	st := &api.TaskStatus{State: api.TaskState_TASK_STATE_PENDING}
