@@ -91,7 +91,7 @@ func (a *Allocator) Run(ctx context.Context) error {
 // until ctx ends, the watch closes or the store is restored.
 func (a *Allocator) runWatch(ctx context.Context) error {
 	r := newRun(a)
-	events, cancel, err := a.store.ViewAndWatch(r.load, watchFilter)
+	events, cancel, err := a.store.ViewAndWatchBatches(r.load, watchFilter)
 	if err != nil {
 		return fmt.Errorf("allocator: load the store: %w", err)
 	}

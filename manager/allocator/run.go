@@ -62,7 +62,7 @@ func (w work) merge(o work) {
 type run struct {
 	a      *Allocator
 	l      *ledger
-	events <-chan store.Event
+	events <-chan []store.Event
 
 	dirty   work // changed since the last round
 	requeue work // written but not taken by the store: retried after a delay
@@ -149,38 +149,43 @@ func (r *run) loop(ctx context.Context) error {
 			r.timer = nil
 			r.dirty.merge(r.requeue)
 			r.requeue = newWork()
-		case ev, ok := <-r.events:
+		case evs, ok := <-r.events:
 			if !ok {
 				return errWatchClosed
 			}
-			if err := r.gather(ctx, ev); err != nil {
+			if err := r.gather(ctx, evs); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// gather notes ev and the events after it, until the last one noted ends a
-// commit and no other is waiting (or maxGather were noted).
-func (r *run) gather(ctx context.Context, ev store.Event) error {
-	for n := 1; ; n++ {
-		if ev.Action == store.EventRestore {
-			return errRestore
+// gather notes evs and the batches after them, until the last event
+// noted ends a commit and no other batch is waiting (or maxGather events
+// were noted). Batches are never empty.
+func (r *run) gather(ctx context.Context, evs []store.Event) error {
+	n := 0
+	for {
+		for _, ev := range evs {
+			if ev.Action == store.EventRestore {
+				return errRestore
+			}
+			r.note(ev)
 		}
-		r.note(ev)
+		n += len(evs)
 		ok := true
-		if ev.Action == store.EventCommit {
+		if evs[len(evs)-1].Action == store.EventCommit {
 			if n >= maxGather {
 				return nil
 			}
 			select {
-			case ev, ok = <-r.events:
+			case evs, ok = <-r.events:
 			default:
 				return nil
 			}
 		} else {
 			select {
-			case ev, ok = <-r.events:
+			case evs, ok = <-r.events:
 			case <-ctx.Done():
 				return nil
 			}

@@ -100,13 +100,19 @@ func (r *run) sendChangeSet(stream api.Dispatcher_AssignmentsServer, typ api.Ass
 	return nil
 }
 
-// storeSource is a source on a store snapshot.
+// storeSource is a source on a store snapshot. Tasks are the stored
+// objects themselves, read-only (a source's objects are not modified):
+// assignments only encode them, and a burst assigns tens of thousands.
 type storeSource struct{ tx store.ReadTx }
 
-func (s storeSource) Task(id string) *api.Task { return store.GetTask(s.tx, id) }
+func (s storeSource) Task(id string) *api.Task { return store.Lookup[*api.Task](s.tx, id) }
 
 func (s storeSource) NodeTasks(node string) []*api.Task {
-	ts, _ := store.FindTasks(s.tx, store.ByNodeID(node))
+	var ts []*api.Task
+	_ = store.Each(s.tx, store.ByNodeID(node), func(t *api.Task) bool {
+		ts = append(ts, t)
+		return true
+	})
 	return ts
 }
 

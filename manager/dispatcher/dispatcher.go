@@ -190,7 +190,7 @@ func (d *Dispatcher) start(ctx context.Context) (*run, error) {
 	}
 	r.reg = newRegistry()
 	r.w = newWriter(d.store, d.cfg, d.log)
-	events, cancelWatch := d.store.Watch(store.MatchKind(store.KindNode, store.KindTask, store.KindSecret, store.KindConfig, store.KindCluster))
+	events, cancelWatch := d.store.WatchBatches(store.MatchKind(store.KindNode, store.KindTask, store.KindSecret, store.KindConfig, store.KindCluster))
 
 	var nodes []*api.Node
 	d.store.View(func(tx store.ReadTx) {
@@ -230,10 +230,10 @@ func (d *Dispatcher) start(ctx context.Context) (*run, error) {
 	go func() { defer r.wg.Done(); r.runHub(events, cancelWatch) }()
 	go func() { defer r.wg.Done(); r.runSweeper(sweeper) }()
 	go func() { defer r.wg.Done(); r.runManagersPoll(poller) }()
-	meshEvents, cancelMesh := d.store.Watch(store.MatchKind(store.KindService, store.KindTask, store.KindNode))
+	meshEvents, cancelMesh := d.store.WatchBatches(store.MatchKind(store.KindService, store.KindTask, store.KindNode))
 	r.wg.Add(1)
 	go func() { defer r.wg.Done(); r.runMesh(meshEvents, cancelMesh) }()
-	netEvents, cancelNets := d.store.Watch(store.MatchKind(store.KindTask, store.KindNode))
+	netEvents, cancelNets := d.store.WatchBatches(store.MatchKind(store.KindTask, store.KindNode))
 	r.wg.Add(1)
 	go func() { defer r.wg.Done(); r.runNetworks(netEvents, cancelNets) }()
 	d.log.Info("dispatcher started", "nodes_watched", watched, "grace", grace)

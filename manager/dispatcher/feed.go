@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/openswarm/swarmd/manager/state/store"
@@ -74,18 +75,18 @@ func streamTable[M proto.Message](ctx context.Context, r *run, s *session, send 
 // relevant says may change what it computes; events within
 // AssignmentBatchDelay of the first make one recompute. It returns when
 // the run ends or events closes, and then cancels the watch.
-func (r *run) followStore(events <-chan store.Event, cancel func(), relevant func(store.Event) bool, recompute func()) {
+func (r *run) followStore(events <-chan []store.Event, cancel func(), relevant func(store.Event) bool, recompute func()) {
 	defer cancel()
 	recompute()
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
-		case ev, ok := <-events:
+		case evs, ok := <-events:
 			if !ok {
 				return
 			}
-			if !relevant(ev) {
+			if !slices.ContainsFunc(evs, relevant) {
 				continue
 			}
 		}

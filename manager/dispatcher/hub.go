@@ -110,19 +110,21 @@ func (st *assignStream) take() dirty {
 
 // runHub reads the store watch until the run ends; a watch the store
 // closes ends the run (errWatchClosed).
-func (r *run) runHub(events <-chan store.Event, cancel func()) {
+func (r *run) runHub(events <-chan []store.Event, cancel func()) {
 	defer cancel()
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
-		case ev, ok := <-events:
+		case evs, ok := <-events:
 			if !ok {
 				r.d.log.Error("dispatcher: store watch closed; stopping")
 				r.cancel(errWatchClosed)
 				return
 			}
-			r.handle(ev)
+			for _, ev := range evs {
+				r.handle(ev)
+			}
 		}
 	}
 }

@@ -30,7 +30,7 @@ func newMeshFeed() *feed[*api.MeshMessage] {
 // runMesh keeps r.mesh up to date with the store: it recomputes the table
 // after changes to services, to the tasks of services that publish
 // ingress ports, and to nodes (their state and tunnel addresses).
-func (r *run) runMesh(events <-chan store.Event, cancel func()) {
+func (r *run) runMesh(events <-chan []store.Event, cancel func()) {
 	var ingress map[string]bool
 	r.followStore(events, cancel,
 		func(ev store.Event) bool { return meshRelevant(ev, ingress) },
@@ -42,24 +42,31 @@ func (r *run) runMesh(events <-chan store.Event, cancel func()) {
 func (r *run) recomputeMesh() map[string]bool {
 	var msg *api.MeshMessage
 	ingress := map[string]bool{}
+	// The stored objects are read in place (meshTable only reads them):
+	// the table is recomputed after every service write, and copying
+	// every service each time cost a copy of all of them per write.
 	r.d.store.View(func(tx store.ReadTx) {
-		svcs, _ := store.FindServices(tx, store.All)
 		var published []*api.Service
 		tasks := map[string][]*api.Task{}
-		for _, s := range svcs {
-			if len(ingressPorts(s)) == 0 {
-				continue
+		_ = store.Each(tx, store.All, func(s *api.Service) bool {
+			if len(ingressPorts(s)) > 0 {
+				ingress[s.GetId()] = true
+				published = append(published, s)
 			}
-			ingress[s.GetId()] = true
-			published = append(published, s)
-			tasks[s.GetId()], _ = store.FindTasks(tx, store.ByServiceID(s.GetId()))
+			return true
+		})
+		for _, s := range published {
+			_ = store.Each(tx, store.ByServiceID(s.GetId()), func(t *api.Task) bool {
+				tasks[s.GetId()] = append(tasks[s.GetId()], t)
+				return true
+			})
 		}
 		nodes := map[string]*api.Node{}
 		if len(published) > 0 {
-			ns, _ := store.FindNodes(tx, store.All)
-			for _, n := range ns {
+			_ = store.Each(tx, store.All, func(n *api.Node) bool {
 				nodes[n.GetId()] = n
-			}
+				return true
+			})
 		}
 		msg = meshTable(published, tasks, nodes)
 	})

@@ -67,7 +67,7 @@ func newNetworksFeed() *feed[*networksTable] {
 // runNetworks keeps r.networks up to date with the store: it recomputes
 // the endpoints after changes to tasks attached to networks and, while
 // there are endpoints, to the addresses of nodes.
-func (r *run) runNetworks(events <-chan store.Event, cancel func()) {
+func (r *run) runNetworks(events <-chan []store.Event, cancel func()) {
 	var attached bool
 	r.followStore(events, cancel,
 		func(ev store.Event) bool { return networksRelevant(ev, attached) },

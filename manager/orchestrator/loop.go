@@ -91,7 +91,7 @@ type Loop struct {
 // Run runs the loop until ctx ends (then it returns nil) or the store
 // closes its watch (ErrWatchClosed).
 func (l *Loop) Run(ctx context.Context) error {
-	events, cancel, err := l.Store.ViewAndWatch(nil, l.watched)
+	batches, cancel, err := l.Store.ViewAndWatchBatches(nil, l.watched)
 	if err != nil {
 		return fmt.Errorf("%s: watch the store: %w", l.Name, err)
 	}
@@ -105,12 +105,16 @@ func (l *Loop) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-events:
+		case evs, ok := <-batches:
 			if !ok {
 				return fmt.Errorf("%s: %w", l.Name, ErrWatchClosed)
 			}
-			if st.note(ev) {
-				l.Note(ev)
+			// The events of a batch are noted before any pass: a pass
+			// runs at the batch's last commit, seeing all of them.
+			for _, ev := range evs {
+				if st.note(ev) {
+					l.Note(ev)
+				}
 			}
 		case <-st.timerC():
 			st.fired()

@@ -15,6 +15,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/openswarm/swarmd/api"
@@ -95,7 +96,7 @@ func NewSharedTask(s *api.Service, slot uint64, nodeID string, now time.Time) *a
 	if nodeID != "" {
 		t.Annotations = &api.Annotations{Name: fmt.Sprintf("%s.%s", name, nodeID)}
 	} else {
-		t.Annotations = &api.Annotations{Name: fmt.Sprintf("%s.%d", name, slot)}
+		t.Annotations = &api.Annotations{Name: name + "." + strconv.FormatUint(slot, 10)}
 	}
 	if js := s.GetJobStatus(); js != nil {
 		t.JobIteration = js.GetJobIteration()

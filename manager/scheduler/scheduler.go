@@ -87,7 +87,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // the watch closes or the store is restored.
 func (s *Scheduler) runWatch(ctx context.Context) error {
 	v := newView()
-	events, cancel, err := s.store.ViewAndWatch(v.load, watchFilter)
+	events, cancel, err := s.store.ViewAndWatchBatches(v.load, watchFilter)
 	if err != nil {
 		return fmt.Errorf("scheduler: load nodes and tasks: %w", err)
 	}
@@ -140,7 +140,7 @@ func (v *view) load(tx store.ReadTx) error {
 type run struct {
 	s      *Scheduler
 	v      *view
-	events <-chan store.Event
+	events <-chan []store.Event
 
 	timer clockwork.Timer // armed until a pass is due; nil if not
 	// due: a pass is to run at the next commit boundary.
@@ -163,14 +163,16 @@ func (r *run) loop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-r.events:
+		case evs, ok := <-r.events:
 			if !ok {
 				return errWatchClosed
 			}
-			if ev.Action == store.EventRestore {
-				return errRestore
+			for _, ev := range evs {
+				if ev.Action == store.EventRestore {
+					return errRestore
+				}
+				r.handle(ev)
 			}
-			r.handle(ev)
 		case <-r.timerC():
 			r.timer = nil
 			r.due = true
@@ -300,6 +302,13 @@ type writeResult struct {
 func (s *Scheduler) write(ctx context.Context, ds []decision) (writeResult, error) {
 	var res writeResult
 	now := timestamppb.New(s.clock.Now())
+	// The tasks assigned by one write share one status: stored messages
+	// are never modified, and the store then compares it once.
+	assigned := &api.TaskStatus{
+		State:     api.TaskState_TASK_STATE_ASSIGNED,
+		Message:   AssignedMessage,
+		Timestamp: now,
+	}
 	err := s.store.Batch(ctx, func(b *store.Batch) error {
 		for _, d := range ds {
 			err := b.Update(func(tx store.Tx) error {
@@ -313,7 +322,7 @@ func (s *Scheduler) write(ctx context.Context, ds []decision) (writeResult, erro
 					return nil
 				}
 				cur := store.Shallow(stored) // shares stored's messages
-				d.apply(cur, now)
+				d.apply(cur, now, assigned)
 				if err := tx.UpdateOwned(cur); err != nil {
 					return err
 				}
@@ -330,15 +339,12 @@ func (s *Scheduler) write(ctx context.Context, ds []decision) (writeResult, erro
 }
 
 // apply writes the decision into t, a shallow copy of the stored task:
-// it replaces t's fields, never modifies the messages they point to.
-func (d decision) apply(t *api.Task, now *timestamppb.Timestamp) {
+// it replaces t's fields, never modifies the messages they point to. An
+// assigned task gets the status assigned (shared, not to be modified).
+func (d decision) apply(t *api.Task, now *timestamppb.Timestamp, assigned *api.TaskStatus) {
 	if d.node != "" {
 		t.NodeId = d.node
-		t.Status = &api.TaskStatus{
-			State:     api.TaskState_TASK_STATE_ASSIGNED,
-			Message:   AssignedMessage,
-			Timestamp: now,
-		}
+		t.Status = assigned
 		return
 	}
 	st := &api.TaskStatus{State: api.TaskState_TASK_STATE_PENDING}

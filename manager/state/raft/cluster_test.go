@@ -323,3 +323,94 @@ func TestWaitLeaderReady(t *testing.T) {
 		c.WaitConverged()
 	}
 }
+
+// TestOwnProposalsAppliedFromMemory: a member applies the transactions it
+// proposed from memory (its stored tasks keep sharing the service's task
+// spec, as the transaction built them) and the others decode them, with
+// the same result; after the leadership moves, each member still applies
+// only its own proposals from memory, and no member modified an object it
+// had stored.
+func TestOwnProposalsAppliedFromMemory(t *testing.T) {
+	c := raftest.New(t, 3, raftest.Options{StoreOptions: []store.Option{store.WithMutationCheck()}})
+	write := func(m *raftest.Member, svcID string) {
+		t.Helper()
+		ctx := ctxT(t, 10*time.Second)
+		err := m.Store.Update(ctx, func(tx store.Tx) error {
+			return tx.Create(&api.Service{Id: svcID, Spec: &api.ServiceSpec{Annotations: &api.Annotations{Name: svcID},
+				Task: &api.TaskSpec{Container: &api.ContainerSpec{Image: "nginx"}}}})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = m.Store.Batch(ctx, func(b *store.Batch) error {
+			for i := range 10 {
+				err := b.Update(func(tx store.Tx) error {
+					svc := store.Lookup[*api.Service](tx, svcID)
+					return tx.CreateOwned(&api.Task{Id: fmt.Sprintf("%s-%d", svcID, i), ServiceId: svcID, Slot: uint64(i + 1),
+						Spec: svc.GetSpec().GetTask(), ServiceAnnotations: svc.GetSpec().GetAnnotations(),
+						Status: &api.TaskStatus{State: api.TaskState_TASK_STATE_PENDING}})
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		status := &api.TaskStatus{State: api.TaskState_TASK_STATE_ASSIGNED, Message: "assigned"}
+		err = m.Store.Update(ctx, func(tx store.Tx) error {
+			return store.Each(tx, store.ByServiceID(svcID), func(task *api.Task) bool {
+				upd := store.Shallow(task)
+				upd.NodeId, upd.Status = "node-1", status
+				return tx.UpdateOwned(upd) == nil
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// sharesSpec reports whether m's stored tasks of svcID point at the
+	// stored service's task spec, as only the proposer's do.
+	sharesSpec := func(m *raftest.Member, svcID string) bool {
+		shared := false
+		m.Store.View(func(tx store.ReadTx) {
+			svc := store.Lookup[*api.Service](tx, svcID)
+			task := store.Lookup[*api.Task](tx, svcID+"-0")
+			shared = task.GetNodeId() == "node-1" && task.GetSpec() == svc.GetSpec().GetTask()
+		})
+		return shared
+	}
+	check := func(proposer *raftest.Member, svcID string) {
+		t.Helper()
+		for _, m := range c.Running() {
+			if got := sharesSpec(m, svcID); got != (m == proposer) {
+				t.Errorf("%s's tasks of %s share the service's spec: %v, want %v (proposed by %s)", m.Name, svcID, got, m == proposer, proposer.Name)
+			}
+		}
+	}
+
+	l := c.WaitLeader()
+	f := c.Followers()[0]
+	write(l, "via-leader")
+	write(f, "via-follower")
+	c.WaitConverged()
+	check(l, "via-leader")
+	check(f, "via-follower")
+
+	if err := l.Node.TransferLeadership(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	nl := c.WaitLeader()
+	write(nl, "via-new-leader")
+	write(l, "via-old-leader")
+	c.WaitConverged()
+	check(nl, "via-new-leader")
+	check(l, "via-old-leader")
+	for _, m := range c.Running() {
+		if err := m.Store.CheckUnmodified(); err != nil {
+			t.Errorf("%s: %v", m.Name, err)
+		}
+	}
+}

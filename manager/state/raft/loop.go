@@ -9,6 +9,7 @@ import (
 	"github.com/openswarm/swarmd/api"
 	"go.etcd.io/raft/v3"
 	raftpb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -79,6 +80,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		if err := n.storage.ApplySnapshot(rd.Snapshot); err != nil {
 			return fmt.Errorf("raft: apply snapshot: %w", err)
 		}
+		n.logBytes = 0
 		if err := n.restoreSnapshot(rd.Snapshot); err != nil {
 			return err
 		}
@@ -86,7 +88,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.snapsReceived.Add(1)
 		n.log.Info("raft: restored from a snapshot sent by the leader", "index", n.snapshotIndex)
 	}
-	if err := n.storage.Append(rd.Entries); err != nil {
+	if err := n.appendLog(rd.Entries); err != nil {
 		return fmt.Errorf("raft: append to log: %w", err)
 	}
 	if !leader {
@@ -218,25 +220,158 @@ func (n *Node) applyEntries(ents []*raftpb.Entry) error {
 type pendingApply struct {
 	indexes  []uint64
 	requests [][]*api.StoreAction
-	reqs     []*api.InternalRaftRequest
+	// proposed[i]: requests[i] are this member's own actions, taken
+	// back from memory rather than decoded.
+	proposed []bool
+	ids      []requestID
 	last     uint64
 }
+
+// requestID identifies a request to the member that proposed it.
+type requestID struct{ proposer, seq uint64 }
 
 func (n *Node) collect(p *pendingApply, e *raftpb.Entry) {
 	p.last = e.GetIndex()
 	if len(e.GetData()) == 0 {
 		return
 	}
-	var batch api.RaftBatch
-	if err := proto.Unmarshal(e.GetData(), &batch); err != nil {
+	_, own := n.sm.(ProposedStateMachine)
+	reqs, err := decodeEntry(e.GetData(), n.id, own, n.waits.takeActions)
+	if err != nil {
 		n.log.Error("raft: undecodable log entry skipped", "index", e.GetIndex(), "error", err)
 		return
 	}
-	for _, req := range batch.GetRequests() {
+	for _, r := range reqs {
 		p.indexes = append(p.indexes, e.GetIndex())
-		p.requests = append(p.requests, req.GetActions())
-		p.reqs = append(p.reqs, req)
+		p.requests = append(p.requests, r.actions)
+		p.proposed = append(p.proposed, r.proposed)
+		p.ids = append(p.ids, r.id)
 	}
+}
+
+// entryRequest is one request of a log entry.
+type entryRequest struct {
+	id      requestID
+	actions []*api.StoreAction
+	// proposed: actions are the ones this member proposed, from memory.
+	proposed bool
+	raw      []byte // the encoded request, until decoded
+}
+
+// decodeEntry returns the requests of a normal entry's data (an
+// api.RaftBatch). With own set, the requests this member (self) proposed
+// and whose actions take still holds are not decoded: their actions are
+// taken from memory. An entry that does not decode yields an error and no
+// request, as proto.Unmarshal of the whole batch would.
+func decodeEntry(data []byte, self uint64, own bool, take func(seq uint64) ([]*api.StoreAction, bool)) ([]entryRequest, error) {
+	if !own {
+		var batch api.RaftBatch
+		if err := proto.Unmarshal(data, &batch); err != nil {
+			return nil, err
+		}
+		reqs := make([]entryRequest, len(batch.GetRequests()))
+		for i, r := range batch.GetRequests() {
+			reqs[i] = entryRequest{id: requestID{r.GetProposer(), r.GetSeq()}, actions: r.GetActions()}
+		}
+		return reqs, nil
+	}
+	var reqs []entryRequest
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		data = data[n:]
+		if num != raftBatchRequests || typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, data); n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			data = data[n:]
+			continue
+		}
+		raw, n := protowire.ConsumeBytes(data)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		data = data[n:]
+		id, err := decodeRequestID(raw)
+		if err != nil {
+			return nil, err
+		}
+		reqs = append(reqs, entryRequest{id: id, raw: raw})
+	}
+	// Decode the others' requests first: if one fails, the entry is
+	// skipped and this member's actions stay where they were.
+	for i := range reqs {
+		if reqs[i].id.proposer == self {
+			continue
+		}
+		if err := reqs[i].decode(); err != nil {
+			return nil, err
+		}
+	}
+	for i := range reqs {
+		r := &reqs[i]
+		if r.id.proposer != self {
+			continue
+		}
+		if actions, ok := take(r.id.seq); ok {
+			r.actions, r.proposed, r.raw = actions, true, nil
+			continue
+		}
+		if err := r.decode(); err != nil {
+			return nil, err
+		}
+	}
+	return reqs, nil
+}
+
+func (r *entryRequest) decode() error {
+	var req api.InternalRaftRequest
+	if err := proto.Unmarshal(r.raw, &req); err != nil {
+		return err
+	}
+	r.actions, r.raw = req.GetActions(), nil
+	return nil
+}
+
+// Field numbers of api.RaftBatch and api.InternalRaftRequest.
+const (
+	raftBatchRequests = 1
+	requestProposer   = 1
+	requestSeq        = 2
+)
+
+// decodeRequestID reads the proposer and seq of an encoded
+// api.InternalRaftRequest (the last occurrence of each wins, as in
+// proto.Unmarshal), skipping its actions.
+func decodeRequestID(b []byte) (requestID, error) {
+	var id requestID
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return requestID{}, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if (num == requestProposer || num == requestSeq) && typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return requestID{}, protowire.ParseError(n)
+			}
+			b = b[n:]
+			if num == requestProposer {
+				id.proposer = v
+			} else {
+				id.seq = v
+			}
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return requestID{}, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return id, nil
 }
 
 // flushApply applies the gathered requests and wakes their proposers.
@@ -245,7 +380,9 @@ func (n *Node) flushApply(p *pendingApply) {
 		return
 	}
 	var errs []error
-	if bsm, ok := n.sm.(BatchStateMachine); ok && len(p.requests) > 0 {
+	if psm, ok := n.sm.(ProposedStateMachine); ok && len(p.requests) > 0 {
+		errs = psm.ApplyBatchProposed(p.indexes, p.requests, p.proposed)
+	} else if bsm, ok := n.sm.(BatchStateMachine); ok && len(p.requests) > 0 {
 		errs = bsm.ApplyBatch(p.indexes, p.requests)
 	} else {
 		errs = make([]error, len(p.requests))
@@ -253,9 +390,9 @@ func (n *Node) flushApply(p *pendingApply) {
 			errs[i] = n.sm.Apply(p.indexes[i], p.requests[i])
 		}
 	}
-	for i, req := range p.reqs {
-		if req.GetProposer() == n.id {
-			n.waits.trigger(req.GetSeq(), errs[i])
+	for i, id := range p.ids {
+		if id.proposer == n.id {
+			n.waits.trigger(id.seq, errs[i])
 		}
 	}
 	n.applied.Store(p.last)
@@ -299,13 +436,14 @@ func (n *Node) applyConfChange(e *raftpb.Entry) error {
 }
 
 // maybeSnapshot snapshots the store and compacts the log every
-// SnapshotInterval applied entries.
+// SnapshotInterval applied entries, or when raft needs a snapshot newer
+// than the log in memory; else it compacts the log if it grew too large.
 func (n *Node) maybeSnapshot() error {
 	applied := n.applied.Load()
-	if applied-n.snapshotIndex < n.snapInterval.Load() {
-		return nil
+	if applied-n.snapshotIndex >= n.snapInterval.Load() || applied > n.snapshotIndex && n.wantSnapshot.Swap(false) {
+		return n.snapshot(applied)
 	}
-	return n.snapshot(applied)
+	return n.compactBySize(applied)
 }
 
 func (n *Node) snapshot(applied uint64) error {
@@ -333,6 +471,7 @@ func (n *Node) snapshot(applied uint64) error {
 			if err := n.storage.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
 				return fmt.Errorf("raft: compact log: %w", err)
 			}
+			n.countLogBytes()
 		}
 	}
 	if err := n.disk.purge(); err != nil {

@@ -32,6 +32,16 @@ type BatchStateMachine interface {
 	ApplyBatch(indexes []uint64, requests [][]*api.StoreAction) []error
 }
 
+// ProposedStateMachine is a BatchStateMachine that also applies this
+// member's own proposals from memory: where proposed[i] is set,
+// requests[i] is the very slice of actions given to ProposeValue (not a
+// copy decoded from the log), which the state machine takes over; the
+// result must be what applying the decoded copy would give. The member
+// still decodes every other request, and all of them after a restart.
+type ProposedStateMachine interface {
+	ApplyBatchProposed(indexes []uint64, requests [][]*api.StoreAction, proposed []bool) []error
+}
+
 // Node is one raft member.
 type Node struct {
 	cfg     Config
@@ -64,7 +74,15 @@ type Node struct {
 	leadCh       chan struct{}
 	applyCh      chan struct{} // closed (and replaced) after each applied batch; under leadMu
 
+	// wantSnapshot: raft found the snapshot older than the log in
+	// memory (see logStorage); the run loop takes a new one.
+	wantSnapshot atomic.Bool
+	// maxLogBytes and keepLogBytes bound the log in memory (see
+	// compactBySize).
+	maxLogBytes, keepLogBytes uint64
+
 	// Owned by the run loop.
+	logBytes      uint64 // entry data in the log in memory
 	confState     *raftpb.ConfState
 	snapshotIndex uint64
 	aloneChecked  bool
@@ -94,17 +112,19 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:       cfg,
-		log:       cfg.Logger.With("module", "raft"),
-		storage:   raft.NewMemoryStorage(),
-		members:   newMembership(),
-		waits:     newWaits(),
-		proposals: make(chan *proposal, 4096),
-		leadCh:    make(chan struct{}),
-		applyCh:   make(chan struct{}),
-		promoting: map[uint64]bool{},
-		stopCh:    make(chan struct{}),
-		doneCh:    make(chan struct{}),
+		cfg:          cfg,
+		log:          cfg.Logger.With("module", "raft"),
+		storage:      raft.NewMemoryStorage(),
+		members:      newMembership(),
+		waits:        newWaits(),
+		proposals:    make(chan *proposal, 4096),
+		maxLogBytes:  defaultMaxLogBytes,
+		keepLogBytes: defaultKeepLogBytes,
+		leadCh:       make(chan struct{}),
+		applyCh:      make(chan struct{}),
+		promoting:    map[uint64]bool{},
+		stopCh:       make(chan struct{}),
+		doneCh:       make(chan struct{}),
 	}
 	disk, err := newDiskStorage(cfg.Dir, cfg.KeepOldSnapshots+1, cfg.DEK, n.log)
 	if err != nil {
@@ -154,7 +174,7 @@ func (n *Node) raftConfig(applied uint64) *raft.Config {
 		ID:                        n.id,
 		ElectionTick:              n.cfg.ElectionTick,
 		HeartbeatTick:             n.cfg.HeartbeatTick,
-		Storage:                   n.storage,
+		Storage:                   logStorage{n.storage, &n.wantSnapshot},
 		Applied:                   applied,
 		MaxSizePerMsg:             maxSizePerMsg,
 		MaxInflightMsgs:           maxInflightMsgs,
@@ -234,7 +254,7 @@ func (n *Node) restart() error {
 			return err
 		}
 	}
-	if err := n.storage.Append(l.entries); err != nil {
+	if err := n.appendLog(l.entries); err != nil {
 		return fmt.Errorf("raft: load log: %w", err)
 	}
 	// raft runs before the transport knows any peer: a peer whose

@@ -65,6 +65,13 @@ type smMember struct {
 
 func startSM(t *testing.T, dir, addr, join string) *smMember {
 	t.Helper()
+	return startSMWith(t, dir, addr, join, nil)
+}
+
+// startSMWith is startSM with set, if not nil, adjusting the node before
+// it starts.
+func startSMWith(t *testing.T, dir, addr, join string, set func(*Node)) *smMember {
+	t.Helper()
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +81,9 @@ func startSM(t *testing.T, dir, addr, join string) *smMember {
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if set != nil {
+		set(n)
 	}
 	srv := grpc.NewServer()
 	n.Register(srv)

@@ -29,7 +29,7 @@ func (n *Node) ProposeValue(ctx context.Context, actions []*api.StoreAction) err
 	if size > n.cfg.MaxProposalBytes {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrProposalTooLarge, size, n.cfg.MaxProposalBytes)
 	}
-	ch := n.waits.register(req.GetSeq())
+	ch := n.waits.register(req.GetSeq(), actions)
 	select {
 	case n.proposals <- &proposal{req: req, size: size}:
 	case <-ctx.Done():
@@ -126,7 +126,7 @@ func (n *Node) proposeConfChange(ctx context.Context, typ raftpb.ConfChangeType,
 		NodeId:  proto.Uint64(m.GetRaftId()),
 		Context: encodeMemberContext(m),
 	}
-	ch := n.waits.register(seq)
+	ch := n.waits.register(seq, nil)
 	if err := n.raft.ProposeConfChange(ctx, cc); err != nil {
 		n.waits.cancel(seq)
 		return fmt.Errorf("raft: propose %s: %w", typ, err)

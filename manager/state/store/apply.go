@@ -24,7 +24,7 @@ func (s *MemoryStore) applyOneLocked(index uint64, actions []*api.StoreAction) e
 	var errs [1]error
 	indexes := [1]uint64{index}
 	requests := [1][]*api.StoreAction{actions}
-	s.applyLocked(indexes[:], requests[:], errs[:])
+	s.applyLocked(indexes[:], requests[:], nil, errs[:])
 	return errs[0]
 }
 
@@ -45,6 +45,18 @@ func (s *MemoryStore) applyOneLocked(index uint64, actions []*api.StoreAction) e
 // events of each successful request are published, in request order, each
 // request's followed by its EventCommit, exactly as Apply would have.
 func (s *MemoryStore) ApplyBatch(indexes []uint64, requests [][]*api.StoreAction) []error {
+	return s.ApplyBatchProposed(indexes, requests, nil)
+}
+
+// ApplyBatchProposed is ApplyBatch where proposed[i] reports that
+// requests[i] are the very actions this store handed to its Proposer
+// (ProposeValue), not a copy decoded from the log. Their objects may share
+// messages with stored objects (Tx.CreateOwned, Tx.UpdateOwned): applying
+// them modifies no message they hold, only the objects themselves and the
+// Meta and Version each transaction gave them. The result, stored objects
+// and events included, equals that of applying decoded copies. If
+// proposed is shorter than requests, the rest count as decoded.
+func (s *MemoryStore) ApplyBatchProposed(indexes []uint64, requests [][]*api.StoreAction, proposed []bool) []error {
 	errs := make([]error, len(requests))
 	if len(indexes) != len(requests) {
 		for i := range errs {
@@ -57,7 +69,7 @@ func (s *MemoryStore) ApplyBatch(indexes []uint64, requests [][]*api.StoreAction
 	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	s.applyLocked(indexes, requests, errs)
+	s.applyLocked(indexes, requests, proposed, errs)
 	return errs
 }
 
@@ -68,6 +80,7 @@ type applier struct {
 	w       writer
 	specs   specCache
 	changes []change     // the batch's changes, when watching; the request's, else
+	events  []Event      // the batch's events, being published
 	commits []commitMark // the batch's successful requests, when watching
 }
 
@@ -81,17 +94,20 @@ type commitMark struct {
 // maxKeptChanges bounds the change buffer kept between batches.
 const maxKeptChanges = 4096
 
-// applyLocked applies the requests, putting their errors in errs. applyMu
-// is held.
-func (s *MemoryStore) applyLocked(indexes []uint64, requests [][]*api.StoreAction, errs []error) {
+// applyLocked applies the requests, putting their errors in errs;
+// proposed marks those that are this store's own proposals (see
+// ApplyBatchProposed). applyMu is held.
+func (s *MemoryStore) applyLocked(indexes []uint64, requests [][]*api.StoreAction, proposed []bool, errs []error) {
 	a := &s.applier
 	watching := s.queue.Len() > 0
 	keep := watching || s.guard != nil // the changes outlive their request
 	a.txn = dbTxn{st: *s.state.Load(), own: new(owner)}
 	a.w.v = &a.txn
-	a.specs.ownsMessages = s.proposer != nil
 	wrote := false
 	for ri, actions := range requests {
+		// Decoded objects own every message they hold; a local store's
+		// and its own proposals' may share them with stored objects.
+		a.specs.ownsMessages = s.proposer != nil && (ri >= len(proposed) || !proposed[ri])
 		index := indexes[ri]
 		if index > s.lastIndex {
 			s.lastIndex = index
@@ -177,6 +193,7 @@ func (a *applier) undo(changes []change) {
 // themselves (never modified once stored), shared by the event's
 // subscribers, which must treat them as read-only.
 func (s *MemoryStore) publish(changes []change, commits []commitMark) {
+	evs := s.applier.events[:0]
 	start := 0
 	for _, m := range commits {
 		for _, c := range changes[start:m.end] {
@@ -189,9 +206,15 @@ func (s *MemoryStore) publish(changes []change, commits []commitMark) {
 			case api.StoreAction_REMOVE:
 				ev.Action, ev.Object = EventRemove, c.old
 			}
-			s.queue.Publish(ev)
+			evs = append(evs, ev)
 		}
-		s.queue.Publish(Event{Action: EventCommit, Index: m.index})
+		evs = append(evs, Event{Action: EventCommit, Index: m.index})
 		start = m.end
 	}
+	s.queue.PublishAll(evs)
+	clear(evs)
+	if cap(evs) > maxKeptChanges {
+		evs = nil
+	}
+	s.applier.events = evs[:0]
 }

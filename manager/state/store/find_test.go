@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"slices"
 	"sort"
 	"testing"
 
@@ -134,5 +135,61 @@ func TestTaskName(t *testing.T) {
 		if got := TaskName(tt.task); got != tt.want {
 			t.Errorf("TaskName(%v) = %q, want %q", tt.task, got, tt.want)
 		}
+	}
+}
+
+// TestIndexesInIDOrder: the task indexes by node, desired and observed
+// state select exactly the objects with the value and return them in ID
+// order, whatever the IDs' lengths and shared prefixes; the census counts
+// the observed states.
+func TestIndexesInIDOrder(t *testing.T) {
+	ids := []string{"a", "ab", "abc", "abcd", "abcde", "abcdefgh", "abcdefghi", "abcdefgh0", "abcdX", "b", "\xff\xff\xff\xff\xff", "z"}
+	s := NewMemoryStore(nil)
+	defer s.Close()
+	var want = map[string][]string{}
+	var objs []api.StoreObject
+	for i, id := range ids {
+		node := []string{"n1", "n2"}[i%2]
+		state := []api.TaskState{api.TaskState_TASK_STATE_PENDING, api.TaskState_TASK_STATE_RUNNING, api.TaskState_TASK_STATE_FAILED}[i%3]
+		objs = append(objs, &api.Task{Id: id, ServiceId: "svc", Slot: uint64(i + 1), NodeId: node,
+			DesiredState: api.TaskState_TASK_STATE_RUNNING, Status: &api.TaskStatus{State: state}})
+		want["node "+node] = append(want["node "+node], id)
+		want["state "+state.String()] = append(want["state "+state.String()], id)
+		want["desired RUNNING"] = append(want["desired RUNNING"], id)
+	}
+	create(t, s, objs...)
+	for _, w := range want {
+		slices.Sort(w)
+	}
+	for _, tc := range []struct {
+		name string
+		by   By
+	}{
+		{"node n1", ByNodeID("n1")},
+		{"node n2", ByNodeID("n2")},
+		{"node n3", ByNodeID("n3")},
+		{"state TASK_STATE_PENDING", ByTaskState(api.TaskState_TASK_STATE_PENDING)},
+		{"state TASK_STATE_RUNNING", ByTaskState(api.TaskState_TASK_STATE_RUNNING)},
+		{"state TASK_STATE_FAILED", ByTaskState(api.TaskState_TASK_STATE_FAILED)},
+		{"state TASK_STATE_NEW", ByTaskState(api.TaskState_TASK_STATE_NEW)},
+		{"desired RUNNING", ByDesiredState(api.TaskState_TASK_STATE_RUNNING)},
+		{"desired SHUTDOWN", ByDesiredState(api.TaskState_TASK_STATE_SHUTDOWN)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			s.View(func(tx ReadTx) {
+				_ = Each(tx, tc.by, func(task *api.Task) bool {
+					got = append(got, task.GetId())
+					return true
+				})
+			})
+			if !slices.Equal(got, want[tc.name]) {
+				t.Fatalf("%v selects %q, want %q", tc.by, got, want[tc.name])
+			}
+		})
+	}
+	c := s.Census()
+	if c.Tasks[api.TaskState_TASK_STATE_PENDING] != 4 || c.Tasks[api.TaskState_TASK_STATE_RUNNING] != 4 || c.Tasks[api.TaskState_TASK_STATE_FAILED] != 4 {
+		t.Fatalf("census %v", c.Tasks)
 	}
 }

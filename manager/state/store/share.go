@@ -98,8 +98,8 @@ func shareMessage[M interface {
 	*T
 	proto.Message
 }, T any](c *specCache, m, prev M, p *part[M]) M {
-	if m == nil {
-		return m
+	if m == nil || m == prev || p != nil && m == p.msg {
+		return m // already shared: nothing to compare
 	}
 	enc, err := deterministicEncoding.MarshalAppend(c.buf[:0], m)
 	if err != nil {

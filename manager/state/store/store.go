@@ -25,10 +25,13 @@ const requestOverhead = 32
 
 // Proposer sends a transaction's actions through consensus and returns the
 // result of applying them: the error Apply returned for them, or a
-// consensus error. It must not modify the actions; the objects handed to
-// Apply must be its own copies (decoded from the log), down to every
-// message they hold: Apply modifies them in place to share what they
-// hold equal with stored objects.
+// consensus error. It must not modify the actions. The objects handed to
+// Apply and ApplyBatch must be its own copies (decoded from the log), down
+// to every message they hold: Apply modifies them in place to share what
+// they hold equal with stored objects. ApplyBatchProposed may instead be
+// handed the very actions given to ProposeValue, once each: the store does
+// not touch them once they are proposed, whether ProposeValue has returned
+// or not.
 type Proposer interface {
 	ProposeValue(ctx context.Context, actions []*api.StoreAction) error
 }
@@ -265,6 +268,33 @@ func (s *MemoryStore) Watch(filters ...func(Event) bool) (<-chan Event, func()) 
 func (s *MemoryStore) ViewAndWatch(cb func(ReadTx) error, filters ...func(Event) bool) (<-chan Event, func(), error) {
 	s.applyMu.Lock()
 	ch, cancel := s.queue.SubscribeLimit(anyFilter(filters), s.opts.watchBacklog)
+	st := s.state.Load()
+	s.applyMu.Unlock()
+	if cb != nil {
+		if err := cb(readTx{st}); err != nil {
+			cancel()
+			return nil, nil, err
+		}
+	}
+	return ch, cancel, nil
+}
+
+// WatchBatches is Watch delivering the events in batches, as
+// ViewAndWatchBatches does.
+func (s *MemoryStore) WatchBatches(filters ...func(Event) bool) (<-chan []Event, func()) {
+	ch, cancel, _ := s.ViewAndWatchBatches(nil, filters...)
+	return ch, cancel
+}
+
+// ViewAndWatchBatches is ViewAndWatch delivering the events in batches:
+// each receive hands over, in order, the events published since the
+// previous one. A batch may be read until the next receive from the
+// channel, which reuses its array: the receiver must not keep the slice.
+// A burst of writes then costs the watcher one channel receive per batch
+// rather than per event.
+func (s *MemoryStore) ViewAndWatchBatches(cb func(ReadTx) error, filters ...func(Event) bool) (<-chan []Event, func(), error) {
+	s.applyMu.Lock()
+	ch, cancel := s.queue.SubscribeBatches(anyFilter(filters), s.opts.watchBacklog)
 	st := s.state.Load()
 	s.applyMu.Unlock()
 	if cb != nil {

@@ -114,6 +114,11 @@ type tx struct {
 	wt      *dbTxn                     // nil until the first scan after a write: snap plus the writes materialized since
 	pending keyedList[api.StoreObject] // writes not yet in wt; nil = removed
 	kindN   [numKinds]int              // entries of each kind in pending
+	// touched holds the secondary index values (with a string part) of
+	// the pending writes, before and after each: a scan of a value none
+	// of them has cannot see the overlay, which it then need not
+	// materialize (see scanSees).
+	touched map[touchKey]struct{}
 	w       writer
 	now     *timestamppb.Timestamp
 	actions []*api.StoreAction
@@ -187,7 +192,9 @@ func (t *tx) each(k Kind, by By, fn func(api.StoreObject) bool) error {
 	if t.done {
 		return errTxDone
 	}
-	t.materialize(k)
+	if t.scanSees(k, by) {
+		t.materialize(k)
+	}
 	return readTx{t.state()}.each(k, by, fn)
 }
 
@@ -195,8 +202,56 @@ func (t *tx) count(k Kind, by By) (int, error) {
 	if t.done {
 		return 0, errTxDone
 	}
-	t.materialize(k)
+	if t.scanSees(k, by) {
+		t.materialize(k)
+	}
 	return readTx{t.state()}.count(k, by)
+}
+
+// touchKey is an index value a pending write had or has: kind and index
+// positions, and the value's string part.
+type touchKey struct {
+	kp, pos int
+	s       string
+}
+
+// scanSees reports whether a scan of kind k by by may select a pending
+// write of that kind or an object one replaced or removed: then the
+// pending writes must be materialized first. Only the exact selectors of
+// a secondary index whose values have a string part (a service's tasks, a
+// node's) are told apart; for the others it reports true if anything of
+// kind k is pending.
+func (t *tx) scanSees(k Kind, by By) bool {
+	kp := kindPos(k)
+	if kp < 0 || t.kindN[kp] == 0 {
+		return false
+	}
+	b, ok := by.(byIndex)
+	if !ok || b.prefix || b.s == "" || b.index == indexID || b.index == indexName {
+		return true
+	}
+	pos := indexPos(kp, b.index)
+	if pos < 0 {
+		return true // the scan reports the error
+	}
+	_, seen := t.touched[touchKey{kp, pos, b.s}]
+	return seen
+}
+
+// touch records the index values of obj, of kind k, in touched.
+func (t *tx) touch(k Kind, obj api.StoreObject) {
+	kp := kindPos(k)
+	for pos := range schema[kp] {
+		if pos == nameIndex {
+			continue // scans by name always materialize
+		}
+		if s, _, ok := schema[kp][pos].key(obj); ok && s != "" {
+			if t.touched == nil {
+				t.touched = make(map[touchKey]struct{})
+			}
+			t.touched[touchKey{kp, pos, s}] = struct{}{}
+		}
+	}
 }
 
 // materialize copies the pending writes of kind k into the transaction's
@@ -221,6 +276,11 @@ func (t *tx) materialize(k Kind) {
 	})
 	t.pending.removeKind(k)
 	t.kindN[kp] = 0
+	for key := range t.touched {
+		if key.kp == kp {
+			delete(t.touched, key)
+		}
+	}
 }
 
 // view methods, for the writer.
@@ -272,10 +332,27 @@ func (t *tx) store(k Kind, obj api.StoreObject) { t.setPending(k, obj.GetId(), o
 func (t *tx) delete(k Kind, id string) { t.setPending(k, id, nil) }
 
 func (t *tx) setPending(k Kind, id string, obj api.StoreObject) {
-	if t.last.key == (objKey{k, id}) {
+	key := objKey{k, id}
+	if _, ok := t.pending.get(key); !ok {
+		// The object this write replaces or removes, below the
+		// overlay: the writer has just looked it up.
+		var below api.StoreObject
+		if t.last.ok && t.last.key == key {
+			below = t.last.obj
+		} else {
+			below = readTx{t.state()}.lookup(k, id)
+		}
+		if below != nil {
+			t.touch(k, below)
+		}
+	}
+	if obj != nil {
+		t.touch(k, obj)
+	}
+	if t.last.key == key {
 		t.last.ok, t.last.obj = false, nil
 	}
-	if t.pending.set(objKey{k, id}, obj) {
+	if t.pending.set(key, obj) {
 		t.kindN[kindPos(k)]++
 	}
 }
@@ -393,6 +470,7 @@ func (t *tx) abort() {
 	t.done = true
 	t.wt = nil
 	t.pending = keyedList[api.StoreObject]{}
+	t.touched = nil
 	t.last.ok, t.last.obj = false, nil
 }
 

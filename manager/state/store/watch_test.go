@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/openswarm/swarmd/api"
 )
@@ -150,4 +151,56 @@ func TestCloseEndsWatches(t *testing.T) {
 	}
 	// The store still works.
 	create(t, s, &api.Task{Id: "t"})
+}
+
+// TestWatchBatchesEqualsWatch: the batches of a batch watch, concatenated,
+// are the events of an ordinary watch with the same filter.
+func TestWatchBatchesEqualsWatch(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		filter func(Event) bool
+	}{
+		{"all", nil},
+		{"tasks", MatchKind(KindTask)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newLogStore(t)
+			events, cancel := s.Watch(tc.filter)
+			defer cancel()
+			batches, cancelB := s.WatchBatches(tc.filter)
+			defer cancelB()
+			create(t, s, sample(KindService, "svc", "web"))
+			for i := range 5 {
+				create(t, s, sample(KindTask, fmt.Sprintf("t%d", i), ""), sample(KindNode, fmt.Sprintf("n%d", i), fmt.Sprintf("n%d", i)))
+			}
+			if err := s.Update(ctx, func(tx Tx) error { return tx.Delete(KindTask, "t0") }); err != nil {
+				t.Fatal(err)
+			}
+			var want []Event
+			for {
+				ev := nextEvent(t, events)
+				want = append(want, ev)
+				if ev.Action == EventRemove {
+					break
+				}
+			}
+			var got []Event
+			for len(got) < len(want) {
+				select {
+				case b := <-batches:
+					if len(b) == 0 {
+						t.Fatal("empty batch")
+					}
+					got = append(got, b...)
+				case <-time.After(10 * time.Second): // a deadlock guard
+					t.Fatalf("%d events in batches, want %d", len(got), len(want))
+				}
+			}
+			for i := range want {
+				if got[i].Action != want[i].Action || got[i].Index != want[i].Index || got[i].Object != want[i].Object || got[i].Old != want[i].Old {
+					t.Fatalf("event %d: batch %+v, watch %+v", i, got[i], want[i])
+				}
+			}
+		})
+	}
 }

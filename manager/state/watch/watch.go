@@ -44,6 +44,19 @@ func (q *Queue[T]) Publish(v T) {
 	}
 }
 
+// PublishAll is Publish of each value of vs in turn, locking each
+// subscriber and waking it once for all of them.
+func (q *Queue[T]) PublishAll(vs []T) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for s := range q.subs {
+		if !s.pushAll(vs) {
+			delete(q.subs, s)
+			s.stop()
+		}
+	}
+}
+
 // Subscribe returns a channel that receives, in publish order, every value
 // published from now on that filter accepts (all values if filter is nil),
 // and a cancel function. Cancel is idempotent; when it returns the channel is
@@ -89,6 +102,41 @@ func (q *Queue[T]) SubscribeLimit(filter func(T) bool, limit int) (<-chan T, fun
 	return s.ch, cancel
 }
 
+// SubscribeBatches is SubscribeLimit delivering values in batches: each
+// receive hands over, in publish order, all the values accepted since the
+// previous receive (never an empty batch). A batch is the receiver's until
+// its next receive from the channel, after which its array is reused: the
+// receiver must not keep the slice (the values in it are its own). It
+// costs one channel operation per batch instead of one per value.
+func (q *Queue[T]) SubscribeBatches(filter func(T) bool, limit int) (<-chan []T, func()) {
+	s := &subscriber[T]{
+		filter:  filter,
+		limit:   limit,
+		signal:  make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		exited:  make(chan struct{}),
+		batches: make(chan []T),
+	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		close(s.batches)
+		return s.batches, func() {}
+	}
+	q.subs[s] = struct{}{}
+	q.mu.Unlock()
+
+	go s.runBatches()
+
+	cancel := func() {
+		q.mu.Lock()
+		delete(q.subs, s)
+		q.mu.Unlock()
+		s.stop()
+	}
+	return s.batches, cancel
+}
+
 // Len returns the number of current subscribers.
 func (q *Queue[T]) Len() int {
 	q.mu.Lock()
@@ -124,8 +172,9 @@ type subscriber[T any] struct {
 
 	signal   chan struct{} // capacity 1: "buf is not empty"
 	done     chan struct{} // closed by stop
-	exited   chan struct{} // closed when run has closed ch
-	ch       chan T
+	exited   chan struct{} // closed when run has closed ch (or batches)
+	ch       chan T        // nil if the subscriber takes batches
+	batches  chan []T      // nil if it takes single values
 	stopOnce sync.Once
 }
 
@@ -146,6 +195,36 @@ func (s *subscriber[T]) push(v T) bool {
 	select {
 	case s.signal <- struct{}{}:
 	default:
+	}
+	return true
+}
+
+// pushAll appends the values of vs the filter accepts. It reports false
+// when the subscriber has gone over its limit and must be dropped.
+func (s *subscriber[T]) pushAll(vs []T) bool {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return true
+	}
+	n := len(s.buf)
+	for _, v := range vs {
+		if s.filter != nil && !s.filter(v) {
+			continue
+		}
+		if s.limit > 0 && len(s.buf) >= s.limit {
+			s.mu.Unlock()
+			return false
+		}
+		s.buf = append(s.buf, v)
+	}
+	added := len(s.buf) > n
+	s.mu.Unlock()
+	if added {
+		select {
+		case s.signal <- struct{}{}:
+		default:
+		}
 	}
 	return true
 }
@@ -200,5 +279,42 @@ func (s *subscriber[T]) run() {
 		} else {
 			spare = nil
 		}
+	}
+}
+
+// runBatches hands each buffer over to batches, whole, until stop. A
+// receiver is done with a batch once it receives the next one (see
+// SubscribeBatches): the array of the batch before is then reused, so a
+// burst of events does not allocate a buffer per batch.
+func (s *subscriber[T]) runBatches() {
+	defer close(s.exited)
+	defer close(s.batches)
+	var spare, held []T // held: the batch the receiver may still read
+	for {
+		s.mu.Lock()
+		for len(s.buf) == 0 {
+			s.mu.Unlock()
+			select {
+			case <-s.signal:
+			case <-s.done:
+				return
+			}
+			s.mu.Lock()
+		}
+		batch := s.buf
+		s.buf = spare[:0]
+		spare = nil
+		s.mu.Unlock()
+		select {
+		case s.batches <- batch:
+		case <-s.done:
+			return
+		}
+		// The receiver took batch: it is done with held.
+		clear(held)
+		if cap(held) <= maxSpare {
+			spare = held[:0]
+		}
+		held = batch
 	}
 }

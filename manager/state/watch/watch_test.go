@@ -235,3 +235,93 @@ func BenchmarkPublish(b *testing.B) {
 	cancel()
 	<-done
 }
+
+// TestBatchesAndPublishAll: a batch subscriber receives, concatenated, what
+// a value subscriber receives one by one, whether the values came through
+// Publish or PublishAll, filtered alike; batches are never empty.
+func TestBatchesAndPublishAll(t *testing.T) {
+	even := func(v int) bool { return v%2 == 0 }
+	for _, tt := range []struct {
+		name    string
+		filter  func(int) bool
+		publish func(q *Queue[int], vs []int)
+	}{
+		{"Publish, all", nil, func(q *Queue[int], vs []int) {
+			for _, v := range vs {
+				q.Publish(v)
+			}
+		}},
+		{"PublishAll, all", nil, func(q *Queue[int], vs []int) { q.PublishAll(vs) }},
+		{"PublishAll in chunks, even", even, func(q *Queue[int], vs []int) {
+			for i := 0; i < len(vs); i += 7 {
+				q.PublishAll(vs[i:min(i+7, len(vs))])
+			}
+		}},
+		{"PublishAll, nothing passes", func(int) bool { return false }, func(q *Queue[int], vs []int) { q.PublishAll(vs) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			q := NewQueue[int]()
+			values, cancelV := q.Subscribe(tt.filter)
+			defer cancelV()
+			batches, cancelB := q.SubscribeBatches(tt.filter, 0)
+			defer cancelB()
+			var vs, want []int
+			for i := range 1000 {
+				vs = append(vs, i)
+				if tt.filter == nil || tt.filter(i) {
+					want = append(want, i)
+				}
+			}
+			tt.publish(q, vs)
+			var got []int
+			for len(got) < len(want) {
+				b := <-batches
+				if len(b) == 0 {
+					t.Fatal("empty batch")
+				}
+				got = append(got, b...)
+			}
+			for i := range want {
+				if v := <-values; v != want[i] || got[i] != want[i] {
+					t.Fatalf("value %d: subscriber %d, batches %d, want %d", i, v, got[i], want[i])
+				}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("batches carried %d values, want %d", len(got), len(want))
+			}
+			cancelB()
+			if rest := drain(batches); len(rest) != 0 {
+				t.Fatalf("batches after the last value: %v", rest)
+			}
+		})
+	}
+}
+
+func TestBatchSubscriberLimitAndClose(t *testing.T) {
+	q := NewQueue[int]()
+	stuck, cancelStuck := q.SubscribeBatches(nil, 10)
+	defer cancelStuck()
+	for i := range 100 {
+		q.PublishAll([]int{i})
+	}
+	// Dropped past its limit: the channel ends after at most one batch
+	// handed over plus one buffer.
+	n := 0
+	for b := range stuck {
+		n += len(b)
+	}
+	if n > 21 {
+		t.Fatalf("stuck subscriber received %d values", n)
+	}
+	if q.Len() != 0 {
+		t.Fatalf("Len = %d, want 0", q.Len())
+	}
+	open, _ := q.SubscribeBatches(nil, 0)
+	q.Close()
+	_ = drain(open)
+	closed, cancel := q.SubscribeBatches(nil, 0)
+	if got := drain(closed); len(got) != 0 {
+		t.Fatalf("subscription after Close got %v", got)
+	}
+	cancel()
+}

@@ -29,6 +29,9 @@ type Options struct {
 	LogEntriesForSlowFollowers uint64
 	// Logger receives every member's logs (default: warnings to the test log).
 	Logger *slog.Logger
+	// StoreOptions configure every member's store (e.g.
+	// store.WithMutationCheck).
+	StoreOptions []store.Option
 }
 
 // Member is one raft member with its store.
@@ -138,7 +141,7 @@ func (c *Cluster) start(m *Member, listen, joinAddr string, force bool) error {
 		_ = lis.Close()
 		return err
 	}
-	st := store.NewMemoryStore(n)
+	st := store.NewMemoryStore(n, c.opts.StoreOptions...)
 	srv := grpc.NewServer(raft.ServerOptions()...)
 	n.Register(srv)
 	go func() { _ = srv.Serve(lis) }()
