@@ -266,14 +266,21 @@ func (s *MemoryStore) Watch(filters ...func(Event) bool) (<-chan Event, func()) 
 // nothing is missed or seen twice. If cb fails the watch is cancelled and
 // cb's error returned.
 func (s *MemoryStore) ViewAndWatch(cb func(ReadTx) error, filters ...func(Event) bool) (<-chan Event, func(), error) {
+	return viewAndWatch(s, s.queue.SubscribeLimit, cb, filters)
+}
+
+// viewAndWatch subscribes to the store's events and takes the snapshot cb
+// reads at the same point of the log (under applyMu).
+func viewAndWatch[C any](s *MemoryStore, subscribe func(func(Event) bool, int) (C, func()), cb func(ReadTx) error, filters []func(Event) bool) (C, func(), error) {
 	s.applyMu.Lock()
-	ch, cancel := s.queue.SubscribeLimit(anyFilter(filters), s.opts.watchBacklog)
+	ch, cancel := subscribe(anyFilter(filters), s.opts.watchBacklog)
 	st := s.state.Load()
 	s.applyMu.Unlock()
 	if cb != nil {
 		if err := cb(readTx{st}); err != nil {
 			cancel()
-			return nil, nil, err
+			var none C
+			return none, nil, err
 		}
 	}
 	return ch, cancel, nil
@@ -293,17 +300,7 @@ func (s *MemoryStore) WatchBatches(filters ...func(Event) bool) (<-chan []Event,
 // A burst of writes then costs the watcher one channel receive per batch
 // rather than per event.
 func (s *MemoryStore) ViewAndWatchBatches(cb func(ReadTx) error, filters ...func(Event) bool) (<-chan []Event, func(), error) {
-	s.applyMu.Lock()
-	ch, cancel := s.queue.SubscribeBatches(anyFilter(filters), s.opts.watchBacklog)
-	st := s.state.Load()
-	s.applyMu.Unlock()
-	if cb != nil {
-		if err := cb(readTx{st}); err != nil {
-			cancel()
-			return nil, nil, err
-		}
-	}
-	return ch, cancel, nil
+	return viewAndWatch(s, s.queue.SubscribeBatches, cb, filters)
 }
 
 // Close closes every watch channel. The store stays readable and writable.

@@ -74,32 +74,9 @@ func (q *Queue[T]) Subscribe(filter func(T) bool) (<-chan T, func()) {
 // channel closed without having cancelled it has fallen behind and should
 // resubscribe (and resynchronise). limit <= 0 means no limit.
 func (q *Queue[T]) SubscribeLimit(filter func(T) bool, limit int) (<-chan T, func()) {
-	s := &subscriber[T]{
-		filter: filter,
-		limit:  limit,
-		signal: make(chan struct{}, 1),
-		done:   make(chan struct{}),
-		exited: make(chan struct{}),
-		ch:     make(chan T),
-	}
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		close(s.ch)
-		return s.ch, func() {}
-	}
-	q.subs[s] = struct{}{}
-	q.mu.Unlock()
-
-	go s.run()
-
-	cancel := func() {
-		q.mu.Lock()
-		delete(q.subs, s)
-		q.mu.Unlock()
-		s.stop()
-	}
-	return s.ch, cancel
+	s := newSubscriber(filter, limit)
+	s.ch = make(chan T)
+	return s.ch, q.add(s, func() { close(s.ch) }, s.run)
 }
 
 // SubscribeBatches is SubscribeLimit delivering values in batches: each
@@ -109,32 +86,41 @@ func (q *Queue[T]) SubscribeLimit(filter func(T) bool, limit int) (<-chan T, fun
 // receiver must not keep the slice (the values in it are its own). It
 // costs one channel operation per batch instead of one per value.
 func (q *Queue[T]) SubscribeBatches(filter func(T) bool, limit int) (<-chan []T, func()) {
-	s := &subscriber[T]{
-		filter:  filter,
-		limit:   limit,
-		signal:  make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		exited:  make(chan struct{}),
-		batches: make(chan []T),
+	s := newSubscriber(filter, limit)
+	s.batches = make(chan []T)
+	return s.batches, q.add(s, func() { close(s.batches) }, s.runBatches)
+}
+
+func newSubscriber[T any](filter func(T) bool, limit int) *subscriber[T] {
+	return &subscriber[T]{
+		filter: filter,
+		limit:  limit,
+		signal: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		exited: make(chan struct{}),
 	}
+}
+
+// add registers s and starts its delivery loop run, or, on a closed
+// queue, closes its channel (closeOut) at once. It returns s's cancel.
+func (q *Queue[T]) add(s *subscriber[T], closeOut, run func()) func() {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		close(s.batches)
-		return s.batches, func() {}
+		closeOut()
+		return func() {}
 	}
 	q.subs[s] = struct{}{}
 	q.mu.Unlock()
 
-	go s.runBatches()
+	go run()
 
-	cancel := func() {
+	return func() {
 		q.mu.Lock()
 		delete(q.subs, s)
 		q.mu.Unlock()
 		s.stop()
 	}
-	return s.batches, cancel
 }
 
 // Len returns the number of current subscribers.
