@@ -227,6 +227,25 @@ func (s *subscriber[T]) stop() {
 	<-s.exited
 }
 
+// take waits until values are buffered and takes them all, leaving
+// spare's array as the new buffer; false once the subscriber is stopped.
+func (s *subscriber[T]) take(spare []T) ([]T, bool) {
+	s.mu.Lock()
+	for len(s.buf) == 0 {
+		s.mu.Unlock()
+		select {
+		case <-s.signal:
+		case <-s.done:
+			return nil, false
+		}
+		s.mu.Lock()
+	}
+	batch := s.buf
+	s.buf = spare[:0]
+	s.mu.Unlock()
+	return batch, true
+}
+
 // run forwards buffered values to ch, a whole buffer at a time, until stop.
 func (s *subscriber[T]) run() {
 	defer close(s.exited)
@@ -234,20 +253,10 @@ func (s *subscriber[T]) run() {
 	var spare []T
 	var zero T
 	for {
-		s.mu.Lock()
-		for len(s.buf) == 0 {
-			s.mu.Unlock()
-			select {
-			case <-s.signal:
-			case <-s.done:
-				return
-			}
-			s.mu.Lock()
+		batch, ok := s.take(spare)
+		if !ok {
+			return
 		}
-		batch := s.buf
-		s.buf = spare[:0]
-		s.mu.Unlock()
-
 		for i, v := range batch {
 			select {
 			case s.ch <- v:
@@ -277,20 +286,11 @@ func (s *subscriber[T]) runBatches() {
 	defer close(s.batches)
 	var spare, held []T // held: the batch the receiver may still read
 	for {
-		s.mu.Lock()
-		for len(s.buf) == 0 {
-			s.mu.Unlock()
-			select {
-			case <-s.signal:
-			case <-s.done:
-				return
-			}
-			s.mu.Lock()
+		batch, ok := s.take(spare)
+		if !ok {
+			return
 		}
-		batch := s.buf
-		s.buf = spare[:0]
 		spare = nil
-		s.mu.Unlock()
 		select {
 		case s.batches <- batch:
 		case <-s.done:
