@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"math/bits"
 	"strings"
 
 	"github.com/openswarm/swarmd/api"
@@ -171,12 +172,47 @@ func tokenRole(tokens *api.JoinTokens, token string) (api.NodeRole, bool) {
 }
 
 // base36 writes b (big-endian) in base 36, zero-padded to digits.
+//
+// It divides the big-endian number b by 36 in 64-bit limbs rather than
+// with big numbers: the orchestrators make an ID per task (NewID), a
+// hundred thousand in a burst.
 func base36(b []byte, digits int) string {
-	s := new(big.Int).SetBytes(b).Text(36)
-	if len(s) < digits {
-		s = strings.Repeat("0", digits-len(s)) + s
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	var limbBuf [4]uint64 // 32 bytes, the longest value written here
+	n := (len(b) + 7) / 8
+	limbs := limbBuf[:min(n, len(limbBuf))]
+	if n > len(limbBuf) {
+		limbs = make([]uint64, n)
 	}
-	return s
+	// b in n limbs, most significant first.
+	for i, c := range b {
+		p := len(b) - 1 - i // the byte's place, least significant first
+		limbs[n-1-p/8] |= uint64(c) << (8 * (p % 8))
+	}
+	// Digits from the last: a base-36 digit holds more than 5 bits.
+	var digitBuf [64]byte
+	out := digitBuf[:]
+	if size := max(digits, len(b)*8/5+1); size > len(out) {
+		out = make([]byte, size)
+	}
+	i := len(out)
+	for {
+		var r, rest uint64
+		for j := range limbs {
+			limbs[j], r = bits.Div64(r, limbs[j], 36)
+			rest |= limbs[j]
+		}
+		i--
+		out[i] = alphabet[r]
+		if rest == 0 {
+			break
+		}
+	}
+	for len(out)-i < digits {
+		i--
+		out[i] = '0'
+	}
+	return string(out[i:])
 }
 
 // parseBase36 parses exactly digits lower-case base-36 digits.
