@@ -31,17 +31,8 @@ func NewQueue[T any]() *Queue[T] {
 // order their calls, reach every subscriber in that order. Publishing on a
 // closed queue does nothing.
 func (q *Queue[T]) Publish(v T) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for s := range q.subs {
-		if s.filter == nil || s.filter(v) {
-			if !s.push(v) {
-				// Over its limit: drop the subscriber.
-				delete(q.subs, s)
-				s.stop()
-			}
-		}
-	}
+	vs := [1]T{v}
+	q.PublishAll(vs[:])
 }
 
 // PublishAll is Publish of each value of vs in turn, locking each
@@ -51,6 +42,7 @@ func (q *Queue[T]) PublishAll(vs []T) {
 	defer q.mu.Unlock()
 	for s := range q.subs {
 		if !s.pushAll(vs) {
+			// Over its limit: drop the subscriber.
 			delete(q.subs, s)
 			s.stop()
 		}
@@ -162,27 +154,6 @@ type subscriber[T any] struct {
 	ch       chan T        // nil if the subscriber takes batches
 	batches  chan []T      // nil if it takes single values
 	stopOnce sync.Once
-}
-
-// push appends v to the subscriber's buffer. It reports false when the
-// subscriber has just gone over its limit and must be dropped.
-func (s *subscriber[T]) push(v T) bool {
-	s.mu.Lock()
-	if s.stopped {
-		s.mu.Unlock()
-		return true
-	}
-	if s.limit > 0 && len(s.buf) >= s.limit {
-		s.mu.Unlock()
-		return false
-	}
-	s.buf = append(s.buf, v)
-	s.mu.Unlock()
-	select {
-	case s.signal <- struct{}{}:
-	default:
-	}
-	return true
 }
 
 // pushAll appends the values of vs the filter accepts. It reports false
