@@ -117,23 +117,13 @@ func (v *view) load(tx store.ReadTx) error {
 	for _, n := range nodes {
 		v.upsertNode(n)
 	}
-	var states []store.By
-	for _, st := range []api.TaskState{
-		api.TaskState_TASK_STATE_PENDING, api.TaskState_TASK_STATE_ASSIGNED,
-		api.TaskState_TASK_STATE_ACCEPTED, api.TaskState_TASK_STATE_PREPARING,
-		api.TaskState_TASK_STATE_READY, api.TaskState_TASK_STATE_STARTING,
-		api.TaskState_TASK_STATE_RUNNING,
-	} {
-		states = append(states, store.ByTaskState(st))
-	}
-	tasks, err := store.FindTasks(tx, store.Or(states...))
-	if err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		v.upsertTask(t)
-	}
-	return nil
+	// One pass over the stored tasks, shared and read-only as in events.
+	return store.Each(tx, store.All, func(t *api.Task) bool {
+		if st := t.GetStatus().GetState(); st >= api.TaskState_TASK_STATE_PENDING && st <= api.TaskState_TASK_STATE_RUNNING {
+			v.upsertTask(t)
+		}
+		return true
+	})
 }
 
 // run is one watch's event loop.

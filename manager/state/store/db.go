@@ -87,6 +87,17 @@ func (st *dbState) visit(kp int, k Kind, by By, resolve bool, fn func(id string,
 			return more
 		})
 		return more, nil
+	case byScan:
+		if k != b.kind {
+			return false, fmt.Errorf("find %s %s: %w", k, b, ErrInvalidFindBy)
+		}
+		tb.byID.ascend(idItem{}, true, func(it idItem) bool {
+			if b.keep(it.obj) {
+				more = fn(it.id, it.obj)
+			}
+			return more
+		})
+		return more, nil
 	case byIndex:
 		if b.index == indexID {
 			// ID prefix.

@@ -57,6 +57,8 @@ func TestFind(t *testing.T) {
 		{"no match", KindService, ByName("nope"), nil, nil},
 		{"invalid for kind", KindService, ByServiceID("s1"), nil, ErrInvalidFindBy},
 		{"invalid inside or", KindNode, Or(ByName("alpha"), BySlot("s", 1)), nil, ErrInvalidFindBy},
+		{"task state for nodes", KindNode, ByTaskState(running), nil, ErrInvalidFindBy},
+		{"task state in or", KindTask, Or(ByTaskState(running), ByNodeID("n1abc")), []string{"t1", "t4"}, nil},
 		{"nil selector", KindTask, nil, nil, ErrInvalidFindBy},
 	}
 	for _, tt := range tests {

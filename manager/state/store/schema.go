@@ -12,7 +12,6 @@ const (
 	indexNodeID       = "node_id"
 	indexSlot         = "slot"
 	indexDesiredState = "desired_state"
-	indexTaskState    = "task_state"
 	indexRole         = "role"
 	indexMembership   = "membership"
 )
@@ -118,9 +117,6 @@ var schema = func() (s [numKinds][]indexDef) {
 				}},
 				{name: indexDesiredState, key: func(o api.StoreObject) (string, uint64, bool) {
 					return "", enumKey(int32(o.(*api.Task).GetDesiredState())), true
-				}},
-				{name: indexTaskState, key: func(o api.StoreObject) (string, uint64, bool) {
-					return "", enumKey(int32(o.(*api.Task).GetStatus().GetState())), true
 				}},
 			}
 		case KindNode:
