@@ -91,12 +91,8 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if err := n.appendLog(rd.Entries); err != nil {
 		return fmt.Errorf("raft: append to log: %w", err)
 	}
-	if !leader && len(rd.Messages) > 0 {
+	if !leader {
 		n.tr.send(rd.Messages)
-		// As the leader does: the peer senders run now, on this P, rather
-		// than after another P wakes up for them (about 30 µs of each
-		// acknowledgement's way back on a 2 vCPU VM).
-		runtime.Gosched()
 	}
 	if err := n.applyEntries(rd.CommittedEntries); err != nil {
 		return err
