@@ -21,8 +21,11 @@ type nodeInfo struct {
 	isReady               bool
 	totalCPU, totalMemory int64
 
-	// tasks are the tasks occupying the node (see occupies), by ID.
-	tasks map[string]*api.Task
+	// tasks counts the tasks occupying the node (see occupies). The view
+	// pairs each addTask with one removeTask of the same task (a taskRef's
+	// node says whether it is counted here), so the node keeps no set of
+	// its own: at 100,000 tasks that set was 9 MB of the manager's heap.
+	tasks int
 	// services counts tasks by service ID.
 	services map[string]int
 	// reservedCPU and reservedMemory sum the tasks' reservations.
@@ -34,18 +37,14 @@ type nodeInfo struct {
 func newNodeInfo(id string) *nodeInfo {
 	return &nodeInfo{
 		id:       id,
-		tasks:    make(map[string]*api.Task),
 		services: make(map[string]int),
 		ports:    make(map[hostPort]int),
 	}
 }
 
-// addTask counts t on the node. A task already there is left alone.
+// addTask counts t on the node.
 func (ni *nodeInfo) addTask(t *api.Task) {
-	if _, ok := ni.tasks[t.GetId()]; ok {
-		return
-	}
-	ni.tasks[t.GetId()] = t
+	ni.tasks++
 	ni.services[t.GetServiceId()]++
 	cpu, mem := reservations(t)
 	ni.reservedCPU += cpu
@@ -57,14 +56,10 @@ func (ni *nodeInfo) addTask(t *api.Task) {
 	}
 }
 
-// removeTask forgets the task with that ID, undoing what addTask counted
-// for it.
-func (ni *nodeInfo) removeTask(id string) {
-	t, ok := ni.tasks[id]
-	if !ok {
-		return
-	}
-	delete(ni.tasks, id)
+// removeTask undoes what addTask counted for t, the very task (version)
+// it was given.
+func (ni *nodeInfo) removeTask(t *api.Task) {
+	ni.tasks--
 	if n := ni.services[t.GetServiceId()] - 1; n > 0 {
 		ni.services[t.GetServiceId()] = n
 	} else {

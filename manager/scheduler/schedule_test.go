@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"maps"
-	"slices"
 	"testing"
 
 	"github.com/openswarm/swarmd/api"
@@ -104,48 +103,56 @@ func (c scheduleCase) check(t *testing.T, res result) {
 }
 
 // checkView verifies the view's bookkeeping against its tasks: every node
-// counts exactly the tasks placed on it, and every group holds exactly
-// its pending tasks.
+// counts exactly the tasks placed on it (number, services, reservations,
+// host ports), and every group holds exactly its pending tasks.
 func checkView(t *testing.T, v *view) {
 	t.Helper()
-	want := map[string]map[string]bool{}
+	type counts struct {
+		tasks    int
+		services map[string]int
+		cpu, mem int64
+		ports    map[hostPort]int
+	}
+	want := map[string]*counts{}
 	for id, ref := range v.tasks {
 		if (ref.node == "") == (ref.group == nil) {
 			t.Fatalf("task %s: node %q, group %v: want exactly one", id, ref.node, ref.group)
 		}
 		if ref.node != "" {
-			if want[ref.node] == nil {
-				want[ref.node] = map[string]bool{}
+			w := want[ref.node]
+			if w == nil {
+				w = &counts{services: map[string]int{}, ports: map[hostPort]int{}}
+				want[ref.node] = w
 			}
-			want[ref.node][id] = true
+			w.tasks++
+			w.services[ref.t.GetServiceId()]++
+			c, m := reservations(ref.t)
+			w.cpu += c
+			w.mem += m
+			for _, hp := range taskHostPorts(ref.t) {
+				w.ports[hp]++
+			}
 		}
 		if ref.group != nil && ref.group.tasks[id] != ref {
 			t.Fatalf("task %s missing from its group", id)
 		}
 	}
 	for id, ni := range v.nodes {
-		got := map[string]bool{}
-		svc := map[string]int{}
-		var cpu, mem int64
-		ports := map[hostPort]int{}
-		for tid, tk := range ni.tasks {
-			got[tid] = true
-			svc[tk.GetServiceId()]++
-			c, m := reservations(tk)
-			cpu += c
-			mem += m
-			for _, hp := range taskHostPorts(tk) {
-				ports[hp]++
-			}
+		w := want[id]
+		if w == nil {
+			w = &counts{services: map[string]int{}, ports: map[hostPort]int{}}
 		}
-		if !maps.Equal(got, want[id]) && len(got)+len(want[id]) > 0 {
-			t.Fatalf("node %s counts tasks %v, want %v", id, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want[id])))
+		if ni.tasks != w.tasks || !maps.Equal(w.services, ni.services) || w.cpu != ni.reservedCPU || w.mem != ni.reservedMemory || !maps.Equal(w.ports, ni.ports) {
+			t.Fatalf("node %s: %d tasks, services %v cpu %d mem %d ports %v; want %d %v %d %d %v",
+				id, ni.tasks, ni.services, ni.reservedCPU, ni.reservedMemory, ni.ports, w.tasks, w.services, w.cpu, w.mem, w.ports)
 		}
-		if !maps.Equal(svc, ni.services) || cpu != ni.reservedCPU || mem != ni.reservedMemory || !maps.Equal(ports, ni.ports) {
-			t.Fatalf("node %s: services %v cpu %d mem %d ports %v; want %v %d %d %v", id, ni.services, ni.reservedCPU, ni.reservedMemory, ni.ports, svc, cpu, mem, ports)
-		}
-		if ni.node == nil && len(ni.tasks) == 0 {
+		if ni.node == nil && ni.tasks == 0 {
 			t.Fatalf("empty placeholder for node %s", id)
+		}
+	}
+	for id := range want {
+		if v.nodes[id] == nil {
+			t.Fatalf("tasks on node %s, which the view does not track", id)
 		}
 	}
 	for k, g := range v.groups {

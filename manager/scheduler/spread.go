@@ -172,7 +172,7 @@ func (t *spreadTree) add(ni *nodeInfo) {
 		b = b.child(l.branchOf(ni.node), true, i == len(t.levels)-1)
 		b.svc += svc
 	}
-	t.cands = append(t.cands, candidate{ni: ni, svc: svc, total: len(ni.tasks), leaf: b})
+	t.cands = append(t.cands, candidate{ni: ni, svc: svc, total: ni.tasks, leaf: b})
 	b.nodes.items = append(b.nodes.items, &t.cands[len(t.cands)-1])
 }
 

@@ -127,7 +127,7 @@ func (v *view) removeNode(id string) {
 		return
 	}
 	ni.setNode(nil)
-	if len(ni.tasks) == 0 {
+	if ni.tasks == 0 {
 		delete(v.nodes, id)
 	}
 	v.nodesChanged = true
@@ -216,8 +216,8 @@ func (v *view) detach(ref *taskRef) {
 	}
 	if ref.node != "" {
 		if ni := v.nodes[ref.node]; ni != nil {
-			ni.removeTask(ref.t.GetId())
-			if ni.node == nil && len(ni.tasks) == 0 {
+			ni.removeTask(ref.t)
+			if ni.node == nil && ni.tasks == 0 {
 				delete(v.nodes, ref.node)
 			}
 		}

@@ -22,19 +22,18 @@ func TestNodeInfoAccounting(t *testing.T) {
 	a := mkTask("a", "s", running("n1"), reserve(cpu, gib), hostTCP(80), port(api.PortConfig_UDP, 80, api.PortConfig_HOST))
 	b := mkTask("b", "s", running("n1"), reserve(2*cpu, 0), hostTCP(443))
 	c := mkTask("c", "other", running("n1"))
-	for _, tk := range []*api.Task{a, b, c, a} {
+	for _, tk := range []*api.Task{a, b, c} {
 		ni.addTask(tk)
 	}
-	if len(ni.tasks) != 3 || ni.services["s"] != 2 || ni.services["other"] != 1 ||
+	if ni.tasks != 3 || ni.services["s"] != 2 || ni.services["other"] != 1 ||
 		ni.reservedCPU != 3*cpu || ni.reservedMemory != gib || len(ni.ports) != 3 {
-		t.Fatalf("after adds: %d tasks, services %v, cpu %d, mem %d, ports %v", len(ni.tasks), ni.services, ni.reservedCPU, ni.reservedMemory, ni.ports)
+		t.Fatalf("after adds: %d tasks, services %v, cpu %d, mem %d, ports %v", ni.tasks, ni.services, ni.reservedCPU, ni.reservedMemory, ni.ports)
 	}
-	ni.removeTask("a")
-	ni.removeTask("a")
-	ni.removeTask("c")
-	if len(ni.tasks) != 1 || ni.services["s"] != 1 || len(ni.services) != 1 ||
+	ni.removeTask(a)
+	ni.removeTask(c)
+	if ni.tasks != 1 || ni.services["s"] != 1 || len(ni.services) != 1 ||
 		ni.reservedCPU != 2*cpu || ni.reservedMemory != 0 || len(ni.ports) != 1 || ni.ports[hostPort{api.PortConfig_TCP, 443}] != 1 {
-		t.Fatalf("after removes: %d tasks, services %v, cpu %d, mem %d, ports %v", len(ni.tasks), ni.services, ni.reservedCPU, ni.reservedMemory, ni.ports)
+		t.Fatalf("after removes: %d tasks, services %v, cpu %d, mem %d, ports %v", ni.tasks, ni.services, ni.reservedCPU, ni.reservedMemory, ni.ports)
 	}
 }
 
