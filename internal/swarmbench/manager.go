@@ -121,6 +121,16 @@ func (m *Manager) Memory() (rss, peak int64, err error) {
 	return rss, peak, sc.Err()
 }
 
+// selfCPUTime is the user+system CPU time this process (the benchmark, with
+// its simulated nodes) has used.
+func selfCPUTime() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
 // CPUTime is the user+system CPU time the process has used.
 func (m *Manager) CPUTime() (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.cmd.Process.Pid))
