@@ -109,7 +109,8 @@ type outcome struct {
 	service *api.Service // nil: removed, or not a replicated service
 	removed bool         // the service is gone
 	dirty   []orchestrator.Slot
-	wave    *wave // the rebalancing step taken, if any
+	wave    *wave    // the rebalancing step taken, if any
+	created []string // the IDs of the tasks created for new slots
 }
 
 // write reconciles the job's services, each in its own transaction of
@@ -169,37 +170,45 @@ func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *a
 		w := nextWave(s, tasks, eligibleNodes(s, all), lastImbalance)
 		p.restart = w.moves
 		p = p.writable()
-		return outcome{id: id, service: s, removed: s == nil, dirty: p.dirty, wave: &w}, o.apply(ctx, tx, cluster, id, s, p)
+		created, err := o.apply(ctx, tx, cluster, id, s, p)
+		return outcome{id: id, service: s, removed: s == nil, dirty: p.dirty, wave: &w, created: created}, err
 	}
 	p = p.writable()
-	out := outcome{id: id, service: s, removed: s == nil, dirty: p.dirty}
-	return out, o.apply(ctx, tx, cluster, id, s, p)
+	created, err := o.apply(ctx, tx, cluster, id, s, p)
+	return outcome{id: id, service: s, removed: s == nil, dirty: p.dirty, created: created}, err
 }
 
-// apply writes p for the service with that ID (s, nil if removed) within tx.
-func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Cluster, id string, s *api.Service, p plan) error {
+// apply writes p for the service with that ID (s, nil if removed) within
+// tx, returning the IDs of the tasks it created for new slots.
+func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Cluster, id string, s *api.Service, p plan) ([]string, error) {
 	for _, t := range p.remove {
 		t.DesiredState = api.TaskState_TASK_STATE_REMOVE
 		if err := tx.Update(t); err != nil {
-			return fmt.Errorf("remove task %s: %w", t.GetId(), err)
+			return nil, fmt.Errorf("remove task %s: %w", t.GetId(), err)
 		}
 	}
 	for _, t := range p.restart {
 		if err := o.restarter.Restart(ctx, tx, cluster, s, t); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	now := o.clock.Now()
+	var created []string
+	if len(p.create) > 0 {
+		created = make([]string, 0, len(p.create))
+	}
 	for _, slot := range p.create {
-		if err := tx.CreateOwned(orchestrator.NewSharedTask(s, slot, "", now)); err != nil {
-			return fmt.Errorf("create task for slot %d: %w", slot, err)
+		t := orchestrator.NewSharedTask(s, slot, "", now)
+		if err := tx.CreateOwned(t); err != nil {
+			return nil, fmt.Errorf("create task for slot %d: %w", slot, err)
 		}
+		created = append(created, t.GetId())
 	}
 	if len(p.remove)+len(p.create)+len(p.restart) > 0 {
 		o.log.DebugContext(ctx, "replicated orchestrator: reconciled service", "service.id", id,
 			"created", len(p.create), "removed", len(p.remove), "restarted", len(p.restart))
 	}
-	return nil
+	return created, nil
 }
 
 // report hands a written outcome to the Updater and the rebalancing
@@ -213,6 +222,7 @@ func (o *Orchestrator) report(ctx context.Context, cluster *api.Cluster, out out
 	case out.service == nil:
 		return
 	}
+	rs.ownCreates(out.created)
 	if len(out.dirty) > 0 {
 		o.updater.Update(ctx, cluster, out.service, out.dirty)
 	}

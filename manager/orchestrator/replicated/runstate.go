@@ -22,6 +22,12 @@ type runState struct {
 	// it now, keeps its tasks (orchestrator.NodeKeepsTasks); nil: assume
 	// it may not.
 	nodeKeeps func(id string) bool
+	// created holds the IDs of tasks a successful pass created, until
+	// their creation events come: the pass that wrote them reconciled
+	// their service with them, so their creation asks for nothing more.
+	// (Reconciling a service again after its own new tasks was a second
+	// scan of all its tasks, per service, in a burst of creations.)
+	created map[string]struct{}
 }
 
 // newRunState starts with everything to reconcile. nodeKeeps may be nil.
@@ -34,7 +40,14 @@ func (rs *runState) note(ev store.Event) {
 	if ev.Action == store.EventRestore {
 		rs.Restore()
 		rs.rebalanceAll = true
+		clear(rs.created)
 		return
+	}
+	if t, ok := ev.Object.(*api.Task); ok && ev.Action == store.EventCreate {
+		if _, own := rs.created[t.GetId()]; own {
+			delete(rs.created, t.GetId())
+			return
+		}
 	}
 	switch o := ev.Object.(type) {
 	case *api.Service:
@@ -56,6 +69,20 @@ func (rs *runState) note(ev store.Event) {
 		rs.All = true
 		on := func(c *api.Cluster) bool { return c.GetSpec().GetOrchestration().GetRebalance() }
 		rs.rebalanceAll = rs.rebalanceAll || on(o) && !on(old)
+	}
+}
+
+// ownCreates records the IDs of tasks a successful pass created (see
+// created).
+func (rs *runState) ownCreates(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	if rs.created == nil {
+		rs.created = make(map[string]struct{}, len(ids))
+	}
+	for _, id := range ids {
+		rs.created[id] = struct{}{}
 	}
 }
 

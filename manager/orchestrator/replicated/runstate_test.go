@@ -8,8 +8,10 @@ import (
 )
 
 // TestNoteAssignment: the scheduler's assignment of a task to a node that
-// keeps its tasks does not make the service dirty; any other change the
-// reconciliation looks at, or a node that does not keep tasks, does.
+// keeps its tasks does not make the service dirty, nor does the creation
+// of a task by a pass of the orchestrator itself; any other change the
+// reconciliation looks at, a creation by another, or a node that does not
+// keep tasks, does.
 func TestNoteAssignment(t *testing.T) {
 	task := func(node string, state, desired api.TaskState) *api.Task {
 		return &api.Task{Id: "t1", ServiceId: "s1", Slot: 1, NodeId: node, DesiredState: desired,
@@ -28,6 +30,7 @@ func TestNoteAssignment(t *testing.T) {
 		action    store.EventAction
 		old, t    *api.Task
 		nodeKeeps func(string) bool
+		own       []string // task IDs a pass of this orchestrator created
 		dirty     bool
 	}{
 		{name: "assigned to a node that keeps tasks", action: store.EventUpdate, old: task("", pending, running), t: task("up", assigned, running), nodeKeeps: keeps},
@@ -37,12 +40,16 @@ func TestNoteAssignment(t *testing.T) {
 		{name: "assigned and desired state changed", action: store.EventUpdate, old: task("", pending, running), t: task("up", assigned, shutdown), nodeKeeps: keeps, dirty: true},
 		{name: "assigned and stopped", action: store.EventUpdate, old: task("", pending, running), t: task("up", failed, running), nodeKeeps: keeps, dirty: true},
 		{name: "created", action: store.EventCreate, t: task("", pending, running), nodeKeeps: keeps, dirty: true},
+		{name: "created by a pass of its own", action: store.EventCreate, t: task("", pending, running), own: []string{"t0", "t1"}},
+		{name: "created by another, beside its own", action: store.EventCreate, t: task("", pending, running), own: []string{"t0", "t2"}, dirty: true},
+		{name: "updated after its own creation", action: store.EventUpdate, old: task("", pending, running), t: task("", pending, shutdown), own: []string{"t1"}, dirty: true},
 		{name: "status only", action: store.EventUpdate, old: task("up", assigned, running), t: task("up", api.TaskState_TASK_STATE_ACCEPTED, running), nodeKeeps: keeps},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rs := newRunState(tc.nodeKeeps)
 			rs.Take() // forget the start's "everything"
+			rs.ownCreates(tc.own)
 			ev := store.Event{Action: tc.action, Object: tc.t, Index: 7}
 			if tc.old != nil {
 				ev.Old = tc.old
@@ -50,6 +57,10 @@ func TestNoteAssignment(t *testing.T) {
 			rs.note(ev)
 			if got := rs.Services["s1"]; got != tc.dirty {
 				t.Fatalf("service dirty = %v, want %v", got, tc.dirty)
+			}
+			// An own creation is forgotten once its event came.
+			if _, kept := rs.created[tc.t.GetId()]; kept && tc.action == store.EventCreate {
+				t.Fatalf("own creation of %s still remembered after its event", tc.t.GetId())
 			}
 		})
 	}
