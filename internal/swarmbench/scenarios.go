@@ -329,7 +329,9 @@ func Heartbeat(ctx context.Context, o Options, window time.Duration) (HeartbeatR
 		connected := agents.Connected(next.Addr)
 		if time.Now().After(report) {
 			fmt.Fprintf(o.Out, "  %s: %d nodes in session with %s\n", time.Since(killed).Round(time.Second), connected, next.Name)
-			report = report.Add(time.Second)
+			// The next line a second from now: when the leader was
+			// found late, the seconds before it are not printed at once.
+			report = time.Now().Add(time.Second)
 		}
 		return connected == agents.Len(), nil
 	})
