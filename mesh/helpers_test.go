@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // fakeNode is one simulated node: its "containers" are servers on
@@ -61,7 +63,8 @@ type nodeOpts struct {
 	serverTLS *tls.Config
 	clientTLS func(string) (*tls.Config, error)
 	udpIdle   time.Duration
-	tunnel    string // tunnel listen address; "" = 127.0.0.1:0
+	tunnel    string          // tunnel listen address; "" = 127.0.0.1:0
+	clock     clockwork.Clock // nil = the real clock
 }
 
 func testLogger(tb testing.TB) *slog.Logger {
@@ -91,6 +94,7 @@ func startNode(tb testing.TB, id string, o nodeOpts) *fakeNode {
 		Logger:         logger.With("node", id),
 		UDPIdleTimeout: o.udpIdle,
 		TargetOverride: n.override,
+		Clock:          o.clock,
 	})
 	if err != nil {
 		tb.Fatal(err)

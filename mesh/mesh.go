@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // Resolver maps a task running on this node to its container address.
@@ -76,6 +78,9 @@ type Config struct {
 	// HandshakeTimeout bounds the TLS handshake of an incoming tunnel
 	// connection and the header of each of its streams; default 10s.
 	HandshakeTimeout time.Duration
+	// Clock times how long stopped local tasks are remembered (see
+	// TaskStopped); nil = the real clock.
+	Clock clockwork.Clock
 	// TunnelSessions is the number of tunnel sessions (TLS connections,
 	// each multiplexing any number of streams) kept open to each remote
 	// node. 0 = default 2.
@@ -161,6 +166,9 @@ func New(cfg Config) (*Mesh, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 2 * time.Second
@@ -320,7 +328,7 @@ func (m *Mesh) Update(ports []Port) error {
 	if m.closed {
 		return ErrClosed
 	}
-	return m.apply(m.withoutStopped(ports, time.Now()))
+	return m.apply(m.withoutStopped(ports, m.cfg.Clock.Now()))
 }
 
 // stoppedMemory is how long the mesh keeps refusing a stopped local task
@@ -339,7 +347,7 @@ func (m *Mesh) TaskStopped(taskID string) {
 	if _, ok := m.stopped[taskID]; ok {
 		return
 	}
-	now := time.Now()
+	now := m.cfg.Clock.Now()
 	m.stopped[taskID] = now
 	if !localTasks(m.cfg.NodeID, m.table)[taskID] {
 		return

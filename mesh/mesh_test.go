@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"github.com/jonboulle/clockwork"
 )
 
 // twoNodes starts node A (published ports on 127.0.0.1) and node B
@@ -648,9 +649,11 @@ func TestMeshUDPRemovedBackend(t *testing.T) {
 }
 
 // A local task reported stopped leaves its ports at once, stays out while
-// tables still list it, and is forgotten once they do not.
+// tables still list it, and is forgotten once they do not and the memory
+// has passed (not before: a table still being sent could list it).
 func TestTaskStopped(t *testing.T) {
-	a, b := twoNodes(t, nodeOpts{})
+	clock := clockwork.NewFakeClock()
+	a, b := twoNodes(t, nodeOpts{clock: clock})
 	httpTask(t, a, "task-a1")
 	httpTask(t, a, "task-a2")
 	httpTask(t, b, "task-b1")
@@ -684,18 +687,25 @@ func TestTaskStopped(t *testing.T) {
 	if got := countHTTP(t, hostPort("127.0.0.1", pub), 4); got["task-a1"] != 0 || got["task-a2"]+got["task-b1"] != 4 {
 		t.Fatalf("answers %v", got)
 	}
-	// Once the tables drop it and the memory has passed, it is forgotten.
-	a.mesh.mu.Lock()
-	a.mesh.stopped["task-a1"] = time.Now().Add(-2 * stoppedMemory)
-	a.mesh.mu.Unlock()
+	// Once the tables drop it, it is forgotten when its memory has passed;
+	// a task reported later is remembered for as long from then.
+	remembered := func(id string) bool {
+		a.mesh.mu.Lock()
+		defer a.mesh.mu.Unlock()
+		_, ok := a.mesh.stopped[id]
+		return ok
+	}
 	port.Backends = port.Backends[1:]
+	clock.Advance(stoppedMemory)
+	a.mesh.TaskStopped("task-later")
 	apply(t, []Port{port}, a)
-	a.mesh.mu.Lock()
-	_, kept := a.mesh.stopped["task-a1"]
-	_, keptB := a.mesh.stopped["task-b1"]
-	a.mesh.mu.Unlock()
-	if kept || !keptB {
-		t.Fatalf("stopped set after the table dropped task-a1: a1 kept %v, b1 kept %v", kept, keptB)
+	if !remembered("task-a1") {
+		t.Fatal("task-a1 forgotten within its memory")
+	}
+	clock.Advance(time.Second)
+	apply(t, []Port{port}, a)
+	if remembered("task-a1") || !remembered("task-later") {
+		t.Fatalf("a second past task-a1's memory: task-a1 kept %v, task-later kept %v", remembered("task-a1"), remembered("task-later"))
 	}
 }
 
