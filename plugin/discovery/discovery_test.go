@@ -15,6 +15,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
 	"github.com/openswarm/swarmd/api"
+	"github.com/openswarm/swarmd/plugin/internal/dnstest"
 	"github.com/openswarm/swarmd/plugin/overlay"
 	"github.com/openswarm/swarmd/plugin/resolver"
 	"github.com/openswarm/swarmd/plugin/vip"
@@ -169,7 +170,7 @@ func newHarness(t *testing.T) *harness {
 		Resolver: resolver.Config{ResolvConf: rc, Upstreams: []string{blackhole(t)}, ForwardTimeout: 200 * time.Millisecond},
 		VIPs:     h.vips,
 		Listen: func(nsPath, _ string) (net.PacketConn, net.Listener, error) {
-			pc, l, err := listenPair()
+			pc, l, err := dnstest.ListenPair()
 			if err != nil {
 				return nil, nil, err
 			}
@@ -213,25 +214,6 @@ func (h *harness) sandbox(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// listenPair opens a UDP and a TCP socket on the same loopback port,
-// trying other ports while another test holds the TCP side.
-func listenPair() (net.PacketConn, net.Listener, error) {
-	var lastErr error
-	for range 20 {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			return nil, nil, err
-		}
-		l, err := net.Listen("tcp4", pc.LocalAddr().String())
-		if err == nil {
-			return pc, l, nil
-		}
-		pc.Close()
-		lastErr = err
-	}
-	return nil, nil, lastErr
 }
 
 // dnsAddr waits until the DNS of the namespace at nsPath is served (Run

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/openswarm/swarmd/plugin/internal/dnstest"
 )
 
 func addrs(ss ...string) []netip.Addr {
@@ -60,25 +61,14 @@ func upstream(t *testing.T) string {
 	return pc.LocalAddr().String()
 }
 
-// listenPair opens a UDP and a TCP socket on the same loopback port; a
-// port whose TCP side another test took meanwhile is given up for another.
+// listenPair is dnstest.ListenPair, failing t on error.
 func listenPair(t testing.TB) (net.PacketConn, net.Listener) {
 	t.Helper()
-	var lastErr error
-	for range 20 {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := net.Listen("tcp4", pc.LocalAddr().String())
-		if err == nil {
-			return pc, l
-		}
-		pc.Close()
-		lastErr = err
+	pc, l, err := dnstest.ListenPair()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no free UDP+TCP port pair: %v", lastErr)
-	return nil, nil
+	return pc, l
 }
 
 // bigCount is the number of A records of big.test. and of the service big.
