@@ -2,6 +2,7 @@ package raft_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,9 +28,19 @@ import (
 // under any durable commit on this disk.
 func fsyncLatency(b *testing.B, dir string, n int) []time.Duration {
 	b.Helper()
-	f, err := os.Create(filepath.Join(dir, "fsync-probe"))
+	out, err := probeFsync(dir, n)
 	if err != nil {
 		b.Fatal(err)
+	}
+	return out
+}
+
+// probeFsync makes n write+fsync round trips of 512 bytes on a new file in
+// dir and returns their durations.
+func probeFsync(dir string, n int) ([]time.Duration, error) {
+	f, err := os.Create(filepath.Join(dir, "fsync-probe"))
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	buf := make([]byte, 512)
@@ -37,14 +48,14 @@ func fsyncLatency(b *testing.B, dir string, n int) []time.Duration {
 	for i := 0; i < n; i++ {
 		start := time.Now()
 		if _, err := f.Write(buf); err != nil {
-			b.Fatal(err)
+			return nil, err
 		}
 		if err := f.Sync(); err != nil {
-			b.Fatal(err)
+			return nil, err
 		}
 		out = append(out, time.Since(start))
 	}
-	return out
+	return out, nil
 }
 
 // fsyncLatencyShared measures the same write+fsync round trips made by
@@ -55,9 +66,10 @@ func fsyncLatency(b *testing.B, dir string, n int) []time.Duration {
 func fsyncLatencyShared(b *testing.B, dir string, ways, n int) []time.Duration {
 	b.Helper()
 	var (
-		mu  sync.Mutex
-		out []time.Duration
-		wg  sync.WaitGroup
+		mu   sync.Mutex
+		out  []time.Duration
+		errs []error
+		wg   sync.WaitGroup
 	)
 	for w := 0; w < ways; w++ {
 		sub := filepath.Join(dir, fmt.Sprintf("fsync-probe-%d", w))
@@ -67,13 +79,17 @@ func fsyncLatencyShared(b *testing.B, dir string, ways, n int) []time.Duration {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ds := fsyncLatency(b, sub, n)
+			ds, err := probeFsync(sub, n)
 			mu.Lock()
+			defer mu.Unlock()
 			out = append(out, ds...)
-			mu.Unlock()
+			errs = append(errs, err)
 		}()
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		b.Fatal(err)
+	}
 	return out
 }
 
