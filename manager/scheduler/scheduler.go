@@ -117,9 +117,10 @@ func (v *view) load(tx store.ReadTx) error {
 	for _, n := range nodes {
 		v.upsertNode(n)
 	}
-	// One pass over the stored tasks, shared and read-only as in events.
+	// One pass over the stored tasks, shared and read-only as in events,
+	// keeping those the view tracks.
 	return store.Each(tx, store.All, func(t *api.Task) bool {
-		if st := t.GetStatus().GetState(); st >= api.TaskState_TASK_STATE_PENDING && st <= api.TaskState_TASK_STATE_RUNNING {
+		if schedulable(t) || occupies(t) {
 			v.upsertTask(t)
 		}
 		return true
