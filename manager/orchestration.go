@@ -24,13 +24,16 @@ func (m *Manager) orchestration() []func(context.Context) error {
 	log := m.cfg.Logger
 	updates := update.NewSupervisor(m.store, update.WithLogger(log))
 	restarts := restart.New(m.store, restart.WithLogger(log))
+	// The scheduler also places the tasks the orchestrators create, which
+	// are then written once, ASSIGNED, instead of PENDING then ASSIGNED.
+	sched := scheduler.New(m.store, scheduler.WithLogger(log))
 	return []func(context.Context) error{
 		allocator.New(m.store, allocator.WithLogger(log)).Run,
-		scheduler.New(m.store, scheduler.WithLogger(log)).Run,
+		sched.Run,
 		restarts.Run,
-		replicated.New(m.store, updates, restarts, replicated.WithLogger(log)).Run,
-		global.New(m.store, updates, restarts, global.WithLogger(log)).Run,
-		jobs.New(m.store, restarts, jobs.WithLogger(log)).Run,
+		replicated.New(m.store, updates, restarts, replicated.WithLogger(log), replicated.WithPlacer(sched)).Run,
+		global.New(m.store, updates, restarts, global.WithLogger(log), global.WithPlacer(sched)).Run,
+		jobs.New(m.store, restarts, jobs.WithLogger(log), jobs.WithPlacer(sched)).Run,
 		constraintenforcer.New(m.store, restarts, constraintenforcer.WithLogger(log)).Run,
 		taskreaper.New(m.store, taskreaper.WithLogger(log)).Run,
 		func(ctx context.Context) error {

@@ -23,10 +23,13 @@ const (
 // name) when the store closes its watch.
 var ErrWatchClosed = errors.New("store watch closed")
 
-// Options are the clock and logger of a leader component.
+// Options are the clock, logger and placer of a leader component.
 type Options struct {
 	Clock clockwork.Clock
 	Log   *slog.Logger
+	// Placer places the tasks an orchestrator creates (default: none,
+	// they are created PENDING).
+	Placer Placer
 }
 
 // Option configures Options.
@@ -38,9 +41,12 @@ func WithClock(c clockwork.Clock) Option { return func(o *Options) { o.Clock = c
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Log = l } }
 
+// WithPlacer sets the Placer of the tasks an orchestrator creates.
+func WithPlacer(p Placer) Option { return func(o *Options) { o.Placer = p } }
+
 // NewOptions applies opts to the defaults.
 func NewOptions(opts []Option) Options {
-	o := Options{Clock: clockwork.NewRealClock(), Log: slog.Default()}
+	o := Options{Clock: clockwork.NewRealClock(), Log: slog.Default(), Placer: noPlacer{}}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -62,6 +62,17 @@
 // time fails a whole proposal), every task it carried is re-read, and the
 // pass is retried after a delay that grows with consecutive failures.
 //
+// # Placement at creation
+//
+// Scheduler.Place is the orchestrators' Placer: the tasks an orchestrator
+// is about to create are placed at once, as a pass would place them, and
+// the orchestrator writes them ASSIGNED, so that a new task costs one raft
+// write instead of two (PENDING, then ASSIGNED). The view counts them on
+// their nodes at once, as copies at version 0 that their stored versions
+// replace when the creation events come. If the write fails, the
+// placements of the tasks the store does not hold are taken back. A task
+// that fits no node is created PENDING and scheduled like any other.
+//
 // Status.Err is rewritten only when its text changes. Unschedulable groups
 // are not looked at again until a node changes (created, removed, or its
 // status, role, spec or description changed) or a task leaves a node.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -32,12 +33,20 @@ var (
 	errRestore     = errors.New("scheduler: store restored")
 )
 
-// Scheduler assigns pending tasks to nodes. Run it on the leader.
+// Scheduler assigns pending tasks to nodes. Run it on the leader; it is
+// also the orchestrators' Placer (Place), for the tasks they create.
 type Scheduler struct {
 	store      *store.MemoryStore
 	clock      clockwork.Clock
 	log        *slog.Logger
 	batchDelay time.Duration
+
+	// mu guards view, and the view itself, which Run's loop and Place
+	// both use.
+	mu sync.Mutex
+	// view is the current watch's view once it has loaded the store;
+	// nil before and after.
+	view *view
 }
 
 // Option configures a Scheduler.
@@ -92,9 +101,17 @@ func (s *Scheduler) runWatch(ctx context.Context) error {
 		return fmt.Errorf("scheduler: load nodes and tasks: %w", err)
 	}
 	defer cancel()
+	s.setView(v)
+	defer s.setView(nil)
 	r := &run{s: s, v: v, events: events}
 	defer r.stopTimer()
 	return r.loop(ctx)
+}
+
+func (s *Scheduler) setView(v *view) {
+	s.mu.Lock()
+	s.view = v
+	s.mu.Unlock()
 }
 
 // watchFilter passes node and task changes, restores and commits.
@@ -143,9 +160,11 @@ type run struct {
 }
 
 func (r *run) loop(ctx context.Context) error {
+	r.s.mu.Lock()
 	if r.v.needsPass() {
 		r.arm(r.s.batchDelay)
 	}
+	r.s.mu.Unlock()
 	for {
 		for r.due && !r.midRequest && ctx.Err() == nil {
 			r.due = false
@@ -158,17 +177,28 @@ func (r *run) loop(ctx context.Context) error {
 			if !ok {
 				return errWatchClosed
 			}
-			for _, ev := range evs {
-				if ev.Action == store.EventRestore {
-					return errRestore
-				}
-				r.handle(ev)
+			if r.handleAll(evs) {
+				return errRestore
 			}
 		case <-r.timerC():
 			r.timer = nil
 			r.due = true
 		}
 	}
+}
+
+// handleAll applies events to the view, until an EventRestore (then it
+// returns true).
+func (r *run) handleAll(evs []store.Event) (restored bool) {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	for _, ev := range evs {
+		if ev.Action == store.EventRestore {
+			return true
+		}
+		r.handle(ev)
+	}
+	return false
 }
 
 // handle applies one event to the view and, at a commit that left
@@ -228,18 +258,22 @@ func (r *run) stopTimer() {
 // pass schedules, writes the decisions and takes back into the view what
 // could not be written.
 func (r *run) pass(ctx context.Context) {
+	r.s.mu.Lock()
 	ds := r.v.schedule()
+	r.s.mu.Unlock()
 	if len(ds) == 0 {
 		return
 	}
 	start := r.s.clock.Now()
 	res, err := r.s.write(ctx, ds)
+	r.s.mu.Lock()
 	for _, t := range res.fresh {
 		r.v.refreshTask(t)
 	}
 	for _, id := range res.gone {
 		r.v.removeTask(id)
 	}
+	r.s.mu.Unlock()
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -252,15 +286,19 @@ func (r *run) pass(ctx context.Context) {
 	}
 	r.failures = 0
 	r.s.log.Debug("scheduler: pass", "decisions", len(ds), "stale", len(res.fresh)+len(res.gone), "duration", r.s.clock.Since(start))
+	r.s.mu.Lock()
 	if r.v.needsPass() {
 		r.arm(r.s.batchDelay)
 	}
+	r.s.mu.Unlock()
 }
 
 // resync re-reads the tasks of decisions a failed batch may not have
 // written, so that those it did not write are scheduled again.
 func (r *run) resync(ds []decision) {
 	r.s.store.View(func(tx store.ReadTx) {
+		r.s.mu.Lock()
+		defer r.s.mu.Unlock()
 		for _, d := range ds {
 			if cur := store.GetTask(tx, d.base.GetId()); cur != nil {
 				r.v.refreshTask(cur)

@@ -27,6 +27,7 @@ type runner struct {
 	t      *testing.T
 	store  *store.MemoryStore
 	clock  *clockwork.FakeClock
+	sch    *Scheduler
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan error
@@ -38,6 +39,7 @@ func startRunner(t *testing.T, s *store.MemoryStore, opts ...Option) *runner {
 	r.ctx, r.cancel = context.WithTimeout(context.Background(), waitTimeout)
 	opts = append([]Option{WithClock(r.clock), WithLogger(slog.New(slog.DiscardHandler)), WithBatchDelay(0)}, opts...)
 	sch := New(s, opts...)
+	r.sch = sch
 	go func() { r.done <- sch.Run(r.ctx) }()
 	t.Cleanup(func() {
 		r.cancel()

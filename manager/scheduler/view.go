@@ -270,8 +270,13 @@ func (g *group) sorted() []*taskRef {
 	for _, r := range g.tasks {
 		refs = append(refs, r)
 	}
+	sortRefs(refs)
+	return refs
+}
+
+// sortRefs sorts tasks by slot, then ID.
+func sortRefs(refs []*taskRef) {
 	slices.SortFunc(refs, func(a, b *taskRef) int {
 		return cmp.Or(cmp.Compare(a.t.GetSlot(), b.t.GetSlot()), cmp.Compare(a.t.GetId(), b.t.GetId()))
 	})
-	return refs
 }

@@ -41,6 +41,7 @@ type Orchestrator struct {
 	store     *store.MemoryStore
 	updater   orchestrator.Updater
 	restarter orchestrator.Restarter
+	placer    orchestrator.Placer
 	clock     clockwork.Clock
 	log       *slog.Logger
 }
@@ -55,11 +56,15 @@ func WithClock(c clockwork.Clock) Option { return orchestrator.WithClock(c) }
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return orchestrator.WithLogger(l) }
 
+// WithPlacer sets the Placer of the tasks created (default: none; they
+// are created PENDING for the scheduler).
+func WithPlacer(p orchestrator.Placer) Option { return orchestrator.WithPlacer(p) }
+
 // New returns the orchestrator of the global services in s, which hands
 // dirty slots to u and stopped tasks to r.
 func New(s *store.MemoryStore, u orchestrator.Updater, r orchestrator.Restarter, opts ...Option) *Orchestrator {
 	opt := orchestrator.NewOptions(opts)
-	return &Orchestrator{store: s, updater: u, restarter: r, clock: opt.Clock, log: opt.Log}
+	return &Orchestrator{store: s, updater: u, restarter: r, placer: opt.Placer, clock: opt.Clock, log: opt.Log}
 }
 
 // Run reconciles until ctx ends (then it returns nil) or the store closes
@@ -103,6 +108,9 @@ type outcome struct {
 	service *api.Service
 	removed bool
 	dirty   []orchestrator.Slot
+	// settle ends the placement of the tasks created (see
+	// orchestrator.Placer); nil if none was asked for.
+	settle func(error)
 }
 
 // write reconciles the job's services, each in its own transaction of
@@ -119,6 +127,9 @@ func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, nodes []
 				return err
 			})
 			if err != nil {
+				if out.settle != nil {
+					out.settle(err) // the callback's writes were dropped
+				}
 				failed = append(failed, fmt.Errorf("service %s: %w", id, err))
 				continue
 			}
@@ -126,6 +137,11 @@ func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, nodes []
 		}
 		return nil
 	})
+	for _, out := range outs {
+		if out.settle != nil {
+			out.settle(err)
+		}
+	}
 	if err == nil && len(failed) > 0 {
 		err = errors.Join(failed...)
 	}
@@ -150,40 +166,49 @@ func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *a
 		o.log.ErrorContext(ctx, "global orchestrator: service left alone", "service.id", id, "error", err)
 		return outcome{id: id}, nil
 	}
-	if err := o.apply(ctx, tx, cluster, id, s, p); err != nil {
+	settle, err := o.apply(ctx, tx, cluster, id, s, p)
+	if err != nil {
 		return outcome{}, err
 	}
-	return outcome{id: id, service: s, removed: s == nil, dirty: p.dirty}, nil
+	return outcome{id: id, service: s, removed: s == nil, dirty: p.dirty, settle: settle}, nil
 }
 
-// apply writes p for the service with that ID (s, nil if removed) within tx.
-func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Cluster, id string, s *api.Service, p plan) error {
+// apply writes p for the service with that ID (s, nil if removed) within
+// tx. It returns the settle of the placement of the tasks it created, if
+// any (see orchestrator.CreatePlaced).
+func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Cluster, id string, s *api.Service, p plan) (func(error), error) {
 	for _, t := range p.remove {
 		if err := orchestrator.SetDesired(tx, t, api.TaskState_TASK_STATE_REMOVE); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, t := range p.shutdown {
 		if err := orchestrator.SetDesired(tx, t, api.TaskState_TASK_STATE_SHUTDOWN); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, t := range p.restart {
 		if err := o.restarter.Restart(ctx, tx, cluster, s, t); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	now := o.clock.Now()
-	for _, n := range p.create {
-		if err := tx.CreateOwned(orchestrator.NewSharedTask(s, 0, n, now)); err != nil {
-			return fmt.Errorf("create task for node %s: %w", n, err)
+	var settle func(error)
+	if len(p.create) > 0 {
+		now := o.clock.Now()
+		tasks := make([]*api.Task, len(p.create))
+		for i, n := range p.create {
+			tasks[i] = orchestrator.NewSharedTask(s, 0, n, now)
+		}
+		var err error
+		if settle, err = orchestrator.CreatePlaced(tx, o.placer, tasks); err != nil {
+			return nil, err
 		}
 	}
 	if len(p.remove)+len(p.shutdown)+len(p.restart)+len(p.create) > 0 {
 		o.log.DebugContext(ctx, "global orchestrator: reconciled service", "service.id", id,
 			"created", len(p.create), "removed", len(p.remove), "shut_down", len(p.shutdown), "restarted", len(p.restart))
 	}
-	return nil
+	return settle, nil
 }
 
 // isOurs reports whether a task belongs to a global service: preset on

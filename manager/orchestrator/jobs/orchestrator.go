@@ -36,6 +36,7 @@ import (
 type Orchestrator struct {
 	store     *store.MemoryStore
 	restarter orchestrator.Restarter
+	placer    orchestrator.Placer
 	clock     clockwork.Clock
 	log       *slog.Logger
 }
@@ -50,11 +51,15 @@ func WithClock(c clockwork.Clock) Option { return orchestrator.WithClock(c) }
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return orchestrator.WithLogger(l) }
 
+// WithPlacer sets the Placer of the tasks created (default: none; they
+// are created PENDING for the scheduler).
+func WithPlacer(p orchestrator.Placer) Option { return orchestrator.WithPlacer(p) }
+
 // New returns the orchestrator of the jobs in s, which hands failed tasks
 // to r.
 func New(s *store.MemoryStore, r orchestrator.Restarter, opts ...Option) *Orchestrator {
 	opt := orchestrator.NewOptions(opts)
-	return &Orchestrator{store: s, restarter: r, clock: opt.Clock, log: opt.Log}
+	return &Orchestrator{store: s, restarter: r, placer: opt.Placer, clock: opt.Clock, log: opt.Log}
 }
 
 // Run reconciles until ctx ends (then it returns nil) or the store closes
@@ -86,30 +91,46 @@ func (o *Orchestrator) pass(ctx context.Context, rs *runState) error {
 // batch.
 func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, nodes []*api.Node, ids []string) error {
 	var failed []error
+	var settles []func(error) // of the jobs written
 	err := o.store.Batch(ctx, func(b *store.Batch) error {
 		for _, id := range ids {
-			err := b.Update(func(tx store.Tx) error { return o.reconcileOne(ctx, tx, cluster, nodes, id) })
-			if err != nil {
+			var settle func(error)
+			err := b.Update(func(tx store.Tx) error {
+				var err error
+				settle, err = o.reconcileOne(ctx, tx, cluster, nodes, id)
+				return err
+			})
+			switch {
+			case err != nil:
+				if settle != nil {
+					settle(err) // the callback's writes were dropped
+				}
 				failed = append(failed, fmt.Errorf("job %s: %w", id, err))
+			case settle != nil:
+				settles = append(settles, settle)
 			}
 		}
 		return nil
 	})
+	for _, settle := range settles {
+		settle(err)
+	}
 	if err == nil && len(failed) > 0 {
 		err = errors.Join(failed...)
 	}
 	return err
 }
 
-// reconcileOne reconciles the job with that ID within tx.
-func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *api.Cluster, nodes []*api.Node, id string) error {
+// reconcileOne reconciles the job with that ID within tx, returning the
+// settle of the placement of the tasks it created, if any.
+func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *api.Cluster, nodes []*api.Node, id string) (func(error), error) {
 	s := store.GetService(tx, id)
 	if s != nil && !orchestrator.IsJob(s) {
-		return nil
+		return nil, nil
 	}
 	tasks, err := store.FindTasks(tx, store.ByServiceID(id))
 	if err != nil {
-		return fmt.Errorf("find tasks: %w", err)
+		return nil, fmt.Errorf("find tasks: %w", err)
 	}
 	var p plan
 	switch {
@@ -120,46 +141,52 @@ func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *a
 	default:
 		if p, err = reconcileGlobal(s, tasks, nodes); err != nil {
 			o.log.ErrorContext(ctx, "jobs orchestrator: job left alone", "service.id", id, "error", err)
-			return nil
+			return nil, nil
 		}
 	}
 	return o.apply(ctx, tx, cluster, id, s, p)
 }
 
 // apply writes p for the job with that ID (s, nil if removed) within tx.
-func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Cluster, id string, s *api.Service, p plan) error {
+// It returns the settle of the placement of the tasks it created, if any
+// (see orchestrator.CreatePlaced).
+func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Cluster, id string, s *api.Service, p plan) (func(error), error) {
 	for _, t := range p.remove {
 		if err := orchestrator.SetDesired(tx, t, api.TaskState_TASK_STATE_REMOVE); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, t := range p.shutdown {
 		if err := orchestrator.SetDesired(tx, t, api.TaskState_TASK_STATE_SHUTDOWN); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, t := range p.restart {
 		if err := o.restarter.Restart(ctx, tx, cluster, s, t); err != nil {
-			return err
-		}
-	}
-	now := o.clock.Now()
-	for _, n := range p.createSlots {
-		if err := tx.CreateOwned(orchestrator.NewSharedTask(s, n, "", now)); err != nil {
-			return fmt.Errorf("create task for slot %d: %w", n, err)
-		}
-	}
-	for _, n := range p.createNodes {
-		if err := tx.CreateOwned(orchestrator.NewSharedTask(s, 0, n, now)); err != nil {
-			return fmt.Errorf("create task for node %s: %w", n, err)
+			return nil, err
 		}
 	}
 	created := len(p.createSlots) + len(p.createNodes)
+	var settle func(error)
+	if created > 0 {
+		now := o.clock.Now()
+		tasks := make([]*api.Task, 0, created)
+		for _, n := range p.createSlots {
+			tasks = append(tasks, orchestrator.NewSharedTask(s, n, "", now))
+		}
+		for _, n := range p.createNodes {
+			tasks = append(tasks, orchestrator.NewSharedTask(s, 0, n, now))
+		}
+		var err error
+		if settle, err = orchestrator.CreatePlaced(tx, o.placer, tasks); err != nil {
+			return nil, err
+		}
+	}
 	if len(p.remove)+len(p.shutdown)+len(p.restart)+created > 0 {
 		o.log.DebugContext(ctx, "jobs orchestrator: reconciled job", "service.id", id, "iteration", iteration(s),
 			"created", created, "removed", len(p.remove), "shut_down", len(p.shutdown), "restarted", len(p.restart))
 	}
-	return nil
+	return settle, nil
 }
 
 // isOurs reports whether a task belongs to a job: it carries an

@@ -84,11 +84,11 @@ func newHarness(t *testing.T, objs ...api.StoreObject) *harness {
 	return h
 }
 
-// start runs the orchestrator and the restart supervisor until the end
-// of the test.
-func (h *harness) start() {
+// start runs the orchestrator (with opts) and the restart supervisor
+// until the end of the test.
+func (h *harness) start(opts ...Option) {
 	r := restart.New(h.store, restart.WithClock(h.clock), restart.WithLogger(orchestratortest.Quiet()))
-	o := New(h.store, h.updater, r, WithClock(h.clock), WithLogger(orchestratortest.Quiet()))
+	o := New(h.store, h.updater, r, append([]Option{WithClock(h.clock), WithLogger(orchestratortest.Quiet())}, opts...)...)
 	orchestratortest.RunAll(h.t, o.Run, r.Run)
 }
 

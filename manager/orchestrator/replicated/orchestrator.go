@@ -42,6 +42,7 @@ type Orchestrator struct {
 	store     *store.MemoryStore
 	updater   orchestrator.Updater
 	restarter orchestrator.Restarter
+	placer    orchestrator.Placer
 	clock     clockwork.Clock
 	log       *slog.Logger
 }
@@ -56,11 +57,15 @@ func WithClock(c clockwork.Clock) Option { return orchestrator.WithClock(c) }
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return orchestrator.WithLogger(l) }
 
+// WithPlacer sets the Placer of the tasks created for new slots (default:
+// none; they are created PENDING for the scheduler).
+func WithPlacer(p orchestrator.Placer) Option { return orchestrator.WithPlacer(p) }
+
 // New returns the orchestrator of the replicated services in s, which
 // hands dirty slots to u and stopped or displaced tasks to r.
 func New(s *store.MemoryStore, u orchestrator.Updater, r orchestrator.Restarter, opts ...Option) *Orchestrator {
 	opt := orchestrator.NewOptions(opts)
-	return &Orchestrator{store: s, updater: u, restarter: r, clock: opt.Clock, log: opt.Log}
+	return &Orchestrator{store: s, updater: u, restarter: r, placer: opt.Placer, clock: opt.Clock, log: opt.Log}
 }
 
 // Run reconciles until ctx ends (then it returns nil) or the store closes
@@ -111,6 +116,9 @@ type outcome struct {
 	dirty   []orchestrator.Slot
 	wave    *wave    // the rebalancing step taken, if any
 	created []string // the IDs of the tasks created for new slots
+	// settle ends the placement of the created tasks (see
+	// orchestrator.Placer); nil if none was asked for.
+	settle func(error)
 }
 
 // write reconciles the job's services, each in its own transaction of
@@ -129,6 +137,9 @@ func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, ids []st
 				return err
 			})
 			if err != nil {
+				if out.settle != nil {
+					out.settle(err) // the callback's writes were dropped
+				}
 				failed = append(failed, fmt.Errorf("service %s: %w", id, err))
 				continue
 			}
@@ -136,6 +147,11 @@ func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, ids []st
 		}
 		return nil
 	})
+	for _, out := range outs {
+		if out.settle != nil {
+			out.settle(err)
+		}
+	}
 	if err == nil && len(failed) > 0 {
 		err = errors.Join(failed...)
 	}
@@ -170,45 +186,50 @@ func (o *Orchestrator) reconcileOne(ctx context.Context, tx store.Tx, cluster *a
 		w := nextWave(s, tasks, eligibleNodes(s, all), lastImbalance)
 		p.restart = w.moves
 		p = p.writable()
-		created, err := o.apply(ctx, tx, cluster, id, s, p)
-		return outcome{id: id, service: s, removed: s == nil, dirty: p.dirty, wave: &w, created: created}, err
+		created, settle, err := o.apply(ctx, tx, cluster, id, s, p)
+		return outcome{id: id, service: s, removed: s == nil, dirty: p.dirty, wave: &w, created: created, settle: settle}, err
 	}
 	p = p.writable()
-	created, err := o.apply(ctx, tx, cluster, id, s, p)
-	return outcome{id: id, service: s, removed: s == nil, dirty: p.dirty, created: created}, err
+	created, settle, err := o.apply(ctx, tx, cluster, id, s, p)
+	return outcome{id: id, service: s, removed: s == nil, dirty: p.dirty, created: created, settle: settle}, err
 }
 
 // apply writes p for the service with that ID (s, nil if removed) within
-// tx, returning the IDs of the tasks it created for new slots.
-func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Cluster, id string, s *api.Service, p plan) ([]string, error) {
+// tx, returning the IDs of the tasks it created for new slots and, if the
+// placer placed some, the settle of that placement (for the caller to
+// call once the write has ended; apply calls it itself if it fails).
+func (o *Orchestrator) apply(ctx context.Context, tx store.Tx, cluster *api.Cluster, id string, s *api.Service, p plan) ([]string, func(error), error) {
 	for _, t := range p.remove {
 		t.DesiredState = api.TaskState_TASK_STATE_REMOVE
 		if err := tx.Update(t); err != nil {
-			return nil, fmt.Errorf("remove task %s: %w", t.GetId(), err)
+			return nil, nil, fmt.Errorf("remove task %s: %w", t.GetId(), err)
 		}
 	}
 	for _, t := range p.restart {
 		if err := o.restarter.Restart(ctx, tx, cluster, s, t); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	now := o.clock.Now()
 	var created []string
+	var settle func(error)
 	if len(p.create) > 0 {
-		created = make([]string, 0, len(p.create))
-	}
-	for _, slot := range p.create {
-		t := orchestrator.NewSharedTask(s, slot, "", now)
-		if err := tx.CreateOwned(t); err != nil {
-			return nil, fmt.Errorf("create task for slot %d: %w", slot, err)
+		now := o.clock.Now()
+		tasks := make([]*api.Task, len(p.create))
+		created = make([]string, len(p.create))
+		for i, slot := range p.create {
+			tasks[i] = orchestrator.NewSharedTask(s, slot, "", now)
+			created[i] = tasks[i].GetId()
 		}
-		created = append(created, t.GetId())
+		var err error
+		if settle, err = orchestrator.CreatePlaced(tx, o.placer, tasks); err != nil {
+			return nil, nil, err
+		}
 	}
 	if len(p.remove)+len(p.create)+len(p.restart) > 0 {
 		o.log.DebugContext(ctx, "replicated orchestrator: reconciled service", "service.id", id,
 			"created", len(p.create), "removed", len(p.remove), "restarted", len(p.restart))
 	}
-	return created, nil
+	return created, settle, nil
 }
 
 // report hands a written outcome to the Updater and the rebalancing

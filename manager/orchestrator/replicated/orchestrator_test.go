@@ -3,6 +3,7 @@ package replicated
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/openswarm/swarmd/api"
@@ -247,5 +248,48 @@ func TestRunRebalance(t *testing.T) {
 				t.Errorf("tasks per node %v, want 2 each", perNode)
 			}
 		})
+	}
+}
+
+// evenPlacer places the tasks of even slots on one node and records
+// how each placement was settled.
+type evenPlacer struct {
+	node    string
+	mu      sync.Mutex
+	settled []error
+}
+
+func (p *evenPlacer) Place(tasks []*api.Task) func(error) {
+	for _, t := range tasks {
+		if t.GetSlot()%2 == 0 {
+			t.NodeId = p.node
+			t.Status = &api.TaskStatus{State: api.TaskState_TASK_STATE_ASSIGNED}
+		}
+	}
+	return func(err error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.settled = append(p.settled, err)
+	}
+}
+
+func TestRunCreatesTasksAsPlaced(t *testing.T) {
+	h := newHarness(t, readyNode("n1"), newService("web", 4))
+	p := &evenPlacer{node: "n1"}
+	h.start(WithPlacer(p))
+	h.waitFor("slots 1..4", hasSlots("web", 4))
+	for _, task := range h.tasks("web") {
+		even := task.GetSlot()%2 == 0
+		placed := task.GetNodeId() == "n1" && task.GetStatus().GetState() == api.TaskState_TASK_STATE_ASSIGNED
+		unplaced := task.GetNodeId() == "" && task.GetStatus().GetState() == api.TaskState_TASK_STATE_PENDING
+		if even && !placed || !even && !unplaced {
+			t.Errorf("slot %d: node %q, state %s", task.GetSlot(), task.GetNodeId(), task.GetStatus().GetState())
+		}
+	}
+	h.barrier("later")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.settled) != 2 || p.settled[0] != nil || p.settled[1] != nil {
+		t.Fatalf("placements settled with %v, want nil once per created batch (web, then later)", p.settled)
 	}
 }
