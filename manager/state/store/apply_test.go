@@ -28,7 +28,7 @@ type reqGen struct {
 var (
 	genKinds  = []Kind{KindService, KindTask, KindNode, KindSecret}
 	genNames  = []string{"", "web", "WEB", "db", "Db", "api", "cache", "web-1", "a", "b", "c", "d", "e", "f", "g", "h"}
-	genStates = []api.TaskState{api.TaskState_TASK_STATE_NEW, api.TaskState_TASK_STATE_RUNNING, api.TaskState_TASK_STATE_SHUTDOWN}
+	genStates = []api.TaskState{api.TaskState_TASK_STATE_NEW, api.TaskState_TASK_STATE_READY, api.TaskState_TASK_STATE_RUNNING, api.TaskState_TASK_STATE_SHUTDOWN}
 )
 
 func (g *reqGen) pick(s []string) string { return s[g.rng.IntN(len(s))] }
@@ -316,7 +316,11 @@ func checkIndexes(t *testing.T, s *MemoryStore) {
 					}, ""},
 					sel{ByNamePrefix(n), func(o api.StoreObject) (string, bool) {
 						ln := lowerName(o)
-						return ln + "\x00" + o.GetId(), ln != "" && strings.HasPrefix(ln, strings.ToLower(n))
+						key := ln + "\x00" + o.GetId()
+						if k == KindTask {
+							key = o.GetId() // scanned, not indexed
+						}
+						return key, ln != "" && strings.HasPrefix(ln, strings.ToLower(n))
 					}, ""})
 			}
 			for _, p := range []string{"", string(k[:2]) + "1", "x"} {

@@ -37,13 +37,14 @@ func emptyState() *dbState {
 	return st
 }
 
-// nameIndex is the position of the name index in every kind's schema.
+// nameIndex is the position of the name index in the schema of every
+// kind that has one.
 const nameIndex = 0
 
 func init() {
-	for kp := range schema {
-		if schema[kp][nameIndex].name != indexName {
-			panic("store: the name index must come first")
+	for kp, k := range kinds {
+		if uniqueNames(k) && !hasNameIndex(kp) {
+			panic("store: a kind of unique names needs a name index, first")
 		}
 	}
 }
@@ -111,6 +112,16 @@ func (st *dbState) visit(kp int, k Kind, by By, resolve bool, fn func(id string,
 			return more, nil
 		}
 		pos := indexPos(kp, b.index)
+		if pos < 0 && b.index == indexName {
+			// Names of a kind without a name index (tasks): a scan.
+			tb.byID.ascend(idItem{}, true, func(it idItem) bool {
+				if n := lowerName(it.obj); n != "" && (n == b.s || b.prefix && strings.HasPrefix(n, b.s)) {
+					more = fn(it.id, it.obj)
+				}
+				return more
+			})
+			return more, nil
+		}
 		if pos < 0 {
 			return false, fmt.Errorf("find %s %s: %w", k, b, ErrInvalidFindBy)
 		}

@@ -68,10 +68,11 @@ var All By = byAll{}
 
 // ByName selects objects by name, case-insensitively. Names are spec
 // annotation names; nodes without one go by hostname, tasks by TaskName.
+// Tasks have no name index: they are scanned, and come in ID order.
 func ByName(name string) By { return byIndex{index: indexName, s: strings.ToLower(name)} }
 
 // ByNamePrefix selects objects whose name starts with prefix
-// (case-insensitive).
+// (case-insensitive); like ByName, it scans tasks.
 func ByNamePrefix(prefix string) By {
 	return byIndex{index: indexName, s: strings.ToLower(prefix), prefix: true}
 }
@@ -98,9 +99,16 @@ func BySlot(serviceID string, slot uint64) By {
 	return byIndex{index: indexSlot, s: serviceID, n: slot}
 }
 
-// ByDesiredState selects tasks by desired state.
+// ByDesiredState selects tasks by desired state, in ID order. Only the
+// tasks waiting to start (READY) are indexed; other desired states are a
+// scan of every task (see schema).
 func ByDesiredState(s api.TaskState) By {
-	return byIndex{index: indexDesiredState, n: enumKey(int32(s))}
+	if s == api.TaskState_TASK_STATE_READY {
+		return byIndex{index: indexWaiting}
+	}
+	return byScan{kind: KindTask, desc: "desired_state " + s.String(), keep: func(o api.StoreObject) bool {
+		return o.(*api.Task).GetDesiredState() == s
+	}}
 }
 
 // ByTaskState selects tasks by observed state (Status.State), in ID order.

@@ -8,12 +8,12 @@ import (
 
 // Index names (the names By selectors refer to).
 const (
-	indexName         = "name"
-	indexNodeID       = "node_id"
-	indexSlot         = "slot"
-	indexDesiredState = "desired_state"
-	indexRole         = "role"
-	indexMembership   = "membership"
+	indexName       = "name"
+	indexNodeID     = "node_id"
+	indexSlot       = "slot"
+	indexWaiting    = "waiting"
+	indexRole       = "role"
+	indexMembership = "membership"
 )
 
 // idItem is an entry of a table's primary index: the stored object, by ID.
@@ -88,22 +88,27 @@ func kindPos(k Kind) int {
 	return -1
 }
 
-// schema lists the secondary indexes of each kind, by table position. Every
-// kind has a name index (lowercased; for nodes and tasks, see nameOf);
-// tasks and nodes have more. Indexers are hand-written: every write of an
-// object evaluates its kind's indexers (twice for an update).
+// schema lists the secondary indexes of each kind, by table position.
+// Every kind but tasks has a name index, first (lowercased; for nodes, see
+// nameOf); tasks and nodes have more. Indexers are hand-written: every
+// write of an object evaluates its kind's indexers (twice for an update).
+//
+// Tasks are indexed only where a hot reader needs it, since every index
+// costs every task write a tree update at a random place (at 100,000 new
+// tasks, each of the task name and desired state indexes cost the manager
+// about a twentieth of its CPU and 15-25 MB of its peak memory): by
+// service and slot, by node, and the few waiting to start (desired
+// READY). Tasks by name or by another desired state are selected by a
+// scan (see ByName, ByDesiredState).
 var schema = func() (s [numKinds][]indexDef) {
 	name := indexDef{name: indexName, key: func(o api.StoreObject) (string, uint64, bool) {
 		n := lowerName(o)
 		return n, 0, n != ""
 	}}
-	taskName := name
-	taskName.same = sameTaskName
 	for i, k := range kinds {
 		switch k {
 		case KindTask:
 			s[i] = []indexDef{
-				taskName,
 				// Tasks by service, then slot (0 for global tasks): a
 				// service's tasks are one range (ByServiceID), a slot's
 				// tasks a range within it (BySlot).
@@ -115,8 +120,10 @@ var schema = func() (s [numKinds][]indexDef) {
 					v := o.(*api.Task).GetNodeId()
 					return v, 0, v != ""
 				}},
-				{name: indexDesiredState, key: func(o api.StoreObject) (string, uint64, bool) {
-					return "", enumKey(int32(o.(*api.Task).GetDesiredState())), true
+				// The replacements waiting to start, which the restart
+				// supervisor reads whenever a task stops.
+				{name: indexWaiting, key: func(o api.StoreObject) (string, uint64, bool) {
+					return "", 0, o.(*api.Task).GetDesiredState() == api.TaskState_TASK_STATE_READY
 				}},
 			}
 		case KindNode:
@@ -152,14 +159,8 @@ func indexPos(kp int, name string) int {
 // enumKey orders enum values as signed numbers (negative values first).
 func enumKey(v int32) uint64 { return uint64(uint32(v) ^ (1 << 31)) }
 
-// sameTaskName reports whether two tasks have the same TaskName without
-// building it: the inputs of TaskName are equal.
-func sameTaskName(a, b api.StoreObject) bool {
-	x, y := a.(*api.Task), b.(*api.Task)
-	return x.GetAnnotations().GetName() == y.GetAnnotations().GetName() &&
-		x.GetServiceAnnotations().GetName() == y.GetServiceAnnotations().GetName() &&
-		x.GetServiceId() == y.GetServiceId() &&
-		x.GetSlot() == y.GetSlot() &&
-		x.GetNodeId() == y.GetNodeId() &&
-		x.GetId() == y.GetId()
+// hasNameIndex reports whether the kind at table position kp has a name
+// index (at nameIndex).
+func hasNameIndex(kp int) bool {
+	return len(schema[kp]) > nameIndex && schema[kp][nameIndex].name == indexName
 }

@@ -242,7 +242,7 @@ func (t *tx) scanSees(k Kind, by By) bool {
 func (t *tx) touch(k Kind, obj api.StoreObject) {
 	kp := kindPos(k)
 	for pos := range schema[kp] {
-		if pos == nameIndex {
+		if schema[kp][pos].name == indexName {
 			continue // scans by name always materialize
 		}
 		if s, _, ok := schema[kp][pos].key(obj); ok && s != "" {
