@@ -159,7 +159,7 @@ func (s *MemoryStore) applyLocked(indexes []uint64, requests [][]*api.StoreActio
 // apply performs one request's actions, recording them in a.changes. On
 // error the actions performed so far are recorded but not undone.
 func (a *applier) apply(index uint64, actions []*api.StoreAction) error {
-	a.w.reset(len(actions) > 1)
+	a.w.reset(updatesAfterWrites(actions))
 	for i, act := range actions {
 		c, err := a.w.do(act, index)
 		if err != nil {
@@ -172,6 +172,19 @@ func (a *applier) apply(index uint64, actions []*api.StoreAction) error {
 		a.changes = append(a.changes, c)
 	}
 	return nil
+}
+
+// updatesAfterWrites reports whether an update follows another action in
+// actions: only then may an update find its object already written by the
+// request (with the request's version), and the writer must remember the
+// versions from before the request (writer.track).
+func updatesAfterWrites(actions []*api.StoreAction) bool {
+	for i, a := range actions {
+		if i > 0 && a.GetKind() == api.StoreAction_UPDATE {
+			return true
+		}
+	}
+	return false
 }
 
 // undo reverts changes, newest first. Writes cannot fail, so the state

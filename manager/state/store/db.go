@@ -235,6 +235,23 @@ func (t *dbTxn) put(kp int, obj api.StoreObject) {
 	}
 }
 
+// putNew stores obj unless an object with its ID exists, in one descent
+// of the ID tree; it reports whether it stored obj.
+func (t *dbTxn) putNew(kp int, obj api.StoreObject) bool {
+	tb := t.table(kp)
+	id := obj.GetId()
+	if prev, replaced := tb.byID.set(t.own, idItem{id: id, obj: obj}); replaced {
+		tb.byID.set(t.own, prev) // put the stored object back
+		return false
+	}
+	for i := range schema[kp] {
+		if s, n, ok := schema[kp][i].key(obj); ok {
+			tb.idx[i].set(t.own, keyItem{s: s, n: n, id: id})
+		}
+	}
+	return true
+}
+
 // remove deletes the object of kind kp with that ID, if any, and returns
 // it.
 func (t *dbTxn) remove(kp int, id string) api.StoreObject {
@@ -260,5 +277,7 @@ func (t *dbTxn) nameOwner(k Kind, lname, self string) string {
 }
 
 func (t *dbTxn) store(k Kind, obj api.StoreObject) { t.put(kindPos(k), obj) }
+
+func (t *dbTxn) insert(k Kind, obj api.StoreObject) bool { return t.putNew(kindPos(k), obj) }
 
 func (t *dbTxn) delete(k Kind, id string) { t.remove(kindPos(k), id) }

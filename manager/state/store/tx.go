@@ -141,7 +141,9 @@ func newTx(snap *dbState, now *timestamppb.Timestamp) *tx {
 		snap: snap,
 		now:  now,
 	}
-	t.w = writer{v: t, track: true}
+	// No base tracking: while preparing, versions stay as carried, so
+	// the overlay's version of an object is always its base version.
+	t.w = writer{v: t}
 	return t
 }
 
@@ -329,6 +331,14 @@ func (t *tx) nameOwner(k Kind, lname, self string) string {
 
 func (t *tx) store(k Kind, obj api.StoreObject) { t.setPending(k, obj.GetId(), obj) }
 
+func (t *tx) insert(k Kind, obj api.StoreObject) bool {
+	if t.lookup(k, obj.GetId()) != nil {
+		return false
+	}
+	t.store(k, obj)
+	return true
+}
+
 func (t *tx) delete(k Kind, id string) { t.setPending(k, id, nil) }
 
 func (t *tx) setPending(k Kind, id string, obj api.StoreObject) {
@@ -507,6 +517,9 @@ type view interface {
 	nameOwner(k Kind, lname, self string) string
 	// store stores obj, replacing the object with its ID if any.
 	store(k Kind, obj api.StoreObject)
+	// insert stores obj unless an object of kind k has its ID: then it
+	// changes nothing and returns false.
+	insert(k Kind, obj api.StoreObject) bool
 	// delete removes the object of kind k with that ID.
 	delete(k Kind, id string)
 }
@@ -564,6 +577,19 @@ func (w *writer) do(a *api.StoreAction, index uint64) (change, error) {
 		return change{}, err
 	}
 	id := obj.GetId()
+	if a.GetKind() == api.StoreAction_CREATE && !uniqueNames(k) {
+		// No name to check: one look for the ID, as it is stored.
+		if index != 0 {
+			setVersion(obj, index)
+		}
+		if !w.v.insert(k, obj) {
+			return change{}, fmt.Errorf("create %s %s: %w", k, id, ErrExist)
+		}
+		if w.track {
+			w.setBase(objKey{k, id}, 0)
+		}
+		return change{kind: k, action: api.StoreAction_CREATE, obj: obj}, nil
+	}
 	cur := w.v.get(k, id)
 	switch a.GetKind() {
 	case api.StoreAction_CREATE:
