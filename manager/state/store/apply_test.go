@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -292,10 +293,23 @@ func TestApplyBatchMatchesApply(t *testing.T) {
 	}
 }
 
-// checkIndexes compares every selector's results with a scan of all
-// objects.
+// checkIndexes compares every selector's results, and the census, with a
+// scan of all objects.
 func checkIndexes(t *testing.T, s *MemoryStore) {
 	t.Helper()
+	census := s.Census()
+	s.View(func(tx ReadTx) {
+		tasks, nodes := map[api.TaskState]int{}, map[api.NodeStatus_State]int{}
+		for _, o := range mustFind(t, tx, KindTask) {
+			tasks[o.(*api.Task).GetStatus().GetState()]++
+		}
+		for _, o := range mustFind(t, tx, KindNode) {
+			nodes[o.(*api.Node).GetStatus().GetState()]++
+		}
+		if !maps.Equal(tasks, census.Tasks) || !maps.Equal(nodes, census.Nodes) {
+			t.Fatalf("census: tasks %v, nodes %v; scan: tasks %v, nodes %v", census.Tasks, census.Nodes, tasks, nodes)
+		}
+	})
 	s.View(func(tx ReadTx) {
 		for _, k := range Kinds() {
 			all, err := tx.Find(k, All)
@@ -595,3 +609,12 @@ func TestApplyBatchConcurrentReaders(t *testing.T) {
 var _ interface {
 	ApplyBatch(indexes []uint64, requests [][]*api.StoreAction) []error
 } = (*MemoryStore)(nil)
+
+func mustFind(t *testing.T, tx ReadTx, k Kind) []api.StoreObject {
+	t.Helper()
+	all, err := tx.Find(k, All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}

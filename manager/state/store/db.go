@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 
@@ -26,6 +27,33 @@ type table struct {
 	owner *owner
 	byID  btree[idItem]
 	idx   [maxIndexes]btree[keyItem]
+	// states counts the objects by state, for the kinds that have one
+	// (stateOf): kept as objects are written, so that a census is O(1).
+	states map[int32]int
+}
+
+// stateOf returns the state objects of kind kp are counted by: a task's
+// observed state, a node's status.
+func stateOf(kp int, obj api.StoreObject) (int32, bool) {
+	switch o := obj.(type) {
+	case *api.Task:
+		return int32(o.GetStatus().GetState()), true
+	case *api.Node:
+		return int32(o.GetStatus().GetState()), true
+	}
+	return 0, false
+}
+
+// count moves obj's state count by delta.
+func (tb *table) count(kp int, obj api.StoreObject, delta int) {
+	st, ok := stateOf(kp, obj)
+	if !ok {
+		return
+	}
+	if tb.states == nil {
+		tb.states = make(map[int32]int)
+	}
+	tb.states[st] += delta
 }
 
 // emptyState returns a state with every table empty.
@@ -189,7 +217,7 @@ func newDBTxn(from *dbState) *dbTxn {
 func (t *dbTxn) table(kp int) *table {
 	tb := t.st.tables[kp]
 	if tb.owner != t.own {
-		c := table{owner: t.own, byID: tb.byID.clone(t.st.cloneMu)}
+		c := table{owner: t.own, byID: tb.byID.clone(t.st.cloneMu), states: maps.Clone(tb.states)}
 		for i := range tb.idx {
 			c.idx[i] = tb.idx[i].clone(t.st.cloneMu)
 		}
@@ -214,6 +242,10 @@ func (t *dbTxn) put(kp int, obj api.StoreObject) {
 	id := obj.GetId()
 	prev, replaced := tb.byID.set(t.own, idItem{id: id, obj: obj})
 	old := prev.obj
+	if replaced {
+		tb.count(kp, old, -1)
+	}
+	tb.count(kp, obj, 1)
 	for i := range schema[kp] {
 		d := &schema[kp][i]
 		if replaced && d.same != nil && d.same(old, obj) {
@@ -244,6 +276,7 @@ func (t *dbTxn) putNew(kp int, obj api.StoreObject) bool {
 		tb.byID.set(t.own, prev) // put the stored object back
 		return false
 	}
+	tb.count(kp, obj, 1)
 	for i := range schema[kp] {
 		if s, n, ok := schema[kp][i].key(obj); ok {
 			tb.idx[i].set(t.own, keyItem{s: s, n: n, id: id})
@@ -260,6 +293,7 @@ func (t *dbTxn) remove(kp int, id string) api.StoreObject {
 	}
 	tb := t.table(kp)
 	prev, _ := tb.byID.remove(t.own, idItem{id: id})
+	tb.count(kp, prev.obj, -1)
 	for i := range schema[kp] {
 		if s, n, ok := schema[kp][i].key(prev.obj); ok {
 			tb.idx[i].remove(t.own, keyItem{s: s, n: n, id: id})
