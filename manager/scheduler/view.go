@@ -165,6 +165,12 @@ func (v *view) setTask(t *api.Task) {
 		ref.t, ref.err = t, t.GetStatus().GetErr()
 		return
 	}
+	if ref != nil && ref.group == nil && ref.node != "" && ref.node == t.GetNodeId() && occupies(t) && sameLoad(ref.t, t) {
+		// Still on the same node, counting the same there (the stored
+		// version of a task the view placed, or a status report).
+		ref.t, ref.err = t, t.GetStatus().GetErr()
+		return
+	}
 	var wasOn string
 	if ref == nil {
 		ref = &taskRef{}
@@ -190,6 +196,17 @@ func (v *view) setTask(t *api.Task) {
 	if wasOn != "" && wasOn != ref.node {
 		v.nodesChanged = true
 	}
+}
+
+// sameLoad reports whether a and b, versions of one task, count the same
+// on a node (see nodeInfo.addTask).
+func sameLoad(a, b *api.Task) bool {
+	ac, am := reservations(a)
+	bc, bm := reservations(b)
+	if a.GetServiceId() != b.GetServiceId() || ac != bc || am != bm {
+		return false
+	}
+	return a.GetEndpoint() == b.GetEndpoint() || slices.Equal(taskHostPorts(a), taskHostPorts(b))
 }
 
 // removeTask forgets the task with that ID.

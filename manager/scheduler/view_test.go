@@ -176,3 +176,27 @@ func TestViewNodeRemovedKeepsItsTasksCounted(t *testing.T) {
 	}
 	checkView(t, v)
 }
+
+func TestSameLoad(t *testing.T) {
+	base := mkTask("t", "s", running("n1"), reserve(cpu, gib), hostTCP(80))
+	tests := []struct {
+		name   string
+		change func(*api.Task)
+		want   bool
+	}{
+		{"a status report", func(t *api.Task) { t.Status = &api.TaskStatus{State: api.TaskState_TASK_STATE_RUNNING} }, true},
+		{"an equal copy of the spec", func(t *api.Task) { t.Spec = proto.CloneOf(t.Spec) }, true},
+		{"another service", func(t *api.Task) { t.ServiceId = "other" }, false},
+		{"another reservation", func(t *api.Task) { reserve(2*cpu, gib)(t) }, false},
+		{"another host port", func(t *api.Task) { t.Endpoint = nil; hostTCP(81)(t) }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := proto.CloneOf(base)
+			tc.change(b)
+			if got := sameLoad(base, b); got != tc.want {
+				t.Fatalf("sameLoad = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
