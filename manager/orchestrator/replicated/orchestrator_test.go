@@ -293,3 +293,39 @@ func TestRunCreatesTasksAsPlaced(t *testing.T) {
 		t.Fatalf("placements settled with %v, want nil once per created batch (web, then later)", p.settled)
 	}
 }
+
+// TestRunWritesManyServicesAtOnce: a pass with many services to
+// reconcile writes them in several batches at once; each service is
+// reconciled once, fully.
+func TestRunWritesManyServicesAtOnce(t *testing.T) {
+	const n = 4 * writers * minPerWriter / 2 // enough for every writer
+	objs := []api.StoreObject{readyNode("n1")}
+	for i := range n {
+		objs = append(objs, newService(fmt.Sprintf("svc%02d", i), 3))
+	}
+	h := newHarness(t, objs...)
+	p := &evenPlacer{node: "n1"}
+	h.start(WithPlacer(p))
+	for i := range n {
+		id := fmt.Sprintf("svc%02d", i)
+		h.waitFor(id+" slots 1..3", hasSlots(id, 3))
+	}
+	h.barrier("later")
+	h.store.View(func(tx store.ReadTx) {
+		for i := range n {
+			if tasks, _ := store.FindTasks(tx, store.ByServiceID(fmt.Sprintf("svc%02d", i))); len(tasks) != 3 {
+				t.Errorf("service svc%02d has %d tasks, want 3", i, len(tasks))
+			}
+		}
+	})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.settled) != n+1 {
+		t.Fatalf("%d placements settled, want %d (one per service)", len(p.settled), n+1)
+	}
+	for _, err := range p.settled {
+		if err != nil {
+			t.Fatalf("placement settled with %v", err)
+		}
+	}
+}
