@@ -104,6 +104,7 @@ func newRootCommand() *cobra.Command {
 	schedule.Flags().IntVar(&scheduleNodes, "nodes", 1000, "simulated nodes")
 	schedule.Flags().IntVar(&services, "services", 100, "services to create")
 	schedule.Flags().IntVar(&replicas, "replicas", 1000, "replicas per service")
+	schedule.Flags().BoolVar(&o.RunTasks, "run-tasks", false, "simulated nodes take their assignments and run their tasks (in memory) to RUNNING; also reports the time until all run")
 
 	heartbeat := &cobra.Command{
 		Use:   "heartbeat",

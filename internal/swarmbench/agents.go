@@ -8,13 +8,18 @@ import (
 	"sync/atomic"
 
 	"github.com/openswarm/swarmd/agent"
+	"github.com/openswarm/swarmd/agent/exec/testexec"
 	"github.com/openswarm/swarmd/api"
 	"github.com/openswarm/swarmd/ca"
 )
 
 // Agents are simulated nodes: each joined the swarm through the CA with
-// the worker token and keeps a real agent session (heartbeats,
-// assignments) with the managers, but runs no task.
+// the worker token and keeps a real agent session (heartbeats) with the
+// managers. Without runTasks a node has no worker: it does not ask for
+// assignments and runs no task. With it, each node has a worker with an
+// in-memory task DB and the in-memory executor (agent/exec/testexec): it
+// takes its assignments and runs its tasks to RUNNING, reporting each
+// state, as a real node does (without containers).
 type Agents struct {
 	list   []*agent.Agent
 	cancel context.CancelFunc
@@ -23,7 +28,7 @@ type Agents struct {
 
 // StartAgents joins n nodes through joinAddr, parallel at a time, and
 // starts their agents against managers.
-func StartAgents(ctx context.Context, n, parallel int, joinAddr, token string, managers []string) (*Agents, error) {
+func StartAgents(ctx context.Context, n, parallel int, joinAddr, token string, managers []string, runTasks bool) (*Agents, error) {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &Agents{list: make([]*agent.Agent, n), cancel: cancel}
 	quiet := slog.New(slog.DiscardHandler)
@@ -42,7 +47,7 @@ func StartAgents(ctx context.Context, n, parallel int, joinAddr, token string, m
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				ag, err := newAgent(ctx, i, joinAddr, token, managers, quiet)
+				ag, err := newAgent(ctx, i, joinAddr, token, managers, runTasks, quiet)
 				if err != nil {
 					errMu.Lock()
 					if first == nil {
@@ -65,7 +70,7 @@ func StartAgents(ctx context.Context, n, parallel int, joinAddr, token string, m
 	return a, ctx.Err()
 }
 
-func newAgent(ctx context.Context, i int, joinAddr, token string, managers []string, log *slog.Logger) (*agent.Agent, error) {
+func newAgent(ctx context.Context, i int, joinAddr, token string, managers []string, runTasks bool, log *slog.Logger) (*agent.Agent, error) {
 	sec, err := ca.Join(ctx, joinAddr, token, api.NodeRole_NODE_ROLE_WORKER)
 	if err != nil {
 		return nil, fmt.Errorf("join node %d: %w", i, err)
@@ -79,12 +84,16 @@ func newAgent(ctx context.Context, i int, joinAddr, token string, managers []str
 		Platform:  &api.Platform{Os: "linux", Architecture: "x86_64"},
 		Resources: &api.Resources{NanoCpus: 4e9, MemoryBytes: 8 << 30},
 	}
-	return agent.New(agent.Config{
+	cfg := agent.Config{
 		Remotes:     agent.NewRemotes(uint64(i)+1, managers...),
 		Credentials: creds,
 		Description: func() *api.NodeDescription { return desc },
 		Logger:      log,
-	})
+	}
+	if runTasks {
+		cfg.Executor = testexec.New(desc)
+	}
+	return agent.New(cfg)
 }
 
 // Len is the number of simulated nodes.

@@ -28,11 +28,11 @@ func withDebug(args []string, def string) ([]string, string) {
 	return append(append([]string(nil), args...), debugFlag+"="+def), def
 }
 
-// assignedTasks returns how many tasks the manager's store holds ASSIGNED
-// or further along, from its swarmd_tasks metric (a census of the store
-// at every scrape: a scan, far cheaper for the manager than listing the
+// countTasks returns how many tasks the manager's store holds in a state
+// that in accepts, from its swarmd_tasks metric (the store's census, kept
+// as tasks are written: far cheaper for the manager than listing the
 // tasks through the control API).
-func assignedTasks(ctx context.Context, debugAddr string) (int, error) {
+func countTasks(ctx context.Context, debugAddr string, in func(api.TaskState) bool) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+debugAddr+"/metrics", nil)
 	if err != nil {
 		return 0, err
@@ -61,7 +61,7 @@ func assignedTasks(ctx context.Context, debugAddr string) (int, error) {
 				continue
 			}
 			st, known := api.TaskState_value["TASK_STATE_"+strings.ToUpper(l.GetValue())]
-			if known && api.TaskState(st) >= api.TaskState_TASK_STATE_ASSIGNED {
+			if known && in(api.TaskState(st)) {
 				n += int(m.GetGauge().GetValue())
 			}
 		}

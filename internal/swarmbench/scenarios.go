@@ -26,6 +26,9 @@ type Options struct {
 	// ManagerArgs are extra flags for the first manager (e.g.
 	// --listen-debug to profile it).
 	ManagerArgs []string
+	// RunTasks gives the simulated nodes of Schedule workers that take
+	// their assignments and run their tasks (see Agents).
+	RunTasks bool
 }
 
 func (o Options) addr(i int) string {
@@ -86,9 +89,12 @@ type ScheduleResult struct {
 	// machine.
 	CPU time.Duration
 	// NodesCPU is the benchmark process's own CPU time then: the simulated
-	// nodes taking their assignments, and the polling, on the same CPUs as
-	// the manager.
+	// nodes (taking their assignments, with RunTasks), and the polling, on
+	// the same CPUs as the manager.
 	NodesCPU time.Duration
+	// Running, with RunTasks, is the time from the first CreateService to
+	// every task RUNNING on its node.
+	Running time.Duration
 }
 
 // Schedule creates services x replicas tasks on o.Nodes simulated nodes of
@@ -108,7 +114,7 @@ func Schedule(ctx context.Context, o Options, services, replicas int) (ScheduleR
 		return res, err
 	}
 	start := time.Now()
-	agents, err := StartAgents(ctx, o.Nodes, o.JoinParallel, m.Addr, wtoken, []string{m.Addr})
+	agents, err := StartAgents(ctx, o.Nodes, o.JoinParallel, m.Addr, wtoken, []string{m.Addr}, o.RunTasks)
 	if err != nil {
 		return res, err
 	}
@@ -145,7 +151,7 @@ func Schedule(ctx context.Context, o Options, services, replicas int) (ScheduleR
 		ids = append(ids, resp.GetService().GetId())
 	}
 	created := time.Since(start)
-	if err := waitCensus(ctx, debugAddr, res.Tasks); err != nil {
+	if err := waitCensus(ctx, debugAddr, res.Tasks, atLeast(api.TaskState_TASK_STATE_ASSIGNED)); err != nil {
 		return res, err
 	}
 	res.Assigned = time.Since(start)
@@ -160,6 +166,13 @@ func Schedule(ctx context.Context, o Options, services, replicas int) (ScheduleR
 	}
 	res.NodesCPU = self1 - self0
 	_, res.PeakRSS, _ = m.Memory()
+	if o.RunTasks {
+		running := func(st api.TaskState) bool { return st == api.TaskState_TASK_STATE_RUNNING }
+		if err := waitCensus(ctx, debugAddr, res.Tasks, running); err != nil {
+			return res, err
+		}
+		res.Running = time.Since(start)
+	}
 	// Untimed: every service has its replicas assigned to nodes.
 	if err := checkAssigned(ctx, m, ids, replicas); err != nil {
 		return res, err
@@ -167,6 +180,9 @@ func Schedule(ctx context.Context, o Options, services, replicas int) (ScheduleR
 	fmt.Fprintf(o.Out, "%d services x %d replicas on %d nodes: created in %s, all ASSIGNED after %s; manager CPU %s, peak RSS %d MiB; simulated nodes' CPU %s\n",
 		services, replicas, o.Nodes, created.Round(time.Millisecond), res.Assigned.Round(time.Millisecond), res.CPU.Round(10*time.Millisecond), res.PeakRSS>>20,
 		res.NodesCPU.Round(10*time.Millisecond))
+	if o.RunTasks {
+		fmt.Fprintf(o.Out, "all RUNNING on their nodes after %s\n", res.Running.Round(time.Millisecond))
+	}
 	return res, nil
 }
 
@@ -209,16 +225,22 @@ func waitReadyNodes(ctx context.Context, m *Manager, want int) error {
 	})
 }
 
-// waitCensus polls the manager's task census until want tasks are
-// ASSIGNED or further: the swarm holds only the services measured. A scrape
-// scans the store (a few ms for 100,000 tasks); listing the tasks through
-// the control API instead cost the manager about a tenth of its CPU during
-// the burst, encoding every task at least once.
-func waitCensus(ctx context.Context, debugAddr string, want int) error {
+// waitCensus polls the manager's task census until want tasks are in a
+// state that in accepts: the swarm holds only the services measured. A
+// scrape costs the manager a few microseconds (the census is kept as tasks
+// are written); listing the tasks through the control API instead cost it
+// about a tenth of its CPU during the burst, encoding every task at least
+// once.
+func waitCensus(ctx context.Context, debugAddr string, want int, in func(api.TaskState) bool) error {
 	return poll(ctx, 50*time.Millisecond, func() (bool, error) {
-		n, err := assignedTasks(ctx, debugAddr)
+		n, err := countTasks(ctx, debugAddr, in)
 		return n >= want, err
 	})
+}
+
+// atLeast accepts the states from min on.
+func atLeast(min api.TaskState) func(api.TaskState) bool {
+	return func(st api.TaskState) bool { return st >= min }
 }
 
 // checkAssigned checks that every service in ids has replicas tasks
@@ -291,7 +313,7 @@ func Heartbeat(ctx context.Context, o Options, window time.Duration) (HeartbeatR
 	}
 	addrs := []string{ms[0].Addr, ms[1].Addr, ms[2].Addr}
 	start := time.Now()
-	agents, err := StartAgents(ctx, o.Nodes, o.JoinParallel, leader.Addr, wtoken, addrs)
+	agents, err := StartAgents(ctx, o.Nodes, o.JoinParallel, leader.Addr, wtoken, addrs, false)
 	if err != nil {
 		return res, err
 	}

@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/openswarm/swarmd/api"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 const (
@@ -179,14 +181,42 @@ func TestAssignStateChanges(t *testing.T) {
 					dirty:  dirty{tasks: ids("t1", "t3", "t4")},
 				},
 				{
-					name: "new task, updated task, shut down task",
+					name: "new task, task the agent reported running, shut down task",
 					change: func(src *mapSource) {
 						src.tasks["t6"] = mkTask("t6", "n1", stRunning, stAssigned, 8)
 						src.tasks["t2"] = mkTask("t2", "n1", stRunning, stRunning, 9)
 						src.tasks["t1"] = mkTask("t1", "n1", stShutdown, stShutdown, 10)
 					},
 					dirty: dirty{tasks: ids("t6", "t2", "t1")},
-					want:  []string{"update task t2@9", "update task t6@8", "remove task t1"},
+					want:  []string{"update task t6@8", "remove task t1"},
+				},
+				{
+					name: "a task's spec changes",
+					change: func(src *mapSource) {
+						t2 := mkTask("t2", "n1", stRunning, stRunning, 11)
+						t2.Spec.Container.Image = "busybox:2"
+						src.tasks["t2"] = t2
+					},
+					dirty: dirty{tasks: ids("t2")},
+					want:  []string{"update task t2@11"},
+				},
+				{
+					name: "a task's desired state changes",
+					change: func(src *mapSource) {
+						t2 := mkTask("t2", "n1", stShutdown, stRunning, 12)
+						t2.Spec.Container.Image = "busybox:2"
+						src.tasks["t2"] = t2
+					},
+					dirty: dirty{tasks: ids("t2")},
+					want:  []string{"update task t2@12"},
+				},
+				{
+					name: "a manager's state change is sent",
+					change: func(src *mapSource) {
+						src.tasks["t6"] = mkTask("t6", "n1", stRunning, stAssigned, 13)
+					},
+					dirty: dirty{tasks: ids("t6")},
+					want:  []string{"update task t6@13"},
 				},
 				{
 					name:   "deleted task",
@@ -350,6 +380,58 @@ func TestPaginate(t *testing.T) {
 				if all[i] != tc.changes[i] {
 					t.Fatalf("change %d out of order", i)
 				}
+			}
+		})
+	}
+}
+
+// TestReportedOnly: a later version of a task differing only in its
+// status (past ASSIGNED) and Meta is the agent's own report; a change of
+// any other field, or a state the managers set, is not.
+func TestReportedOnly(t *testing.T) {
+	base := withRefs(mkTask("t1", "n1", stRunning, stAssigned, 3), []string{"s1"}, nil)
+	base.Annotations = &api.Annotations{Name: "web.1"}
+	running := func(t *api.Task) *api.Task {
+		c := proto.CloneOf(t)
+		c.Status = &api.TaskStatus{State: stRunning, Message: "started"}
+		c.Meta = &api.Meta{Version: &api.Version{Index: versionOf(t) + 1}}
+		return c
+	}
+	if !reportedOnly(base, running(base)) {
+		t.Fatal("a status report past ASSIGNED must count as reported only")
+	}
+	if reportedOnly(base, base) != false || reportedOnly(nil, running(base)) {
+		t.Fatal("a task at ASSIGNED, or one never sent, must be sent")
+	}
+	// Every other field, changed, makes the task one to send.
+	fields := base.ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if name := fd.Name(); name == "meta" || name == "status" {
+			continue
+		}
+		t.Run(string(fd.Name()), func(t *testing.T) {
+			changed := running(base)
+			m := changed.ProtoReflect()
+			switch {
+			case fd.IsList():
+				l := m.Mutable(fd).List()
+				l.Append(l.NewElement())
+			case fd.Message() != nil:
+				// A field base's message does not have makes it differ.
+				msg := m.Mutable(fd).Message()
+				msg.SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 999, protowire.VarintType), 1))
+			case fd.Kind() == protoreflect.StringKind:
+				m.Set(fd, protoreflect.ValueOfString("changed"))
+			case fd.Kind() == protoreflect.Uint64Kind:
+				m.Set(fd, protoreflect.ValueOfUint64(99))
+			case fd.Kind() == protoreflect.EnumKind:
+				m.Set(fd, protoreflect.ValueOfEnum(protoreflect.EnumNumber(api.TaskState_TASK_STATE_REMOVE)))
+			default:
+				t.Fatalf("no way to change field %s (%s)", fd.Name(), fd.Kind())
+			}
+			if reportedOnly(base, changed) {
+				t.Fatalf("a change of %s counted as reported only", fd.Name())
 			}
 		})
 	}

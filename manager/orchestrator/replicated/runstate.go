@@ -56,7 +56,8 @@ func (rs *runState) note(ev store.Event) {
 		}
 	case *api.Task:
 		old, _ := ev.Old.(*api.Task)
-		if isOurs(o) && taskMatters(ev.Action, old, o) && !rs.placedOnKeeper(ev.Action, old, o) {
+		_, rebalancing := rs.rebalance[o.GetServiceId()]
+		if isOurs(o) && taskMatters(ev.Action, old, o, rebalancing) && !rs.placedOnKeeper(ev.Action, old, o) {
 			rs.Services[o.GetServiceId()] = true
 		}
 	case *api.Node:
@@ -104,15 +105,20 @@ func (rs *runState) placedOnKeeper(action store.EventAction, old, t *api.Task) b
 }
 
 // taskMatters reports whether a task event may change a reconciliation:
-// a task appeared or went, or its desired state, node, having stopped or
-// running changed.
-func taskMatters(action store.EventAction, old, t *api.Task) bool {
+// a task appeared or went, or its desired state, node or having stopped
+// changed; for a service being rebalanced (whose next wave waits for
+// every task to run), also its running. A task's progress towards running
+// changes nothing else a reconciliation decides (which tasks a scale-down
+// removes first comes with the spec change), and reconciling a service at
+// every progress of its tasks was most of the manager's work while 1,000
+// nodes started 100,000 tasks.
+func taskMatters(action store.EventAction, old, t *api.Task, rebalancing bool) bool {
 	if action != store.EventUpdate {
 		return action == store.EventCreate || orchestrator.IsRunnable(t)
 	}
 	isRunning := func(t *api.Task) bool { return t.GetStatus().GetState() == api.TaskState_TASK_STATE_RUNNING }
 	return old.GetDesiredState() != t.GetDesiredState() || old.GetNodeId() != t.GetNodeId() ||
-		orchestrator.HasStopped(old) != orchestrator.HasStopped(t) || isRunning(old) != isRunning(t)
+		orchestrator.HasStopped(old) != orchestrator.HasStopped(t) || rebalancing && isRunning(old) != isRunning(t)
 }
 
 // nodeMatters reports whether a node event may change reconciliations

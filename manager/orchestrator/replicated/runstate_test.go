@@ -31,6 +31,7 @@ func TestNoteAssignment(t *testing.T) {
 		old, t    *api.Task
 		nodeKeeps func(string) bool
 		own       []string // task IDs a pass of this orchestrator created
+		rebalance bool     // the service is being rebalanced
 		dirty     bool
 	}{
 		{name: "assigned to a node that keeps tasks", action: store.EventUpdate, old: task("", pending, running), t: task("up", assigned, running), nodeKeeps: keeps},
@@ -44,12 +45,18 @@ func TestNoteAssignment(t *testing.T) {
 		{name: "created by another, beside its own", action: store.EventCreate, t: task("", pending, running), own: []string{"t0", "t2"}, dirty: true},
 		{name: "updated after its own creation", action: store.EventUpdate, old: task("", pending, running), t: task("", pending, shutdown), own: []string{"t1"}, dirty: true},
 		{name: "status only", action: store.EventUpdate, old: task("up", assigned, running), t: task("up", api.TaskState_TASK_STATE_ACCEPTED, running), nodeKeeps: keeps},
+		{name: "running", action: store.EventUpdate, old: task("up", api.TaskState_TASK_STATE_STARTING, running), t: task("up", running, running), nodeKeeps: keeps},
+		{name: "running, rebalancing", action: store.EventUpdate, old: task("up", api.TaskState_TASK_STATE_STARTING, running), t: task("up", running, running), nodeKeeps: keeps, rebalance: true, dirty: true},
+		{name: "stopped running", action: store.EventUpdate, old: task("up", running, running), t: task("up", failed, running), nodeKeeps: keeps, dirty: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rs := newRunState(tc.nodeKeeps)
 			rs.Take() // forget the start's "everything"
 			rs.ownCreates(tc.own)
+			if tc.rebalance {
+				rs.rebalance["s1"] = 0
+			}
 			ev := store.Event{Action: tc.action, Object: tc.t, Index: 7}
 			if tc.old != nil {
 				ev.Old = tc.old
