@@ -214,41 +214,40 @@ func TestPlacedTasksAreWrittenOnce(t *testing.T) {
 	}
 }
 
-// TestPlaceForgetsWhatWasNotWritten: when the write carrying placed tasks
-// fails, their places are freed for others.
-func TestPlaceForgetsWhatWasNotWritten(t *testing.T) {
-	s := newStore(t)
-	create(t, s, mkNode("n1", nodeResources(cpu, gib)))
-	r := startRunner(t, s)
-	waitLoaded(t, r)
-
-	lost := mkTask("lost", "s", reserve(cpu, 0))
-	settle := r.sch.Place([]*api.Task{lost})
-	if lost.GetNodeId() != "n1" {
-		t.Fatalf("lost task placed on %q, want n1", lost.GetNodeId())
+// TestPlaceSettle: when the write carrying placed tasks fails, the
+// places of those the store does not hold are freed for others; a write
+// reported failed may still have created them (a proposal that timed out,
+// then committed): the store decides.
+func TestPlaceSettle(t *testing.T) {
+	tests := []struct {
+		name    string
+		written bool  // the task reached the store
+		err     error // what the write returned
+		next    func(tx store.ReadTx) bool
+	}{
+		{"not written: its place is freed", false, errors.New("proposal failed"), assignedTo("n1", "next")},
+		{"written despite an error: its place is kept", true, context.DeadlineExceeded,
+			pendingWith("no suitable node (insufficient resources on 1 node)", "next")},
 	}
-	settle(errors.New("proposal failed"))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			create(t, s, mkNode("n1", nodeResources(cpu, gib)))
+			r := startRunner(t, s)
+			waitLoaded(t, r)
 
-	next := mkTask("next", "s", reserve(cpu, 0))
-	create(t, s, next)
-	orchestratortest.WaitFor(t, s, "the next task assigned to n1", assignedTo("n1", "next"))
-}
+			first := mkTask("first", "s", reserve(cpu, 0))
+			settle := r.sch.Place([]*api.Task{first})
+			if first.GetNodeId() != "n1" {
+				t.Fatalf("first task placed on %q, want n1", first.GetNodeId())
+			}
+			if tc.written {
+				create(t, s, first)
+			}
+			settle(tc.err)
 
-// TestPlaceKeepsWhatWasWrittenDespiteAnError: a write reported failed
-// may still have created the tasks (a proposal that timed out, then
-// committed); the store decides.
-func TestPlaceKeepsWhatWasWrittenDespiteAnError(t *testing.T) {
-	s := newStore(t)
-	create(t, s, mkNode("n1", nodeResources(cpu, gib)))
-	r := startRunner(t, s)
-	waitLoaded(t, r)
-
-	kept := mkTask("kept", "s", reserve(cpu, 0))
-	settle := r.sch.Place([]*api.Task{kept})
-	create(t, s, kept)
-	settle(context.DeadlineExceeded)
-
-	next := mkTask("next", "s", reserve(cpu, 0))
-	create(t, s, next)
-	orchestratortest.WaitFor(t, s, "the next task found no room", pendingWith("no suitable node (insufficient resources on 1 node)", "next"))
+			create(t, s, mkTask("next", "s", reserve(cpu, 0)))
+			orchestratortest.WaitFor(t, s, "the next task decided", tc.next)
+		})
+	}
 }
