@@ -239,50 +239,47 @@ func (t *dbTxn) commit() *dbState {
 // the indexes whose value changed.
 func (t *dbTxn) put(kp int, obj api.StoreObject) {
 	tb := t.table(kp)
-	id := obj.GetId()
-	prev, replaced := tb.byID.set(t.own, idItem{id: id, obj: obj})
-	old := prev.obj
-	if replaced {
-		tb.count(kp, old, -1)
-	}
-	tb.count(kp, obj, 1)
-	for i := range schema[kp] {
-		d := &schema[kp][i]
-		if replaced && d.same != nil && d.same(old, obj) {
-			continue
-		}
-		ns, nn, nok := d.key(obj)
-		if replaced {
-			os, on, ook := d.key(old)
-			if ook == nok && os == ns && on == nn {
-				continue
-			}
-			if ook {
-				tb.idx[i].remove(t.own, keyItem{s: os, n: on, id: id})
-			}
-		}
-		if nok {
-			tb.idx[i].set(t.own, keyItem{s: ns, n: nn, id: id})
-		}
-	}
+	prev, _ := tb.byID.set(t.own, idItem{id: obj.GetId(), obj: obj})
+	tb.reindex(t.own, kp, prev.obj, obj) // prev is zero if nothing was replaced
 }
 
 // putNew stores obj unless an object with its ID exists, in one descent
 // of the ID tree; it reports whether it stored obj.
 func (t *dbTxn) putNew(kp int, obj api.StoreObject) bool {
 	tb := t.table(kp)
-	id := obj.GetId()
-	if prev, replaced := tb.byID.set(t.own, idItem{id: id, obj: obj}); replaced {
+	if prev, replaced := tb.byID.set(t.own, idItem{id: obj.GetId(), obj: obj}); replaced {
 		tb.byID.set(t.own, prev) // put the stored object back
 		return false
 	}
+	tb.reindex(t.own, kp, nil, obj)
+	return true
+}
+
+// reindex moves the state count and the index entries of an object of
+// kind kp from old (nil: none) to obj, the object now stored under its ID,
+// touching only the indexes whose value changed.
+func (tb *table) reindex(own *owner, kp int, old, obj api.StoreObject) {
+	if old != nil {
+		tb.count(kp, old, -1)
+	}
 	tb.count(kp, obj, 1)
+	id := obj.GetId()
 	for i := range schema[kp] {
-		if s, n, ok := schema[kp][i].key(obj); ok {
-			tb.idx[i].set(t.own, keyItem{s: s, n: n, id: id})
+		d := &schema[kp][i]
+		ns, nn, nok := d.key(obj)
+		if old != nil {
+			os, on, ook := d.key(old)
+			if ook == nok && os == ns && on == nn {
+				continue
+			}
+			if ook {
+				tb.idx[i].remove(own, keyItem{s: os, n: on, id: id})
+			}
+		}
+		if nok {
+			tb.idx[i].set(own, keyItem{s: ns, n: nn, id: id})
 		}
 	}
-	return true
 }
 
 // remove deletes the object of kind kp with that ID, if any, and returns

@@ -54,9 +54,6 @@ type indexDef struct {
 	// key returns obj's value (s and n of the entry); ok false leaves obj
 	// out of the index.
 	key func(obj api.StoreObject) (s string, n uint64, ok bool)
-	// same, if set, reports cheaply that a and b (same kind and ID) have
-	// the same value, so that an update need not compute both keys.
-	same func(a, b api.StoreObject) bool
 }
 
 // maxIndexes bounds the secondary indexes of one kind.

@@ -577,37 +577,11 @@ func (w *writer) do(a *api.StoreAction, index uint64) (change, error) {
 		return change{}, err
 	}
 	id := obj.GetId()
-	if a.GetKind() == api.StoreAction_CREATE && !uniqueNames(k) {
-		// No name to check: one look for the ID, as it is stored.
-		if index != 0 {
-			setVersion(obj, index)
-		}
-		if !w.v.insert(k, obj) {
-			return change{}, fmt.Errorf("create %s %s: %w", k, id, ErrExist)
-		}
-		if w.track {
-			w.setBase(objKey{k, id}, 0)
-		}
-		return change{kind: k, action: api.StoreAction_CREATE, obj: obj}, nil
+	if a.GetKind() == api.StoreAction_CREATE {
+		return w.create(k, obj, index)
 	}
 	cur := w.v.get(k, id)
 	switch a.GetKind() {
-	case api.StoreAction_CREATE:
-		if cur != nil {
-			return change{}, fmt.Errorf("create %s %s: %w", k, id, ErrExist)
-		}
-		if err := w.checkName(k, obj); err != nil {
-			return change{}, fmt.Errorf("create %w", err)
-		}
-		if index != 0 {
-			setVersion(obj, index)
-		}
-		w.v.store(k, obj)
-		if w.track {
-			w.setBase(objKey{k, id}, 0)
-		}
-		return change{kind: k, action: api.StoreAction_CREATE, obj: obj}, nil
-
 	case api.StoreAction_UPDATE:
 		if cur == nil {
 			return change{}, fmt.Errorf("update %s %s: %w", k, id, ErrNotExist)
@@ -645,6 +619,32 @@ func (w *writer) do(a *api.StoreAction, index uint64) (change, error) {
 		return change{kind: k, action: api.StoreAction_REMOVE, old: cur}, nil
 	}
 	return change{}, fmt.Errorf("%s %s: action %v: %w", k, id, a.GetKind(), ErrInvalidObject)
+}
+
+// create is do for a create. A kind of unique names is first looked up
+// for the ID, then for the name, so that the ID's conflict is the one
+// reported; for the others the insertion looks the ID up itself, in one
+// descent of the ID tree.
+func (w *writer) create(k Kind, obj api.StoreObject, index uint64) (change, error) {
+	id := obj.GetId()
+	if uniqueNames(k) {
+		if w.v.get(k, id) != nil {
+			return change{}, fmt.Errorf("create %s %s: %w", k, id, ErrExist)
+		}
+		if err := w.checkName(k, obj); err != nil {
+			return change{}, fmt.Errorf("create %w", err)
+		}
+	}
+	if index != 0 {
+		setVersion(obj, index)
+	}
+	if !w.v.insert(k, obj) {
+		return change{}, fmt.Errorf("create %s %s: %w", k, id, ErrExist)
+	}
+	if w.track {
+		w.setBase(objKey{k, id}, 0)
+	}
+	return change{kind: k, action: api.StoreAction_CREATE, obj: obj}, nil
 }
 
 // setVersion sets obj's version to index. The writer owns the object (and
