@@ -94,14 +94,7 @@ func (v *view) placeNew(tasks []*api.Task, assigned *api.TaskStatus) []string {
 	for _, k := range keys {
 		refs := groups[k]
 		sortRefs(refs)
-		p := newPipeline(refs[0].t)
-		var ds []decision
-		if k.preset {
-			ds = v.schedulePreset(p, refs, nil)
-		} else {
-			ds = v.scheduleSpread(p, refs, nil)
-		}
-		for _, d := range ds {
+		for _, d := range v.scheduleGroup(k.preset, refs, nil) {
 			if d.node == "" {
 				continue
 			}

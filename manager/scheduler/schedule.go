@@ -35,15 +35,19 @@ func (v *view) schedule() []decision {
 	slices.SortFunc(todo, func(a, b *group) int { return a.key.compare(b.key) })
 	out := make([]decision, 0, n)
 	for _, g := range todo {
-		refs := g.sorted()
-		p := newPipeline(refs[0].t)
-		if g.key.preset {
-			out = v.schedulePreset(p, refs, out)
-		} else {
-			out = v.scheduleSpread(p, refs, out)
-		}
+		out = v.scheduleGroup(g.key.preset, g.sorted(), out)
 	}
 	return out
+}
+
+// scheduleGroup places refs, the tasks of one group in slot order: each
+// on the node it names if preset, else spread.
+func (v *view) scheduleGroup(preset bool, refs []*taskRef, out []decision) []decision {
+	p := newPipeline(refs[0].t)
+	if preset {
+		return v.schedulePreset(p, refs, out)
+	}
+	return v.scheduleSpread(p, refs, out)
 }
 
 // scheduleSpread places refs, tasks of one spec, on the nodes p accepts,
