@@ -44,3 +44,27 @@ func CreatePlaced(tx store.Tx, p Placer, tasks []*api.Task) (settle func(error),
 	}
 	return settle, nil
 }
+
+// Settles holds the placement settles (see CreatePlaced) of the
+// transactions of one store.Batch until the batch has ended.
+type Settles []func(error)
+
+// Add takes the settle of one transaction of the batch (nil: it placed
+// nothing) and updateErr, what Batch.Update returned for it: if it
+// failed, its writes were dropped, and its placement is settled at once.
+func (s *Settles) Add(settle func(error), updateErr error) {
+	switch {
+	case settle == nil:
+	case updateErr != nil:
+		settle(updateErr)
+	default:
+		*s = append(*s, settle)
+	}
+}
+
+// Done settles the placements kept with err, what the batch returned.
+func (s Settles) Done(err error) {
+	for _, settle := range s {
+		settle(err)
+	}
+}

@@ -118,6 +118,7 @@ type outcome struct {
 func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, nodes []*api.Node, ids []string) ([]outcome, error) {
 	var outs []outcome
 	var failed []error
+	var placed orchestrator.Settles
 	err := o.store.Batch(ctx, func(b *store.Batch) error {
 		for _, id := range ids {
 			var out outcome
@@ -126,10 +127,8 @@ func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, nodes []
 				out, err = o.reconcileOne(ctx, tx, cluster, nodes, id)
 				return err
 			})
+			placed.Add(out.settle, err)
 			if err != nil {
-				if out.settle != nil {
-					out.settle(err) // the callback's writes were dropped
-				}
 				failed = append(failed, fmt.Errorf("service %s: %w", id, err))
 				continue
 			}
@@ -137,11 +136,7 @@ func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, nodes []
 		}
 		return nil
 	})
-	for _, out := range outs {
-		if out.settle != nil {
-			out.settle(err)
-		}
-	}
+	placed.Done(err)
 	if err == nil && len(failed) > 0 {
 		err = errors.Join(failed...)
 	}

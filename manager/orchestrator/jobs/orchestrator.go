@@ -91,7 +91,7 @@ func (o *Orchestrator) pass(ctx context.Context, rs *runState) error {
 // batch.
 func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, nodes []*api.Node, ids []string) error {
 	var failed []error
-	var settles []func(error) // of the jobs written
+	var placed orchestrator.Settles
 	err := o.store.Batch(ctx, func(b *store.Batch) error {
 		for _, id := range ids {
 			var settle func(error)
@@ -100,21 +100,14 @@ func (o *Orchestrator) write(ctx context.Context, cluster *api.Cluster, nodes []
 				settle, err = o.reconcileOne(ctx, tx, cluster, nodes, id)
 				return err
 			})
-			switch {
-			case err != nil:
-				if settle != nil {
-					settle(err) // the callback's writes were dropped
-				}
+			placed.Add(settle, err)
+			if err != nil {
 				failed = append(failed, fmt.Errorf("job %s: %w", id, err))
-			case settle != nil:
-				settles = append(settles, settle)
 			}
 		}
 		return nil
 	})
-	for _, settle := range settles {
-		settle(err)
-	}
+	placed.Done(err)
 	if err == nil && len(failed) > 0 {
 		err = errors.Join(failed...)
 	}

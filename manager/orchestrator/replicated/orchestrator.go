@@ -162,6 +162,7 @@ func (o *Orchestrator) writeBatch(ctx context.Context, cluster *api.Cluster, ids
 	nodes := newNodeCache()
 	var outs []outcome
 	var failed []error
+	var placed orchestrator.Settles
 	err := o.store.Batch(ctx, func(b *store.Batch) error {
 		for _, id := range ids {
 			var out outcome
@@ -171,10 +172,8 @@ func (o *Orchestrator) writeBatch(ctx context.Context, cluster *api.Cluster, ids
 				out, err = o.reconcileOne(ctx, tx, cluster, id, nodes, rebalancing && candidate, rebalance[id])
 				return err
 			})
+			placed.Add(out.settle, err)
 			if err != nil {
-				if out.settle != nil {
-					out.settle(err) // the callback's writes were dropped
-				}
 				failed = append(failed, fmt.Errorf("service %s: %w", id, err))
 				continue
 			}
@@ -182,11 +181,7 @@ func (o *Orchestrator) writeBatch(ctx context.Context, cluster *api.Cluster, ids
 		}
 		return nil
 	})
-	for _, out := range outs {
-		if out.settle != nil {
-			out.settle(err)
-		}
-	}
+	placed.Done(err)
 	if err == nil && len(failed) > 0 {
 		err = errors.Join(failed...)
 	}
